@@ -114,3 +114,24 @@ class Axis(Protocol):
 
     async def reset(self) -> None:
         """Acknowledge and clear a drive fault (the axis stays stopped)."""
+
+
+#: Drive fault codes on the wire (Modbus fault register, serial ``F`` field) -> condition.
+#: 0 means no fault.  Unknown non-zero codes map to ``Condition.DRIVE_FAULT``.
+FAULT_CODES: dict[int, Condition] = {
+    1: Condition.OVERCURRENT,
+    2: Condition.OVERTEMPERATURE,
+    3: Condition.FOLLOWING_ERROR,
+    4: Condition.ESTOP,
+    5: Condition.LIMIT_SWITCH,
+    6: Condition.ENCODER_JUMP,
+    7: Condition.WATCHDOG,
+}
+CONDITION_CODES: dict[Condition, int] = {c: n for n, c in FAULT_CODES.items()}
+
+
+def condition_for_code(code: int) -> Condition:
+    """The condition a drive fault code stands for (0 -> OK)."""
+    if code == 0:
+        return Condition.OK
+    return FAULT_CODES.get(code, Condition.DRIVE_FAULT)
