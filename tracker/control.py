@@ -1,0 +1,105 @@
+"""The control law: one step for one axis, a pure function of state, measurement and demand.
+
+Velocity feed-forward from the demand's rate plus a position correction, the
+correction limited so the axis can always stop in time (``sqrt(2 a |e|)``), the
+sum saturated at the axis speed limit and slew-rate limited at its acceleration
+limit.  The same law slews (large error, no feed-forward) and tracks (small
+error, Sun rate feed-forward).  A range guard keeps the commanded velocity low
+enough to stop inside the envelope whatever the demand says.
+
+Units: axis degrees, deg/s, deg/s^2, seconds.  The caller (the engine) turns
+sky directions into axis demands through the boresight, the cable wrap and the
+pointing model before calling this.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AxisLimits:
+    """What the control law may command on one axis."""
+
+    min_deg: float
+    max_deg: float
+    max_speed_deg_s: float
+    max_accel_deg_s2: float
+
+
+@dataclass(frozen=True, slots=True)
+class AxisDemand:
+    """Where the axis should be at the time of the step, and how fast that moves."""
+
+    position_deg: float
+    rate_deg_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AxisCommand:
+    """The step's output: the velocity to command and the position error it saw."""
+
+    velocity_deg_s: float
+    error_deg: float
+
+
+#: Fraction of the acceleration limit used for braking in the position correction,
+#: so that noise and the one-tick command latency never make it overshoot.
+BRAKING_MARGIN = 0.8
+
+
+def _stopping_speed(distance_deg: float, accel_deg_s2: float) -> float:
+    """Largest speed from which the axis can stop within ``distance_deg`` (>= 0)."""
+    if distance_deg <= 0.0:
+        return 0.0
+    return math.sqrt(2.0 * BRAKING_MARGIN * accel_deg_s2 * distance_deg)
+
+
+def axis_step(limits: AxisLimits, demand: AxisDemand, measured_deg: float,
+              last_velocity_deg_s: float, gain_per_s: float, dt_s: float) -> AxisCommand:
+    """One control step for one axis.
+
+    ``measured_deg`` is the encoder position, ``last_velocity_deg_s`` the
+    velocity commanded on the previous step (for the acceleration limit),
+    ``gain_per_s`` the position loop gain and ``dt_s`` the control period.
+    The demand is clamped into the axis range first, so no input can ask for a
+    position outside it.
+    """
+    a = limits.max_accel_deg_s2
+    vmax = limits.max_speed_deg_s
+    target = min(max(demand.position_deg, limits.min_deg), limits.max_deg)
+    error = target - measured_deg
+    # Position correction: proportional near the target, time-optimal far from it.
+    correction = gain_per_s * error
+    cap = _stopping_speed(abs(error), a)
+    if abs(correction) > cap:
+        correction = math.copysign(cap, error)
+    velocity = demand.rate_deg_s + correction
+    # Speed limit, then acceleration limit against the last command.
+    velocity = min(max(velocity, -vmax), vmax)
+    dv = a * dt_s
+    velocity = min(max(velocity, last_velocity_deg_s - dv), last_velocity_deg_s + dv)
+    # Range guard: never faster towards a limit than we can stop from before it.
+    up = _stopping_speed(limits.max_deg - measured_deg, a)
+    down = _stopping_speed(measured_deg - limits.min_deg, a)
+    velocity = min(max(velocity, -down), up)
+    return AxisCommand(velocity, error)
+
+
+def great_circle_arcsec(az1_deg: float, el1_deg: float, az2_deg: float, el2_deg: float) -> float:
+    """Angle between two directions (arc-seconds), exact at all separations (Vincenty form)."""
+    p1 = math.radians(el1_deg)
+    p2 = math.radians(el2_deg)
+    dl = math.radians(az2_deg - az1_deg)
+    sp1, cp1 = math.sin(p1), math.cos(p1)
+    sp2, cp2 = math.sin(p2), math.cos(p2)
+    sdl, cdl = math.sin(dl), math.cos(dl)
+    num = math.hypot(cp2 * sdl, cp1 * sp2 - sp1 * cp2 * cdl)
+    den = sp1 * sp2 + cp1 * cp2 * cdl
+    return math.degrees(math.atan2(num, den)) * 3600.0
+
+
+def nearest_turn_deg(angle_deg: float, reference_deg: float) -> float:
+    """``angle_deg`` plus a whole number of turns, as close as possible to ``reference_deg``."""
+    return angle_deg + 360.0 * round((reference_deg - angle_deg) / 360.0)
