@@ -1,0 +1,329 @@
+"""Pointing model: mechanical-axis direction <-> encoder axis positions.
+
+TPOINT-style alt-az terms (P. T. Wallace), all coefficients in arc-seconds.
+Angles are degrees; azimuth from north through east, elevation up positive.
+The model maps *encoder readings* (A, E) to the direction the magnet's
+mechanical axis really points::
+
+    az_sky = A + dA(A, E),   el_sky = E + dE(A, E)
+
+with, for the standard terms (sign conventions as TPOINT's, in the sense
+"raw encoder position -> true position")::
+
+    IA    dA = -IA                      azimuth index (encoder zero) error
+    IE    dE = +IE                      elevation index error
+    CA    dA = -CA / cos E              collimation (axis not perpendicular to el. axis)
+    NPAE  dA = -NPAE tan E              az/el axes not perpendicular
+    AN    dA = -AN sin A tan E, dE = -AN cos A   az axis tilted north (pole north of zenith)
+    AW    dA = -AW cos A tan E, dE = +AW sin A   az axis tilted west (pole west of zenith)
+    TF    dE = -TF cos E                elevation flexure (sag, positive TF = droops)
+
+and the extra (harmonic) terms ACEC, ACES (dA = +c cos A, +c sin A) and
+ECEC, ECES (dE = +c cos E, +c sin E).  ``ECEC`` equals ``-TF``: never fit both.
+
+The boresight (e.g. CAST's rear end looking the other way) is *not* part of
+this model: the envelope maps sky <-> mechanical-axis direction, and this model
+maps mechanical-axis direction <-> encoder axes.  Azimuths are never reduced
+mod 360: the output stays in the same turn as the input (cable wrap).
+
+Pure core: no drivers, no simulator.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+
+from tracker import config as config_mod
+from tracker.errors import ConfigError, TrackerError
+
+log = logging.getLogger(__name__)
+
+ARCSEC_DEG = 1.0 / 3600.0
+_D2R = math.pi / 180.0
+
+#: Convergence tolerance of ``sky_to_axes`` (degrees; 1e-9 deg = 3.6 micro-arcsec).
+INVERSE_TOL_DEG = 1e-9
+_MAX_ITER = 50
+
+#: A basis function: (sin A, cos A, sin E, cos E) -> (dA, dE) per arc-second of coefficient.
+Basis = Callable[[object, object, object, object], tuple[object, object]]
+
+
+#: Term name -> (description, basis).  The basis gives the change of azimuth
+#: coordinate and of elevation per unit coefficient, from (sin A, cos A, sin E, cos E).
+#: The order fixes the coefficient order of the fast path in ``PointingModel``.
+TERMS: Mapping[str, tuple[str, Basis]] = MappingProxyType({
+    "IA": ("azimuth index error", lambda sa, ca, se, ce: (-1.0, 0.0)),
+    "IE": ("elevation index error", lambda sa, ca, se, ce: (0.0, 1.0)),
+    "CA": ("collimation error", lambda sa, ca, se, ce: (-1.0 / ce, 0.0)),
+    "NPAE": ("az/el non-perpendicularity", lambda sa, ca, se, ce: (-se / ce, 0.0)),
+    "AN": ("azimuth axis tilt north", lambda sa, ca, se, ce: (-sa * se / ce, -ca)),
+    "AW": ("azimuth axis tilt west", lambda sa, ca, se, ce: (-ca * se / ce, sa)),
+    "TF": ("elevation flexure (cos E)", lambda sa, ca, se, ce: (0.0, -ce)),
+    "ACEC": ("azimuth centring, cos A", lambda sa, ca, se, ce: (ca, 0.0)),
+    "ACES": ("azimuth centring, sin A", lambda sa, ca, se, ce: (sa, 0.0)),
+    "ECEC": ("elevation centring, cos E", lambda sa, ca, se, ce: (0.0, ce)),
+    "ECES": ("elevation centring, sin E", lambda sa, ca, se, ce: (0.0, se)),
+})
+#: The seven standard geometric/flexure terms.
+STANDARD_TERMS: tuple[str, ...] = ("IA", "IE", "CA", "NPAE", "AN", "AW", "TF")
+
+_MISALIGNMENT_FIELDS = {"IA": "ia_arcsec", "IE": "ie_arcsec", "CA": "ca_arcsec",
+                        "NPAE": "npae_arcsec", "AN": "an_arcsec", "AW": "aw_arcsec",
+                        "TF": "tf_arcsec"}
+
+
+def _check_terms(terms: Mapping[str, float], what: str, path: str | None = None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, value in terms.items():
+        key = str(name).upper()
+        if key not in TERMS:
+            raise ConfigError(
+                f"{path + ': ' if path else ''}{what}.{name}: unknown pointing term; "
+                f"known: {', '.join(TERMS)}",
+                path=path, key=f"{what}.{name}", value=name, allowed=", ".join(TERMS))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(
+                f"{path + ': ' if path else ''}{what}.{name} = {value!r}: must be a finite number "
+                "(arc-seconds)", path=path, key=f"{what}.{name}", value=value,
+                allowed="a finite number of arc-seconds")
+        if key in out:
+            raise ConfigError(f"{path + ': ' if path else ''}{what}.{name}: given twice",
+                              path=path, key=f"{what}.{name}", value=value)
+        out[key] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class PointingModel:
+    """A set of TPOINT-style term coefficients (arc-seconds) and their fit metadata.
+
+    ``terms_arcsec`` and ``uncertainties_arcsec`` are keyed by upper-case term
+    name (see ``TERMS``); missing terms are zero.  ``fit_date_utc`` is an ISO
+    8601 UTC string, ``residual_rms_arcsec`` the radial RMS on the sky of the
+    fit's kept points, ``n_points`` how many points the fit kept.
+    """
+
+    terms_arcsec: Mapping[str, float]
+    uncertainties_arcsec: Mapping[str, float] = field(default_factory=dict)
+    fit_date_utc: str = ""
+    residual_rms_arcsec: float | None = None
+    n_points: int = 0
+
+    def __post_init__(self) -> None:
+        terms = _check_terms(self.terms_arcsec, "terms_arcsec")
+        sigmas = _check_terms(self.uncertainties_arcsec, "uncertainties_arcsec")
+        object.__setattr__(self, "terms_arcsec", MappingProxyType(terms))
+        object.__setattr__(self, "uncertainties_arcsec", MappingProxyType(sigmas))
+        c = [terms.get(name, 0.0) * ARCSEC_DEG for name in TERMS]
+        # Coefficients in degrees, in TERMS order, for the fast path.
+        object.__setattr__(self, "_c", tuple(c))
+        object.__setattr__(self, "_is_identity", not any(c))
+
+    # ----------------------------------------------------------- constructors
+    @classmethod
+    def identity(cls) -> PointingModel:
+        """The perfect mount: encoder readings are the mechanical-axis direction."""
+        return cls(terms_arcsec={})
+
+    @classmethod
+    def from_misalignment(cls, m: config_mod.Misalignment) -> PointingModel:
+        """The model whose terms are a config ``Misalignment`` (the simulator's truth)."""
+        return cls(terms_arcsec={name: float(getattr(m, attr))
+                                 for name, attr in _MISALIGNMENT_FIELDS.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> PointingModel:
+        """Read a model TOML file (as written by ``save``); ``ConfigError`` names file and key."""
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read pointing model: {exc.strerror}",
+                              path=str(p)) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: pointing model is not valid TOML: {exc}", path=str(p)) from None
+        allowed = {"fit_date_utc", "residual_rms_arcsec", "n_points", "terms_arcsec",
+                   "uncertainties_arcsec", "fit"}
+        for key in data:
+            if key not in allowed:
+                raise ConfigError(f"{p}: {key}: unknown key in pointing model; allowed: "
+                                  f"{', '.join(sorted(allowed))}", path=str(p), key=key,
+                                  allowed=", ".join(sorted(allowed)))
+        if "terms_arcsec" not in data or not isinstance(data["terms_arcsec"], dict):
+            raise ConfigError(f"{p}: terms_arcsec: missing table of term coefficients",
+                              path=str(p), key="terms_arcsec", allowed="a table NAME = arcsec")
+        sig = data.get("uncertainties_arcsec", {})
+        if not isinstance(sig, dict):
+            raise ConfigError(f"{p}: uncertainties_arcsec: must be a table", path=str(p),
+                              key="uncertainties_arcsec")
+        date = data.get("fit_date_utc", "")
+        if not isinstance(date, str):
+            raise ConfigError(f"{p}: fit_date_utc = {date!r}: must be a string", path=str(p),
+                              key="fit_date_utc", value=date)
+        rms = data.get("residual_rms_arcsec")
+        if rms is not None and (isinstance(rms, bool) or not isinstance(rms, int | float)
+                                or not math.isfinite(rms) or rms < 0):
+            raise ConfigError(f"{p}: residual_rms_arcsec = {rms!r}: must be a number >= 0",
+                              path=str(p), key="residual_rms_arcsec", value=rms)
+        n = data.get("n_points", 0)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"{p}: n_points = {n!r}: must be an integer >= 0", path=str(p),
+                              key="n_points", value=n)
+        _check_terms(data["terms_arcsec"], "terms_arcsec", str(p))
+        _check_terms(sig, "uncertainties_arcsec", str(p))
+        return cls(terms_arcsec=data["terms_arcsec"], uncertainties_arcsec=sig,
+                   fit_date_utc=date, residual_rms_arcsec=None if rms is None else float(rms),
+                   n_points=n)
+
+    def save(self, path: str | Path, *, fit_info: Mapping[str, object] | None = None) -> None:
+        """Write the model as TOML (terms, uncertainties, fit date, residual RMS).
+
+        ``fit_info`` (optional, flat mapping of str -> number/str/list of str)
+        is written to a ``[fit]`` table for humans; ``load`` ignores it.
+        """
+        lines = ["# Pointing model (TPOINT-style alt-az terms, arc-seconds).",
+                 "# az_sky = A + dA(A, E), el_sky = E + dE(A, E); see docs/pointing.md.",
+                 f"fit_date_utc = {_toml_str(self.fit_date_utc)}"]
+        if self.residual_rms_arcsec is not None:
+            lines.append(f"residual_rms_arcsec = {self.residual_rms_arcsec!r}")
+        lines.append(f"n_points = {int(self.n_points)}")
+        lines += ["", "[terms_arcsec]"]
+        lines += [f"{k} = {float(v)!r}" for k, v in self.terms_arcsec.items()]
+        if self.uncertainties_arcsec:
+            lines += ["", "[uncertainties_arcsec]"]
+            lines += [f"{k} = {float(v)!r}" for k, v in self.uncertainties_arcsec.items()]
+        if fit_info:
+            lines += ["", "[fit]"]
+            for k, v in fit_info.items():
+                lines.append(f"{k} = {_toml_value(v)}")
+        Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    # -------------------------------------------------------------- transforms
+    def _delta_scalar(self, a_deg: float, e_deg: float) -> tuple[float, float]:
+        """(dA, dE) in degrees at encoder position (a_deg, e_deg); plain floats."""
+        ia, ie, ca_, npae, an, aw, tf, acec, aces, ecec, eces = self._c
+        a = a_deg * _D2R
+        e = e_deg * _D2R
+        sa = math.sin(a)
+        ca = math.cos(a)
+        se = math.sin(e)
+        ce = math.cos(e)
+        te = se / ce
+        da = -ia - ca_ / ce - (npae + an * sa + aw * ca) * te + acec * ca + aces * sa
+        de = ie - an * ca + aw * sa + (ecec - tf) * ce + eces * se
+        return da, de
+
+    def _delta_array(self, a_deg: np.ndarray, e_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ia, ie, ca_, npae, an, aw, tf, acec, aces, ecec, eces = self._c
+        a = np.radians(a_deg)
+        e = np.radians(e_deg)
+        sa, ca, se, ce = np.sin(a), np.cos(a), np.sin(e), np.cos(e)
+        te = se / ce
+        da = -ia - ca_ / ce - (npae + an * sa + aw * ca) * te + acec * ca + aces * sa
+        de = ie - an * ca + aw * sa + (ecec - tf) * ce + eces * se
+        return da, de
+
+    def axes_to_sky(self, az_axis_deg, el_axis_deg):
+        """Where the mechanical axis really points for these encoder readings.
+
+        Degrees in, degrees out; azimuth stays in the input's turn (no mod 360).
+        Scalars give a tuple of floats, arrays a tuple of arrays.
+        """
+        if isinstance(az_axis_deg, int | float) and isinstance(el_axis_deg, int | float):
+            if self._is_identity:
+                return float(az_axis_deg), float(el_axis_deg)
+            da, de = self._delta_scalar(az_axis_deg, el_axis_deg)
+            return az_axis_deg + da, el_axis_deg + de
+        a = np.asarray(az_axis_deg, dtype=float)
+        e = np.asarray(el_axis_deg, dtype=float)
+        da, de = self._delta_array(a, e)
+        return a + da, e + de
+
+    def sky_to_axes(self, az_deg, el_deg):
+        """Encoder readings that point the mechanical axis at (az_deg, el_deg).
+
+        The exact inverse of ``axes_to_sky`` (fixed-point iteration to
+        ``INVERSE_TOL_DEG``).  Degrees; azimuth stays in the input's turn.
+        Scalars take a plain-float fast path; arrays work element-wise.
+        """
+        if isinstance(az_deg, int | float) and isinstance(el_deg, int | float):
+            if self._is_identity:
+                return float(az_deg), float(el_deg)
+            delta = self._delta_scalar
+            a, e = az_deg, el_deg
+            for _ in range(_MAX_ITER):
+                da, de = delta(a, e)
+                a_new = az_deg - da
+                e_new = el_deg - de
+                if abs(a_new - a) < INVERSE_TOL_DEG and abs(e_new - e) < INVERSE_TOL_DEG:
+                    return a_new, e_new
+                a, e = a_new, e_new
+            raise TrackerError(f"pointing model inversion did not converge at az {az_deg} deg, "
+                               f"el {el_deg} deg (terms too large or elevation near 90 deg)")
+        az = np.asarray(az_deg, dtype=float)
+        el = np.asarray(el_deg, dtype=float)
+        a, e = np.broadcast_arrays(az, el)
+        a = a.astype(float)
+        e = e.astype(float)
+        for _ in range(_MAX_ITER):
+            da, de = self._delta_array(a, e)
+            a_new = az - da
+            e_new = el - de
+            done = (np.max(np.abs(a_new - a), initial=0.0) < INVERSE_TOL_DEG
+                    and np.max(np.abs(e_new - e), initial=0.0) < INVERSE_TOL_DEG)
+            a, e = a_new, e_new
+            if done:
+                return a, e
+        raise TrackerError("pointing model inversion did not converge for an array input "
+                           "(terms too large or elevation near 90 deg)")
+
+    def offsets_arcsec(self, az_axis_deg, el_axis_deg):
+        """Sky minus axis, in arc-seconds: (dA cos E on the sky, dE), at encoder position."""
+        az_sky, el_sky = self.axes_to_sky(az_axis_deg, el_axis_deg)
+        cos_el = np.cos(np.radians(el_axis_deg))
+        return ((np.asarray(az_sky) - az_axis_deg) * cos_el * 3600.0,
+                (np.asarray(el_sky) - el_axis_deg) * 3600.0)
+
+    def describe(self) -> str:
+        """One line per non-zero term: 'NAME  value +- sigma arcsec'."""
+        rows = []
+        for name, value in self.terms_arcsec.items():
+            sig = self.uncertainties_arcsec.get(name)
+            rows.append(f"{name:<5} {value:+10.2f}" + (f" +- {sig:.2f}" if sig is not None else "")
+                        + " arcsec")
+        return "\n".join(rows) if rows else "(identity)"
+
+
+def basis(name: str, az_axis_deg, el_axis_deg):
+    """(dA, dE) in degrees of azimuth coordinate / elevation per arc-second of term ``name``."""
+    if name not in TERMS:
+        raise ConfigError(f"unknown pointing term {name!r}; known: {', '.join(TERMS)}",
+                          key="terms", value=name, allowed=", ".join(TERMS))
+    a = np.radians(np.asarray(az_axis_deg, dtype=float))
+    e = np.radians(np.asarray(el_axis_deg, dtype=float))
+    fa, fe = TERMS[name][1](np.sin(a), np.cos(a), np.sin(e), np.cos(e))
+    fa, fe, _ = np.broadcast_arrays(np.asarray(fa, dtype=float), np.asarray(fe, dtype=float), a + e)
+    return fa * ARCSEC_DEG, fe * ARCSEC_DEG
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(float(v)) if isinstance(v, float) else str(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return _toml_str(str(v))
