@@ -1,0 +1,260 @@
+"""The daemon's HTTP API (FastAPI): status, plan, events and operator commands.
+
+Reads (``GET``) are open to clients on the loopback interface and need the
+bearer token from anywhere else; commands (``POST``) always need
+``Authorization: Bearer <token>``.  Every command goes to the engine, which
+checks it against the envelope and the state machine before anything moves and
+records it in the audit log with its source (``api:<client address>``).
+
+Refusals answer ``{"detail": "<why>"}``: 422 for targets outside the envelope
+or invalid values, 409 for commands not allowed in the current state, 401 for a
+missing or wrong token.  Angles are degrees (azimuth from north through east,
+elevation up positive), rates deg/s, times UTC unix seconds.
+
+The handlers are cheap: status is a snapshot the control loop refreshes every
+tick, so a busy API never stretches the control period.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracker import __version__ as _version
+from tracker.auth import bearer_matches
+from tracker.errors import ConfigError, EnvelopeError, StateError, TrackerError
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Backend(Protocol):
+    """What the API needs from the daemon (``tracker.daemon.Daemon`` implements it)."""
+
+    settings: Any
+    token: str
+
+    def status(self) -> dict:
+        """The latest status snapshot (do not modify it)."""
+
+    def status_json(self) -> bytes:
+        """The latest status snapshot, JSON-encoded."""
+
+    def state(self) -> str:
+        """The state machine's current state name."""
+
+    def now_s(self) -> float:
+        """The daemon clock, UTC unix seconds."""
+
+    async def command(self, name: str, *, source: str, **kwargs: Any) -> None:
+        """Run ``engine.<name>(**kwargs, source=source)`` between two control ticks."""
+
+    async def plan(self, start_s: float, end_s: float) -> dict:
+        """Tracking windows between two times (UTC unix seconds)."""
+
+    async def events(self, *, limit: int, after_id: int) -> list[dict]:
+        """Recent events (state changes, faults, commands), oldest first."""
+
+
+# ----------------------------------------------------------------------------- request bodies
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GotoRequest(_Body):
+    """Point the boresight at a sky direction (or, with ``axes``, the axes at axis positions)."""
+
+    az_deg: Finite = Field(description="azimuth, degrees from north through east")
+    el_deg: Finite = Field(description="elevation, degrees, up positive")
+    boresight: str | None = Field(default=None, description="boresight name (default: the first)")
+    axes: bool = Field(default=False, description="az/el are axis positions, not a sky direction")
+
+
+class JogRequest(_Body):
+    """Run one axis at a rate for a duration, then stop."""
+
+    axis: Literal["az", "el"]
+    rate_deg_s: Finite = Field(description="axis rate, deg/s, sign = direction")
+    seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = Field(
+        description="duration, seconds (0 < s <= 3600)")
+
+
+class TrackRequest(_Body):
+    on: bool = Field(description="true: start automatic Sun tracking; false: stop it")
+
+
+class CommandResult(BaseModel):
+    ok: bool = True
+    command: str
+    state: str = Field(description="state machine state right after the command")
+
+
+class Refusal(BaseModel):
+    detail: str
+
+
+# ----------------------------------------------------------------------------- helpers
+def client_host(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback)."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return bool(addr.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def _unauthorized(backend: Backend) -> HTTPException:
+    return HTTPException(
+        status_code=401,
+        detail="missing or wrong API token: send 'Authorization: Bearer <token>' with the token "
+               "from the daemon's token file (api.token_file in its config)",
+        headers={"WWW-Authenticate": "Bearer"})
+
+
+def _refusal_status(exc: TrackerError) -> int:
+    if isinstance(exc, EnvelopeError | ConfigError | ValueError):
+        return 422
+    if isinstance(exc, StateError):
+        return 409
+    return 409
+
+
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Refusal, "description": "missing or wrong bearer token"},
+    409: {"model": Refusal, "description": "not allowed in the current state"},
+    422: {"description": "outside the envelope, or an invalid value"},
+}
+
+
+def create_app(backend: Backend) -> FastAPI:
+    """The FastAPI application serving ``backend`` (OpenAPI at ``/openapi.json``)."""
+    app = FastAPI(
+        title="helio-tracker daemon",
+        version=_version,
+        description=__doc__,
+    )
+
+    def require_token(request: Request) -> str:
+        if not bearer_matches(request.headers.get("authorization"), backend.token):
+            log.warning("refused command %s from %s: missing or wrong token",
+                        request.url.path, client_host(request))
+            raise _unauthorized(backend)
+        return client_host(request)
+
+    def read_access(request: Request) -> None:
+        host = client_host(request)
+        if is_loopback(host):
+            return
+        if not bearer_matches(request.headers.get("authorization"), backend.token):
+            raise _unauthorized(backend)
+
+    @app.exception_handler(TrackerError)
+    async def _tracker_error(request: Request, exc: TrackerError) -> JSONResponse:
+        status = _refusal_status(exc)
+        log.info("refused %s from %s: %s", request.url.path, client_host(request), exc)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    # ------------------------------------------------------------------ reads
+    @app.get(f"{API_PREFIX}/status", dependencies=[Depends(read_access)],
+             responses={200: {"description": "status snapshot, refreshed every control tick",
+                              "content": {"application/json": {}}}})
+    async def status() -> Response:
+        """State, Sun position and rates, axes, pointing error, windows, faults, data ages, loop timing."""
+        return Response(content=backend.status_json(), media_type="application/json")
+
+    @app.get(f"{API_PREFIX}/plan", dependencies=[Depends(read_access)])
+    async def plan(
+        start_s: Annotated[float | None, Query(description="UTC unix seconds (default: start of today, UTC)")] = None,
+        end_s: Annotated[float | None, Query(description="UTC unix seconds (default: start + 1 day)")] = None,
+    ) -> dict:
+        """Tracking windows (today's, by default)."""
+        now_s = backend.now_s()
+        if start_s is None:
+            start_s = math.floor(now_s / 86400.0) * 86400.0
+        if end_s is None:
+            end_s = start_s + 86400.0
+        if not (math.isfinite(start_s) and math.isfinite(end_s)) or end_s <= start_s:
+            raise HTTPException(422, "end_s must be after start_s (UTC unix seconds)")
+        if end_s - start_s > 31 * 86400.0:
+            raise HTTPException(422, "a plan spans at most 31 days")
+        return await backend.plan(start_s, end_s)
+
+    @app.get(f"{API_PREFIX}/events", dependencies=[Depends(read_access)])
+    async def events(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after_id: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict]:
+        """Recent events (state changes, faults, commands with source and result), oldest first."""
+        return await backend.events(limit=limit, after_id=after_id)
+
+    @app.get(f"{API_PREFIX}/info", dependencies=[Depends(read_access)])
+    async def info() -> dict:
+        """The installation: site, envelope, boresights, speed limits, positions."""
+        s = backend.settings
+        return {
+            "version": _version,
+            "site": s.site.model_dump(),
+            "envelope": s.envelope.model_dump(),
+            "axes": s.axes.model_dump(),
+            "positions": s.positions.model_dump(),
+            "drives": s.drives.kind,
+            "control_rate_hz": s.tracking.control_rate_hz,
+            "alpaca_enabled": s.api.alpaca_enabled,
+        }
+
+    # ------------------------------------------------------------------ commands
+    async def _run(name: str, source: str, **kwargs: Any) -> CommandResult:
+        await backend.command(name, source=source, **kwargs)
+        return CommandResult(command=name, state=backend.state())
+
+    def _post(path: str, summary: str) -> Callable[[Callable[..., Awaitable[CommandResult]]], Any]:
+        return app.post(f"{API_PREFIX}/{path}", response_model=CommandResult,
+                        responses=_REFUSALS, summary=summary)
+
+    @_post("goto", "Slew to a sky direction (or axis positions)")
+    async def goto(body: GotoRequest, host: str = Depends(require_token)) -> CommandResult:
+        return await _run("goto", f"api:{host}", az_deg=body.az_deg, el_deg=body.el_deg,
+                          boresight=body.boresight, axes=body.axes)
+
+    @_post("jog", "Run one axis at a rate for a duration")
+    async def jog(body: JogRequest, host: str = Depends(require_token)) -> CommandResult:
+        return await _run("jog", f"api:{host}", axis=body.axis, rate_deg_s=body.rate_deg_s,
+                          seconds=body.seconds)
+
+    @_post("track", "Start or stop automatic Sun tracking")
+    async def track(body: TrackRequest, host: str = Depends(require_token)) -> CommandResult:
+        return await _run("set_auto_tracking", f"api:{host}", on=body.on)
+
+    def _simple(name: str, summary: str) -> None:
+        async def handler(host: str = Depends(require_token)) -> CommandResult:
+            return await _run(name, f"api:{host}")
+        handler.__name__ = name
+        handler.__doc__ = summary
+        _post(name, summary)(handler)
+
+    _simple("stop", "Stop both axes (controlled ramp) and hold")
+    _simple("park", "Move to the park position")
+    _simple("unpark", "Leave the park position (hold, ready for commands)")
+    _simple("stow", "Move to the stow (survival) position")
+    _simple("reset", "Acknowledge faults and reset the drives (axes stay stopped)")
+
+    if backend.settings.api.alpaca_enabled:
+        from tracker.alpaca import create_router
+
+        app.include_router(create_router(backend))
+    return app
