@@ -18,6 +18,19 @@ from tracker.errors import TrackerError
 #: command name -> "module:attribute" under tracker.commands
 COMMANDS: dict[str, str] = {
     "config": "config_cmd:config",
+    "daemon": "daemon:daemon",
+    "status": "operator:status",
+    "goto": "operator:goto",
+    "jog": "operator:jog",
+    "stop": "operator:stop",
+    "park": "operator:park",
+    "unpark": "operator:unpark",
+    "stow": "operator:stow",
+    "track": "operator:track",
+    "reset": "operator:reset",
+    "events": "operator:events",
+    "dry-run": "dryrun:dry_run",
+    "states": "states:states",
 }
 
 

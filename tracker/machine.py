@@ -51,7 +51,7 @@ TRANSITIONS: list[tuple[str, list[State] | State, State]] = [
     ("enable", S.OFF, S.IDLE),
     ("slew", [S.IDLE, S.PARKED, S.WAITING, S.TRACKING, S.STOWED, S.SLEWING], S.SLEWING),
     ("arrive", S.SLEWING, S.WAITING),
-    ("open_window", [S.WAITING, S.SLEWING, S.IDLE, S.PARKED], S.TRACKING),
+    ("open_window", [S.WAITING, S.SLEWING, S.IDLE, S.PARKED, S.STOWED], S.TRACKING),
     ("close_window", S.TRACKING, S.IDLE),
     ("park", [S.IDLE, S.SLEWING, S.WAITING, S.TRACKING, S.MANUAL, S.STOWED, S.PARKING], S.PARKING),
     ("parked", S.PARKING, S.PARKED),
@@ -135,4 +135,17 @@ def mermaid() -> str:
             if src is dest:
                 continue
             lines.append(f"    {src.value} --> {dest.value}: {trigger}{guard}")
+    return "\n".join(lines) + "\n"
+
+
+def dot() -> str:
+    """The state diagram in graphviz dot, generated from TRANSITIONS."""
+    lines = ["digraph states {", "  rankdir=LR; node [shape=box, style=rounded];"]
+    for trigger, sources, dest in TRANSITIONS:
+        srcs = sources if isinstance(sources, list) else [sources]
+        guard = f" [{GUARDS[trigger]}]" if trigger in GUARDS else ""
+        for src in srcs:
+            if src is not dest:
+                lines.append(f'  "{src.value}" -> "{dest.value}" [label="{trigger}{guard}"];')
+    lines.append("}")
     return "\n".join(lines) + "\n"
