@@ -80,11 +80,23 @@ def axis_step(limits: AxisLimits, demand: AxisDemand, measured_deg: float,
     velocity = min(max(velocity, -vmax), vmax)
     dv = a * dt_s
     velocity = min(max(velocity, last_velocity_deg_s - dv), last_velocity_deg_s + dv)
-    # Range guard: never faster towards a limit than we can stop from before it.
-    up = _stopping_speed(limits.max_deg - measured_deg, a)
-    down = _stopping_speed(measured_deg - limits.min_deg, a)
-    velocity = min(max(velocity, -down), up)
-    return AxisCommand(velocity, error)
+    return AxisCommand(range_guard(limits, measured_deg, velocity, dt_s), error)
+
+
+def range_guard(limits: AxisLimits, position_deg: float, velocity_deg_s: float,
+                dt_s: float) -> float:
+    """``velocity_deg_s`` limited so the axis can stop inside its range and cannot step past it.
+
+    Towards a limit at distance d the speed is at most ``sqrt(2 a d)`` (with the
+    braking margin) and at most ``d / dt_s`` (one period never crosses the limit).
+    Moving away from a limit is never restricted.
+    """
+    a = limits.max_accel_deg_s2
+    d_up = limits.max_deg - position_deg
+    d_down = position_deg - limits.min_deg
+    up = min(_stopping_speed(d_up, a), max(d_up, 0.0) / dt_s)
+    down = min(_stopping_speed(d_down, a), max(d_down, 0.0) / dt_s)
+    return min(max(velocity_deg_s, -down), up)
 
 
 def great_circle_arcsec(az1_deg: float, el1_deg: float, az2_deg: float, el2_deg: float) -> float:
