@@ -148,7 +148,7 @@ def encode_frame(seq: int, words: Sequence[str]) -> bytes:
     if not words:
         raise MessageError("a frame needs at least one word")
     for w in words:
-        if not w or any(b not in _WORD_BYTES for b in w.encode("ascii", "replace")):
+        if not w or any(ord(c) not in _WORD_BYTES for c in w):
             raise MessageError(f"word {w!r} is empty or has characters the protocol cannot carry")
     body = f"#{seq} {' '.join(words)}".encode("ascii")
     frame = body + b"*" + f"{crc8(body):02X}".encode("ascii") + TERMINATOR
