@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -319,6 +320,7 @@ def create_router(backend: Any) -> APIRouter:
     scope = AlpacaTelescope(backend)
     settings = backend.settings
     server_ids = itertools.count(1)
+    unique_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"helio-tracker:{settings.site.name}"))
 
     def management(request: Request, value: Any) -> Response:
         if not settings.api.alpaca_allow_remote and not is_loopback(client_host(request)):
@@ -345,11 +347,16 @@ def create_router(backend: Any) -> APIRouter:
         """The one device: Telescope 0."""
         return management(request, [{
             "DeviceName": f"helio-tracker {settings.site.name}", "DeviceType": "Telescope",
-            "DeviceNumber": 0, "UniqueID": f"helio-tracker-{settings.site.name}"}])
+            "DeviceNumber": 0, "UniqueID": unique_id}])
 
-    @router.api_route("/api/v1/telescope/{device_number}/{member}", methods=["GET", "PUT"])
-    async def telescope(request: Request, device_number: str, member: str) -> Response:
-        """Alpaca Telescope members (form-encoded PUT parameters)."""
+    @router.get("/api/v1/telescope/{device_number}/{member}")
+    async def telescope_get(request: Request, device_number: str, member: str) -> Response:
+        """Alpaca Telescope properties (query parameters, names case-insensitive)."""
+        return await scope.handle(request, device_number, member)
+
+    @router.put("/api/v1/telescope/{device_number}/{member}")
+    async def telescope_put(request: Request, device_number: str, member: str) -> Response:
+        """Alpaca Telescope methods and property writes (form-encoded, names case-insensitive)."""
         return await scope.handle(request, device_number, member)
 
     router.alpaca_telescope = scope  # type: ignore[attr-defined]

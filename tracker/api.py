@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracker import __version__ as _version
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+#: Declares the bearer scheme in the OpenAPI document; the check is ``require_token``.
+_bearer = HTTPBearer(auto_error=False, description="token from the daemon's api.token_file")
 
 
 class Backend(Protocol):
@@ -149,7 +153,8 @@ def create_app(backend: Backend) -> FastAPI:
         description=__doc__,
     )
 
-    def require_token(request: Request) -> str:
+    def require_token(request: Request,
+                      _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
         if not bearer_matches(request.headers.get("authorization"), backend.token):
             log.warning("refused command %s from %s: missing or wrong token",
                         request.url.path, client_host(request))

@@ -171,6 +171,7 @@ class Daemon:
         except Exception:  # keep serving the last good snapshot
             log.exception("engine.status() failed")
             return
+        snap.setdefault("time_s", round(self.clock.now_s(), 3))
         snap["loop"] = self.stats.to_json()
         snap["uptime_s"] = round(time.monotonic() - self.started_monotonic, 3)
         self._snapshot = snap
@@ -286,7 +287,8 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     store_path = Path(db_path if db_path is not None else settings.store.path).expanduser()
     store = TrackingStore(store_path, clock=clock)
     axes, mount = _build_axes(settings, clock)
-    engine = Engine(settings, axes, store, clock)
+    extra = {"wind_m_s": lambda: mount.wind_m_s} if mount is not None else {}
+    engine = Engine(settings, axes, store, clock, **extra)
     daemon = Daemon(settings, engine, clock, token=token)
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task] = []
