@@ -163,7 +163,7 @@ class ExposureAccumulator:
                               boresight[settled]))
         # gaps (between two logged rows, clipped to the range)
         for i in np.flatnonzero(gap):
-            g0, g1 = max(prev_end[i], self.t0_s), min(start[i], self.t1_s)
+            g0, g1 = max(float(prev_end[i]), self.t0_s), min(float(start[i]), self.t1_s)
             if g1 > g0:
                 self._n_gaps += 1
                 self._gap_s += g1 - g0

@@ -142,7 +142,9 @@ class TrackingStore:
     (a dry run on a simulated clock may pass ``"NORMAL"``: crash-safe, not power-cut-safe).
     ``busy_timeout_s``: how long one write attempt waits for another connection's lock before
     giving up until the next commit point.  ``max_backlog``: samples kept in memory while the
-    file cannot be written (oldest dropped first).
+    file cannot be written (oldest dropped first).  While unhealthy, ``add_sample`` retries
+    after 0.5, 1, 2 ... up to ``max_retry_s`` (10) seconds of sample time; events, audit
+    records and ``flush()`` retry at once.
     """
 
     def __init__(self, path: str | Path, *, commit_interval_s: float = 1.0, clock: Any = None,
@@ -164,6 +166,8 @@ class TrackingStore:
         self._last_commit_time_s: float | None = None
         self._outage_start_s: float | None = None
         self._closed = False
+        self._retry_s = self.commit_interval_s
+        self.max_retry_s = 10.0
         self.healthy = True
         self.last_error: str | None = None
         self.commits = 0
@@ -246,8 +250,9 @@ class TrackingStore:
                 self._pending.popleft()
                 self._dropped += 1
             t = sample.time_s
+            interval_s = self.commit_interval_s if self.healthy else self._retry_s
             if (self._last_commit_time_s is None
-                    or abs(t - self._last_commit_time_s) >= self.commit_interval_s):
+                    or abs(t - self._last_commit_time_s) >= interval_s):
                 self._write(t)
 
     def log_event(self, time_s: float, kind: str, message: str, *, source: str | None = None,
@@ -343,9 +348,11 @@ class TrackingStore:
                       len(self._pending), len(self._pending_events))
         if self.healthy:
             self._outage_start_s = now_s
+        # Retry after a growing interval of sample time (each attempt may wait busy_timeout_s).
+        self._retry_s = (max(self.commit_interval_s, 0.5) if self.healthy
+                         else min(2.0 * self._retry_s, self.max_retry_s))
         self.healthy = False
         self.last_error = message
-        # Retry at the next commit point, not at every sample.
         self._last_commit_time_s = now_s
 
     def _recover(self, now_s: float) -> None:
