@@ -1,0 +1,91 @@
+"""``SimulatedAxis``: the ``drivers.base.Axis`` interface in process, over a ``SimAxis``.
+
+No wire in between: commands go straight to the simulated drive.  The only comms
+fault that makes sense in process is a lost link (``link_down``): then commands
+are dropped (the drive's watchdog will stop the axis) and ``read()`` returns the
+last good values with ``Condition.LINK_DOWN`` and ``fresh=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from drivers.base import AxisState, Condition, Limit
+from simulator.mount import SimAxis
+
+
+class SimulatedAxis:
+    """An ``Axis`` over one ``SimAxis``; ``clock()`` gives the reading timestamps (UTC unix s)."""
+
+    def __init__(self, sim: SimAxis, clock: Callable[[], float]) -> None:
+        self.name = sim.name
+        self.sim = sim
+        self._clock = clock
+        self.link_up = True
+        self._connected = False
+        self._last: AxisState | None = None
+
+    def set_link(self, up: bool) -> None:
+        """Fault injection: cut (``False``) or restore the in-process link."""
+        self.link_up = bool(up)
+
+    def _live(self) -> bool:
+        return self._connected and self.link_up
+
+    async def connect(self) -> None:
+        self._connected = True
+
+    async def close(self) -> None:
+        self._connected = False
+
+    async def read(self) -> AxisState:
+        now_s = self._clock()
+        if not self._live():
+            last = self._last
+            return AxisState(
+                name=self.name,
+                position_deg=last.position_deg if last else float("nan"),
+                velocity_deg_s=last.velocity_deg_s if last else 0.0,
+                enabled=last.enabled if last else False,
+                moving=last.moving if last else False,
+                limit=last.limit if last else Limit.NONE,
+                condition=Condition.LINK_DOWN,
+                fault_code=0,
+                fault_text="simulated link down" if self._connected else "not connected",
+                timestamp_s=now_s, fresh=False)
+        s = self.sim
+        state = AxisState(
+            name=self.name, position_deg=s.encoder_deg, velocity_deg_s=s.velocity_deg_s,
+            enabled=s.enabled, moving=s.moving, limit=s.limit, condition=s.condition,
+            fault_code=s.fault_code, fault_text=s.fault_text, timestamp_s=now_s)
+        self._last = state
+        return state
+
+    async def command_velocity(self, velocity_deg_s: float) -> None:
+        if self._live():
+            self.sim.command_velocity(velocity_deg_s)
+
+    async def command_position(self, position_deg: float, speed_deg_s: float) -> None:
+        if self._live():
+            self.sim.command_position(position_deg, speed_deg_s)
+
+    async def stop(self) -> None:
+        if self._live():
+            self.sim.stop()
+
+    async def enable(self) -> None:
+        if self._live():
+            self.sim.enable()
+
+    async def disable(self) -> None:
+        if self._live():
+            self.sim.disable()
+
+    async def reset(self) -> None:
+        if self._live():
+            self.sim.reset()
+
+    async def heartbeat(self) -> None:
+        """Refresh the drive's watchdog without commanding anything."""
+        if self._live():
+            self.sim.heartbeat()
