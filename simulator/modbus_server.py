@@ -230,7 +230,10 @@ async def start_modbus_tcp_server(mount: SimMount, host: str = "127.0.0.1", port
     handle = ModbusServerHandle(mount, regmap or map_for(mount.settings), "tcp")
     server = ModbusTcpServer(handle.devices(), address=(host, port),
                              trace_packet=handle._trace_packet)
-    await server.serve_forever(background=True)
+    try:
+        await server.serve_forever(background=True)
+    except RuntimeError as exc:  # pymodbus: "Could not start listen"
+        raise OSError(f"cannot listen on {host}:{port} (port in use?)") from exc
     handle.server = server
     sockets = getattr(server.transport, "sockets", None) or ()
     handle.port = sockets[0].getsockname()[1] if sockets else port
