@@ -18,6 +18,7 @@ from tracker.errors import TrackerError
 #: command name -> "module:attribute" under tracker.commands
 COMMANDS: dict[str, str] = {
     "config": "config_cmd:config",
+    "simulate": "simulate:simulate",
     "plan": "plan:plan",
     "daemon": "daemon:daemon",
     "status": "operator:status",
