@@ -19,6 +19,7 @@ from tracker.errors import TrackerError
 COMMANDS: dict[str, str] = {
     "config": "config_cmd:config",
     "simulate": "simulate:simulate",
+    "calibrate": "calibrate:calibrate",
     "plan": "plan:plan",
     "daemon": "daemon:daemon",
     "status": "operator:status",
