@@ -346,17 +346,25 @@ class ModbusAxis:
 def make_modbus_axes(settings, clock: Callable[[], float], *, port: int | None = None,
                      serial_port: str | None = None,
                      regmap: RegisterMap | None = None) -> dict[str, ModbusAxis]:
-    """Both axes on one Modbus link as configured in ``settings.drives.modbus``.
+    """Both axes as configured in ``settings.drives.modbus``.
 
-    ``port``/``serial_port`` override the configured TCP port / serial device.
+    Over TCP each axis gets its own connection (the two drives' transactions can
+    then be in flight together: ``asyncio.gather`` the two reads); over RTU both
+    share the one serial line.  ``port``/``serial_port`` override the configured
+    TCP port / serial device.
     """
     md = settings.drives.modbus
     regmap = regmap or map_for(settings)
-    link = ModbusLink(transport=md.transport, host=md.host,
-                      port=md.port if port is None else port,
-                      serial_port=md.serial_port if serial_port is None else serial_port,
-                      baudrate=md.baudrate, timeout_s=md.timeout_s)
+
+    def link() -> ModbusLink:
+        return ModbusLink(transport=md.transport, host=md.host,
+                          port=md.port if port is None else port,
+                          serial_port=md.serial_port if serial_port is None else serial_port,
+                          baudrate=md.baudrate, timeout_s=md.timeout_s)
+
+    az_link = link()
+    el_link = link() if md.transport == "tcp" else az_link
     return {
-        "azimuth": ModbusAxis("azimuth", link, md.azimuth_device_id, regmap, clock),
-        "elevation": ModbusAxis("elevation", link, md.elevation_device_id, regmap, clock),
+        "azimuth": ModbusAxis("azimuth", az_link, md.azimuth_device_id, regmap, clock),
+        "elevation": ModbusAxis("elevation", el_link, md.elevation_device_id, regmap, clock),
     }
