@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from dataclasses import dataclass
 
+import hypothesis
 import pytest
 import serial
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers import serial_protocol as sp
 from drivers.base import Axis, Condition, Limit
 from drivers.serial import SerialAxis, SerialLink, make_serial_axes
 from simulator.mount import SimMount
 from simulator.serial_device import PtyServer, start_pty_server
+from tracker import config
 from tracker.clock import SimClock
 from tracker.config import Settings
 
@@ -376,3 +381,90 @@ async def test_realtime_server_unpacks_and_steps_the_mount(sim_settings):
     finally:
         stop()
     assert not os.path.lexists(path)
+
+
+# --------------------------------------------------------------------------- robustness
+
+async def test_device_survives_random_bytes_and_keeps_answering(rig):
+    rng = random.Random(7)
+    await rig.az.close()
+    await rig.el.close()
+    alphabet = b"#*\r\n 0123456789ABCDEF+-.RDVLPSENIHBOK" + bytes(range(256))
+
+    def blast(port: serial.Serial) -> sp.Reply:
+        for _ in range(300):
+            port.write(bytes(rng.choice(alphabet) for _ in range(rng.randrange(1, 40))))
+        port.write(b"\r\n")
+        port.write(sp.encode_frame(4242, ["RD", "B"]))
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # skip the error replies the noise earned
+            line = port.read_until(b"\r\n")
+            try:
+                frame = sp.decode_frame(line)
+            except sp.SerialProtocolError:
+                continue
+            if frame.seq == 4242:
+                return sp.parse_reply(frame)
+        raise AssertionError("no reply to the valid request after the noise")
+
+    with serial.Serial(rig.server.path, timeout=1.0) as port:
+        reply = await asyncio.to_thread(blast, port)
+    assert reply.seq == 4242 and reply.ok and len(reply.reports) == 2
+    assert rig.mount.azimuth.true_position_deg == pytest.approx(180.0, abs=1e-3)
+
+
+_commands = st.one_of(
+    st.tuples(st.just("vel"), st.floats(-10.0, 10.0)),
+    st.tuples(st.just("pos"), st.floats(-1e4, 1e4), st.floats(1e-3, 50.0)),
+    st.tuples(st.sampled_from(["stop", "enable", "disable", "reset", "read"])),
+    st.tuples(st.just("wait"), st.floats(0.1, 30.0)),
+)
+
+
+@pytest.mark.slow
+@hypothesis.settings(max_examples=12, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@given(st.floats(-270.0, 270.0), st.floats(-25.0, 25.0),
+       st.lists(st.tuples(st.sampled_from(["azimuth", "elevation"]), _commands),
+                min_size=1, max_size=25))
+def test_random_command_sequences_over_the_pty_stay_inside_hard_limits(az0_deg, el0_deg,
+                                                                       program):
+    sim_settings = config.load(config.DEFAULT_CONFIG)
+
+    async def scenario() -> SimMount:
+        mount = SimMount(sim_settings, azimuth_deg=az0_deg, elevation_deg=el0_deg)
+        server = start_pty_server(mount)
+        clock = SimClock(T0_S)
+        axes = make_serial_axes(_with_port(sim_settings, server.path), clock)
+        try:
+            for ax in axes.values():
+                await ax.connect()
+                await ax.enable()
+            for name, (op, *args) in program:
+                ax = axes[name]
+                if op == "vel":
+                    await ax.command_velocity(args[0])
+                elif op == "pos":
+                    await ax.command_position(args[0], args[1])
+                elif op == "wait":
+                    for _ in range(round(args[0] / 0.5)):
+                        mount.step(0.5)
+                        for other in axes.values():
+                            await other.read()
+                else:
+                    await getattr(ax, op)()
+                assert ax.last_command_condition in (Condition.OK, Condition.PROTOCOL_EXCEPTION)
+            for _ in range(120):  # let every motion finish, still polling
+                mount.step(0.5)
+                for other in axes.values():
+                    assert (await other.read()).fresh
+        finally:
+            for ax in axes.values():
+                await ax.close()
+            server.stop()
+        return mount
+
+    mount = asyncio.run(scenario())
+    for axis in mount.axes.values():
+        assert axis.hard_low_deg <= axis.min_true_deg
+        assert axis.max_true_deg <= axis.hard_high_deg
