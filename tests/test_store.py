@@ -395,3 +395,26 @@ def test_real_disk_full_on_tmpfs(tmp_path):
         s.close()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_nan_numpy_and_bad_samples_never_poison_the_log(tmp_path):
+    s = TrackingStore(tmp_path / "t.sqlite", clock=lambda: T0_S)      # callable clock
+    s.set_meta(site="x")
+    nan = float("nan")
+    s.add_sample(Sample(T0_S + 1, 1.0, "parked", "main", nan, nan, np.float32(1.5),
+                        np.float64(2.5), 3.0, 4.0, nan, nan, 0.0))    # NaN stored as NULL
+    s.add_sample(sample(nan))                                         # rejected, logged
+    s.add_sample(sample(T0_S + 2, dt_s=-1.0))                         # rejected
+    s.add_sample(Sample(T0_S + 3, 1.0, "parked", "main", *["x"] * 9))  # rejected
+    s.add_sample(sample(T0_S + 4))
+    s.flush()
+    assert s.healthy and s.rejected == 3
+    got = s.samples(T0_S, T0_S + 10)
+    assert got["time_s"].tolist() == [T0_S + 1, T0_S + 4]
+    assert math.isnan(got["error_arcsec"][0]) and math.isnan(got["target_az_deg"][0])
+    assert got["measured_az_deg"][0] == 1.5 and got["measured_el_deg"][0] == 2.5
+    with other_connection(s) as db:
+        assert db.execute("SELECT time_s FROM meta").fetchone()[0] == T0_S
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.events()

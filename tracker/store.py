@@ -78,6 +78,9 @@ class Sample:
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Sample))
 _TEXT_FIELDS = ("state", "boresight")
+#: NaN angles/errors are stored as NULL (SQLite has no NaN) and read back as NaN.
+_NOT_NULL = {"time_s": " NOT NULL", "dt_s": " NOT NULL", "state": " NOT NULL",
+             "boresight": " NOT NULL"}
 #: numpy dtype of ``TrackingStore.samples``; strings as fixed-width unicode.
 SAMPLE_DTYPE = np.dtype([(name, "U32" if name in _TEXT_FIELDS else "f8")
                          for name in SAMPLE_FIELDS])
@@ -90,7 +93,8 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY,
-    {", ".join(f"{n} {'TEXT' if n in _TEXT_FIELDS else 'REAL'} NOT NULL" for n in SAMPLE_FIELDS)}
+    {", ".join(f"{n} {'TEXT' if n in _TEXT_FIELDS else 'REAL'}{_NOT_NULL.get(n, '')}"
+               for n in SAMPLE_FIELDS)}
 );
 CREATE INDEX IF NOT EXISTS samples_time ON samples (time_s);
 CREATE TABLE IF NOT EXISTS events (
@@ -128,6 +132,15 @@ def iso_utc(t_s: float) -> str:
     return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
 
 
+def _sample_row(sample: Sample) -> tuple:
+    """The row to insert, with plain Python types; ValueError/TypeError for a bad sample."""
+    row = tuple(str(v) if name in _TEXT_FIELDS else float(v)
+                for name, v in zip(SAMPLE_FIELDS, astuple(sample), strict=True))
+    if not (math.isfinite(row[0]) and math.isfinite(row[1]) and row[1] >= 0):
+        raise ValueError(f"time_s {row[0]!r} and dt_s {row[1]!r} must be finite, dt_s >= 0")
+    return row
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True, allow_nan=True)
 
@@ -137,7 +150,8 @@ class TrackingStore:
 
     ``path``: the database file (parent folders are created).  ``commit_interval_s``: sample
     time between commits of buffered samples (what a crash may lose).  ``clock``: optional
-    object with ``now_s()`` used to time-stamp ``set_meta`` (default: system time).
+    object with ``now_s()`` (or a callable returning UTC unix seconds) used to time-stamp
+    ``set_meta`` (default: system time).
     ``synchronous``: SQLite ``synchronous`` pragma; keep ``"FULL"`` for real operation
     (a dry run on a simulated clock may pass ``"NORMAL"``: crash-safe, not power-cut-safe).
     ``busy_timeout_s``: how long one write attempt waits for another connection's lock before
@@ -171,6 +185,7 @@ class TrackingStore:
         self.healthy = True
         self.last_error: str | None = None
         self.commits = 0
+        self.rejected = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -213,6 +228,12 @@ class TrackingStore:
                              ) from None
         return db
 
+    def _now_s(self) -> float:
+        clock = self._clock
+        if clock is None:
+            return time.time()
+        return float(clock() if callable(clock) else clock.now_s())
+
     # ------------------------------------------------------------------ writing
     def set_meta(self, **kv: Any) -> None:
         """Record installation metadata (site, config, software version...), JSON-encoded.
@@ -220,7 +241,7 @@ class TrackingStore:
         A key whose value changes is overwritten and an ``info`` event keeps the change.
         Never raises on write errors (like ``log_event``).
         """
-        now_s = self._clock.now_s() if self._clock is not None else time.time()
+        now_s = self._now_s()
         with self._lock:
             try:
                 old = self.meta()
@@ -245,7 +266,13 @@ class TrackingStore:
             if self._closed:
                 log.warning("sample at %s after close ignored", sample.time_s)
                 return
-            self._pending.append(astuple(sample))
+            try:
+                row = _sample_row(sample)
+            except (TypeError, ValueError) as exc:
+                self.rejected += 1
+                log.error("bad sample not logged (%s): %r", exc, sample)
+                return
+            self._pending.append(row)
             if len(self._pending) > self.max_backlog:
                 self._pending.popleft()
                 self._dropped += 1
@@ -457,7 +484,7 @@ class TrackingStore:
 
         ``{"id", "time_s", "time_utc", "state", "from", "cause", "auto_tracking", "data"}``;
         ``state`` is ``data["to"]`` (or ``data["state"]``), ``auto_tracking`` is the latest
-        value recorded in any state event (None if never recorded).
+        value recorded in any event's ``data`` (None if never recorded).
         """
         rows = self._query("SELECT id, time_s, message, data FROM events WHERE kind = 'state' "
                            "ORDER BY id DESC LIMIT 1")
@@ -469,12 +496,10 @@ class TrackingStore:
         if state is None:   # fall back to "a -> b: cause" messages
             tail = message.split("->", 1)[-1]
             state = tail.split(":", 1)[0].strip() or None
-        auto = data.get("auto_tracking")
-        if auto is None:
-            for (raw_d,) in self._query(
-                    "SELECT data FROM events WHERE kind = 'state' AND data LIKE "
-                    "'%\"auto_tracking\"%' ORDER BY id DESC LIMIT 1"):
-                auto = json.loads(raw_d).get("auto_tracking")
+        auto = None
+        for (raw_d,) in self._query("SELECT data FROM events WHERE data LIKE "
+                                    "'%\"auto_tracking\"%' ORDER BY id DESC LIMIT 1"):
+            auto = json.loads(raw_d).get("auto_tracking")
         return {"id": ev_id, "time_s": t_s, "time_utc": iso_utc(t_s), "state": state,
                 "from": data.get("from"), "cause": data.get("cause"),
                 "auto_tracking": auto, "data": data}
