@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import arcsecond
+from tests.conftest import CONFIG_DIR, arcsecond
 from tracker import config
 from tracker.errors import ConfigError
 from tracker.pointing import STANDARD_TERMS, TERMS, PointingModel, basis
@@ -210,3 +210,17 @@ def test_unknown_term_in_code_is_rejected():
         PointingModel({"IQ": 1.0})
     with pytest.raises(ConfigError, match="finite"):
         PointingModel({"IA": math.inf})
+
+
+def test_from_settings(tmp_path, sim_settings):
+    assert PointingModel.from_settings(sim_settings).terms_arcsec == {}
+    PointingModel({"IA": 12.5}).save(tmp_path / "model.toml")
+    text = (tmp_path / "model.toml").read_text()
+    assert "IA = 12.5" in text
+    cfg = tmp_path / "site.toml"
+    cfg.write_text((CONFIG_DIR / "sim.toml").read_text() + '\n[pointing]\nmodel_file = "model.toml"\n')
+    s = config.load(cfg)
+    assert dict(PointingModel.from_settings(s).terms_arcsec) == {"IA": 12.5}
+    cfg.write_text((CONFIG_DIR / "sim.toml").read_text() + '\n[pointing]\nmodel_file = "gone.toml"\n')
+    with pytest.raises(ConfigError, match="gone.toml: cannot read"):
+        PointingModel.from_settings(config.load(cfg))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import io
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -202,17 +201,13 @@ def write_grid_csv(path: str | Path, points: Iterable[tuple[float, float]]) -> N
 
 def read_grid_csv(path: str | Path) -> list[tuple[float, float]]:
     """Read a grid CSV (axis_az_deg, axis_el_deg); ``CalibrationError`` on bad rows."""
-    text = _read_text(path)
-    reader = csv.DictReader(_strip_comments(text))
-    fields = [f.strip() for f in (reader.fieldnames or [])]
+    fields, rows = _csv_lines(_read_text(path))
     for col in ("axis_az_deg", "axis_el_deg"):
         if col not in fields:
             raise CalibrationError(f"{path}: missing column {col!r} (found: {', '.join(fields)})",
                                    path=str(path), column=col)
     out = []
-    for raw in reader:
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-        line = reader.line_num
+    for line, row in rows:
         out.append((_number(row, "axis_az_deg", path, line),
                     _number(row, "axis_el_deg", path, line)))
     if not out:
@@ -231,11 +226,27 @@ def _read_text(path: str | Path) -> str:
         raise CalibrationError(f"{path}: not a UTF-8 text file", path=str(path)) from None
 
 
-def _strip_comments(text: str) -> io.StringIO:
-    # keep line numbers: blank out comment lines instead of dropping them
-    lines = ["" if ln.lstrip().startswith("#") else ln for ln in text.splitlines()]
-    first = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
-    return io.StringIO("\n" * first + "\n".join(lines[first:]) + "\n")
+def _csv_lines(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(header fields, [(line number, row dict)]); ``#`` comment and blank lines skipped.
+
+    A row with more fields than the header gets the key ``None`` (caller reports it).
+    """
+    header: list[str] | None = None
+    rows: list[tuple[int, dict[str, str]]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [f.strip() for f in next(csv.reader([line]))]
+        if header is None:
+            header = fields
+            continue
+        row: dict = dict(zip(header, fields, strict=False))
+        for col in header[len(fields):]:
+            row[col] = ""
+        if len(fields) > len(header):
+            row[None] = fields[len(header):]
+        rows.append((number, row))
+    return header or [], rows
 
 
 def _number(row: dict, col: str, path, line: int, *, optional: bool = False) -> float | None:
@@ -280,9 +291,7 @@ def format_time_utc(t_s: float) -> str:
 
 def read_measurements(path: str | Path) -> list[Measurement]:
     """Read a measurement CSV (see module docstring); ``CalibrationError`` names file, line, column."""
-    text = _read_text(path)
-    reader = csv.DictReader(_strip_comments(text))
-    fields = [f.strip() for f in (reader.fieldnames or [])]
+    fields, raw_rows = _csv_lines(_read_text(path))
     if not fields:
         raise CalibrationError(f"{path}: empty file; expected a header row with columns "
                                f"{', '.join(COLUMNS)}", path=str(path))
@@ -294,14 +303,10 @@ def read_measurements(path: str | Path) -> list[Measurement]:
         if col not in fields:
             raise CalibrationError(f"{path}: missing column {col!r}", path=str(path), column=col)
     rows: list[Measurement] = []
-    for raw in reader:
-        line = reader.line_num
-        if None in raw:
+    for line, row in raw_rows:
+        if None in row:
             raise CalibrationError(f"{path}:{line}: more fields than header columns",
                                    path=str(path), line=line)
-        row = {k.strip(): (v or "").strip() for k, v in raw.items()}
-        if not any(row.values()):
-            continue
         rows.append(_parse_row(row, path, line))
     if not rows:
         raise CalibrationError(f"{path}: no measurements", path=str(path))
@@ -470,7 +475,7 @@ def fit(rows: Sequence[Measurement], terms: Sequence[str] = DEFAULT_TERMS, *,
     _check_separable(jac, terms)
 
     keep = np.ones(n, dtype=bool)
-    rejected: list[tuple[str, float]] = []
+    rejected_idx: list[int] = []
     x = np.zeros(k)
     while True:
         if keep.sum() < k or 2 * keep.sum() <= k:
@@ -495,12 +500,14 @@ def fit(rows: Sequence[Measurement], terms: Sequence[str] = DEFAULT_TERMS, *,
         i = int(np.argmax(worst))
         if s > 0 and worst[i] > reject_sigma * s and dof > 1:
             keep[i] = False
-            rejected.append((labels[i], float(math.hypot(rx[i], ry[i]))))
+            rejected_idx.append(i)
             log.info("rejected outlier %s: residual %.1f arcsec (%.1f sigma)", labels[i],
                      math.hypot(rx[i], ry[i]), worst[i] / s)
             continue
         break
 
+    # residuals of rejected points against the final model
+    rejected = [(labels[i], float(math.hypot(rx[i], ry[i]))) for i in rejected_idx]
     jk = jac[np.concatenate([keep, keep])]
     cov = np.linalg.inv(jk.T @ jk) * s * s
     sig = np.sqrt(np.diag(cov))

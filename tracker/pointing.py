@@ -141,6 +141,18 @@ class PointingModel:
                                  for name, attr in _MISALIGNMENT_FIELDS.items()})
 
     @classmethod
+    def from_settings(cls, settings: config_mod.Settings) -> PointingModel:
+        """The model named by ``settings.pointing.model_file`` (relative to the config's
+        folder); the identity when the setting is empty."""
+        name = settings.pointing.model_file
+        if not name:
+            return cls.identity()
+        model = cls.load(settings.relative_path(name))
+        log.info("pointing model %s: %s", name, ", ".join(
+            f"{k} {v:+.1f}" for k, v in model.terms_arcsec.items()) or "identity")
+        return model
+
+    @classmethod
     def load(cls, path: str | Path) -> PointingModel:
         """Read a model TOML file (as written by ``save``); ``ConfigError`` names file and key."""
         p = Path(path)
