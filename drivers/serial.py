@@ -75,7 +75,8 @@ class SerialLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
         self._splitter = sp.LineSplitter()
-        self._lines: collections.deque[bytes] = collections.deque()
+        # Complete lines not yet examined (bounded: a chattering device cannot grow it).
+        self._lines: collections.deque[bytes] = collections.deque(maxlen=64)
         self._data_event = asyncio.Event()
         self._seq = 0
         self._users = 0

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import random
@@ -201,10 +200,10 @@ class PtyServer:
             data = os.read(fd, 4096)
         except BlockingIOError:
             return
-        except OSError as exc:
-            if exc.errno == errno.EIO:  # cannot happen while we hold the slave open
-                return
-            raise
+        except OSError as exc:  # cannot happen while we hold the slave open; never spin
+            log.error("serial device: read failed, closing the pty: %s", exc)
+            self._close_pty()
+            return
         for line in self._splitter.feed(data):
             self._handle_line(line)
 

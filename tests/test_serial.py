@@ -298,6 +298,29 @@ async def test_garbage_on_the_line_is_ignored(rig):
     assert rig.link.garbled == 0
 
 
+async def test_driver_never_raises_whatever_arrives(rig):
+    """Random blobs and well-checksummed frames with junk words, sent ahead of the reply."""
+    rng = random.Random(11)
+    words_pool = ["OK", "ER", "A", "E", "+1.0", "-", "EM", "N", "HH", "0", "999", "CK", "x"]
+    seen = set()
+    for i in range(60):
+        if i % 2:
+            blob = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+        else:  # a valid frame carrying the sequence number the next read will use
+            words = [rng.choice(words_pool) for _ in range(rng.randrange(1, 9))]
+            blob = sp.encode_frame(rig.link._seq % sp.SEQ_MAX + 1, words)
+        rig.server.send_garbage(blob)
+        await asyncio.sleep(0)
+        st = await rig.az.read()
+        seen.add(st.condition)
+        assert st.condition in (Condition.OK, Condition.GARBLED_FRAME, Condition.TIMEOUT,
+                                Condition.PROTOCOL_EXCEPTION)
+    assert Condition.OK in seen and Condition.GARBLED_FRAME in seen
+    await asyncio.sleep(2 * TIMEOUT_S)
+    st = await rig.az.read()
+    assert st.ok and st.position_deg == pytest.approx(180.0, abs=1e-6)
+
+
 async def test_garbled_request_answered_with_checksum_error(rig):
     """The device side: a request whose checksum is wrong gets ``ER CK`` with its seq."""
     await rig.az.close()
