@@ -224,3 +224,13 @@ def test_from_settings(tmp_path, sim_settings):
     cfg.write_text((CONFIG_DIR / "sim.toml").read_text() + '\n[pointing]\nmodel_file = "gone.toml"\n')
     with pytest.raises(ConfigError, match="gone.toml: cannot read"):
         PointingModel.from_settings(config.load(cfg))
+
+
+def test_offsets_and_describe():
+    m = PointingModel({"IA": 36.0, "TF": 10.0}, {"IA": 0.5})
+    dx, dy = m.offsets_arcsec(50.0, 0.0)
+    assert float(dx) == pytest.approx(-36.0, abs=1e-6)
+    assert float(dy) == pytest.approx(-10.0, abs=1e-6)
+    text = m.describe()
+    assert text.splitlines() == ["IA        +36.00 +- 0.50 arcsec", "TF        +10.00 arcsec"]
+    assert PointingModel.identity().describe() == "(identity)"
