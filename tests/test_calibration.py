@@ -324,3 +324,26 @@ def test_cli_grid_simulate_fit(tmp_path):
     assert r.exit_code == 2
     assert "bad.csv:2: true_az_deg = 'x' is not a number" in r.output
     assert not (tmp_path / "no.toml").exists()
+
+
+@pytest.mark.slow
+def test_cli_sun_camera_simulate_and_fit(tmp_path):
+    cfg = tmp_path / "mis.toml"
+    cfg.write_text((CONFIG_DIR / "sim.toml").read_text()
+                   + "\n[simulator.misalignment]\nia_arcsec = 100.0\nie_arcsec = -50.0\n")
+    runner = CliRunner()
+    r = runner.invoke(main, ["calibrate", "simulate", "--config", str(cfg), "--out", "x.csv"])
+    assert r.exit_code == 2 and "give --grid FILE and/or --sun-start" in r.output
+    meas, model = tmp_path / "sun.csv", tmp_path / "sun.toml"
+    r = runner.invoke(main, ["calibrate", "simulate", "--config", str(cfg),
+                             "--sun-start", "2025-03-20T00:00:00Z", "--sun-end", "2025-03-21T00:00:00Z",
+                             "--sun-step-s", "900", "--noise-arcsec", "0.5", "--out", str(meas)])
+    assert r.exit_code == 0, r.output
+    rows = read_measurements(meas)
+    assert len(rows) >= 10 and all(m.kind == "sun" for m in rows)
+    r = runner.invoke(main, ["calibrate", "fit", str(meas), "--config", str(cfg),
+                             "--terms", "IA,IE", "--out", str(model)])
+    assert r.exit_code == 0, r.output
+    m = PointingModel.load(model)
+    assert m.terms_arcsec["IA"] == pytest.approx(100.0, abs=1.0)
+    assert m.terms_arcsec["IE"] == pytest.approx(-50.0, abs=1.0)
