@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "events": "operator:events",
     "dry-run": "dryrun:dry_run",
     "states": "states:states",
+    "exposure": "exposure:exposure",
+    "report": "report:report",
 }
 
 

@@ -163,12 +163,14 @@ class TrackingStore:
 
     def __init__(self, path: str | Path, *, commit_interval_s: float = 1.0, clock: Any = None,
                  synchronous: str = "FULL", busy_timeout_s: float = 0.05,
-                 max_backlog: int = 100_000, open_timeout_s: float = 5.0) -> None:
+                 max_backlog: int = 100_000, open_timeout_s: float = 5.0,
+                 readonly: bool = False) -> None:
         if not commit_interval_s >= 0:
             raise StoreError(f"commit_interval_s must be >= 0, got {commit_interval_s!r}")
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
         self.path = Path(path).expanduser()
+        self.readonly = bool(readonly)
         self.commit_interval_s = float(commit_interval_s)
         self.busy_timeout_s = float(busy_timeout_s)
         self.max_backlog = int(max_backlog)
@@ -186,6 +188,9 @@ class TrackingStore:
         self.last_error: str | None = None
         self.commits = 0
         self.rejected = 0
+        if self.readonly and not self.path.is_file():
+            raise StoreError(f"no tracking log at {self.path} (give --db FILE, or the config "
+                             "whose store.path names it)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -196,11 +201,20 @@ class TrackingStore:
     # ------------------------------------------------------------------ opening
     def _open(self, synchronous: str, open_timeout_s: float) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(str(self.path), timeout=open_timeout_s, isolation_level=None,
-                                 check_same_thread=False)
+            target = (f"file:{self.path.resolve().as_posix()}?mode=ro" if self.readonly
+                      else str(self.path))
+            db = sqlite3.connect(target, timeout=open_timeout_s, isolation_level=None,
+                                 check_same_thread=False, uri=self.readonly)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the tracking log {self.path}: {exc}") from None
         try:
+            if self.readonly:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version != SCHEMA_VERSION:
+                    raise StoreError(f"{self.path} is not a tracking log of schema "
+                                     f"{SCHEMA_VERSION} (user_version {version})")
+                db.execute(f"PRAGMA busy_timeout={int(open_timeout_s * 1000)}")
+                return db
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL journal (got {mode!r}); "
@@ -478,6 +492,21 @@ class TrackingStore:
         return [{"id": r[0], "time_s": r[1], "time_utc": iso_utc(r[1]), "source": r[2],
                  "command": r[3], "args": json.loads(r[4]), "ok": bool(r[5]),
                  "result": r[6]} for r in rows]
+
+    def state_at(self, t_s: float) -> dict | None:
+        """The latest "state" event strictly before ``t_s`` (as in ``events``), or None."""
+        rows = self._query("SELECT id FROM events WHERE kind = 'state' AND time_s < ? "
+                           "ORDER BY time_s DESC, id DESC LIMIT 1", (float(t_s),))
+        if not rows:
+            return None
+        return self.events(after_id=rows[0][0] - 1, limit=1)[0]
+
+    def last_time_s(self) -> float | None:
+        """Time of the latest committed sample or event, or None for an empty log."""
+        (a,), = self._query("SELECT MAX(time_s) FROM samples")
+        (b,), = self._query("SELECT MAX(time_s) FROM events")
+        vals = [v for v in (a, b) if v is not None]
+        return max(vals) if vals else None
 
     def last_state(self) -> dict | None:
         """The latest "state" event, for resuming after a restart, or None.
