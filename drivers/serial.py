@@ -32,6 +32,7 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import serial
@@ -254,12 +255,16 @@ class SerialAxis:
     last command went (commands return nothing).
     """
 
-    def __init__(self, name: str, link: SerialLink, clock: Clock) -> None:
+    def __init__(self, name: str, link: SerialLink, clock: Clock | Callable[[], float]) -> None:
         if name not in sp.AXIS_LETTERS:
             raise ValueError(f"axis name {name!r} is not one of {sorted(sp.AXIS_LETTERS)}")
         self.name = name
         self.link = link
         self.clock = clock
+        now_s = getattr(clock, "now_s", clock)
+        if not callable(now_s):
+            raise TypeError("clock must have now_s() or be a callable giving UTC unix seconds")
+        self._now_s: Callable[[], float] = now_s
         self._letter = sp.AXIS_LETTERS[name]
         self._connected = False
         self.last_command_condition = Condition.OK
@@ -282,7 +287,7 @@ class SerialAxis:
 
     async def read(self) -> AxisState:
         out = await self.link.transact(["RD", self._letter])
-        now_s = self.clock.now_s()
+        now_s = float(self._now_s())
         report = out.reply.report(self._letter) if out.reply is not None else None
         if out.condition is Condition.OK and report is None:
             out = Outcome(Condition.GARBLED_FRAME, detail="reply lacks this axis")
@@ -332,9 +337,12 @@ class SerialAxis:
         await self._command(sp.request_words("RS", self._letter))
 
 
-def make_serial_axes(settings: Settings, clock: Clock, *, backoff_min_s: float = 0.05,
-                     backoff_max_s: float = 2.0) -> dict[str, Axis]:
-    """Both axes of the controller at ``settings.drives.serial`` (port, baudrate, timeout_s)."""
+def make_serial_axes(settings: Settings, clock: Clock | Callable[[], float], *,
+                     backoff_min_s: float = 0.05, backoff_max_s: float = 2.0) -> dict[str, Axis]:
+    """Both axes of the controller at ``settings.drives.serial`` (port, baudrate, timeout_s).
+
+    ``clock`` stamps the readings: a ``tracker.clock`` object or a callable (UTC unix s).
+    """
     cfg = settings.drives.serial
     link = SerialLink(cfg.port, baudrate=cfg.baudrate, timeout_s=cfg.timeout_s,
                       backoff_min_s=backoff_min_s, backoff_max_s=backoff_max_s)
