@@ -65,17 +65,14 @@ class ModbusLink:
         self.transport = transport
         self.timeout_s = timeout_s
         if transport == "tcp":
-            self.client: AsyncModbusTcpClient | AsyncModbusSerialClient = AsyncModbusTcpClient(
-                host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0)
             self.where = f"{host}:{port}"
         elif transport == "rtu":
-            self.client = AsyncModbusSerialClient(
-                serial_port, baudrate=baudrate, timeout=timeout_s, retries=0, reconnect_delay=0)
             self.where = serial_port
         else:
             raise ValueError(f"unknown Modbus transport {transport!r} (tcp or rtu)")
-        self.client.set_max_no_responses(MAX_NO_RESPONSES)
-        self._install_garble_detector()
+        self._params = (host, port, serial_port, baudrate)
+        # pymodbus clients need a running event loop: made on first use.
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._lock = asyncio.Lock()
         self._backoff_s = BACKOFF_MIN_S
         self._next_attempt_s = 0.0
@@ -85,9 +82,26 @@ class ModbusLink:
         self.connects = 0
         self.failed_connects = 0
 
+    @property
+    def client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        """The pymodbus client (created on first use, inside the event loop)."""
+        if self._client is None:
+            host, port, serial_port, baudrate = self._params
+            if self.transport == "tcp":
+                self._client = AsyncModbusTcpClient(
+                    host, port=port, timeout=self.timeout_s, retries=0, reconnect_delay=0)
+            else:
+                self._client = AsyncModbusSerialClient(
+                    serial_port, baudrate=baudrate, timeout=self.timeout_s, retries=0,
+                    reconnect_delay=0)
+            self._client.set_max_no_responses(MAX_NO_RESPONSES)
+            self._install_garble_detector()
+        return self._client
+
     def _install_garble_detector(self) -> None:
         """Make pymodbus' frame decoder report a garbled reply at once (not as a timeout)."""
-        ctx = self.client.ctx
+        assert self._client is not None
+        ctx = self._client.ctx
         framer = ctx.framer
         original = framer.decode
         rtu = self.transport == "rtu"
@@ -109,7 +123,7 @@ class ModbusLink:
 
     @property
     def connected(self) -> bool:
-        return self.client.connected
+        return self._client is not None and self._client.connected
 
     async def ensure(self) -> None:
         """Connect if needed (respecting the backoff); raise ``CommsError(LINK_DOWN)`` if down."""
@@ -123,6 +137,8 @@ class ModbusLink:
             self._up = False
             log.warning("%s: connection lost; reconnecting", self.where)
             raise CommsError(Condition.LINK_DOWN, f"{self.where}: connection lost; reconnecting")
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             if self.client.connected:
                 return
@@ -189,7 +205,8 @@ class ModbusLink:
     def close(self) -> None:
         self._closed = True
         self._up = False
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def reopen(self) -> None:
         """Allow connecting again after ``close()``."""

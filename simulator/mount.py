@@ -52,8 +52,8 @@ VELOCITY_TAU_S = 0.05
 MAX_SUBSTEP_S = 0.01
 #: Drive's own position-loop gain, 1/s.
 POSITION_GAIN_PER_S = 4.0
-#: Below this speed an axis counts as not moving, deg/s (the Sun moves >= ~1e-3).
-MOVING_THRESHOLD_DEG_S = 1e-5
+#: Below this speed an axis counts as not moving, deg/s (0.36 arcsec/s).
+MOVING_THRESHOLD_DEG_S = 1e-4
 #: Distance from a soft limit at which the axis reports being at it, deg.
 SOFT_LIMIT_REPORT_DEG = 1e-3
 #: Wind torque as an axis acceleration per (m/s)^2, deg/s^2 (azimuth, elevation).
@@ -349,20 +349,21 @@ class SimAxis:
                 vt = vs
             if err < 0.0:
                 vt = -vt
-        # Soft limits in the drive's measured frame: stop at them, refuse beyond.
-        if vt > 0.0:
+        # Soft limits in the drive's measured frame: stop at them, refuse beyond
+        # (past one, the drive's position loop pushes back to it).
+        if vt >= 0.0:
             room = self.soft_high_deg - p
-            vmax = math.sqrt(2.0 * a * room) if room > 0.0 else 0.0
+            vmax = math.sqrt(2.0 * a * room) if room > 0.0 else POSITION_GAIN_PER_S * room
             if vt > vmax:
                 vt = vmax
-            if self._load_deg >= self.switch_high_deg:
+            if vt > 0.0 and self._load_deg >= self.switch_high_deg:
                 vt = 0.0
-        elif vt < 0.0:
+        if vt <= 0.0:
             room = p - self.soft_low_deg
-            vmax = math.sqrt(2.0 * a * room) if room > 0.0 else 0.0
+            vmax = math.sqrt(2.0 * a * room) if room > 0.0 else POSITION_GAIN_PER_S * room
             if vt < -vmax:
                 vt = -vmax
-            if self._load_deg <= self.switch_low_deg:
+            if vt < 0.0 and self._load_deg <= self.switch_low_deg:
                 vt = 0.0
         # Acceleration-limited reference (soft-limit clamps act at once).
         vr = self._v_ref
