@@ -234,3 +234,11 @@ def test_offsets_and_describe():
     text = m.describe()
     assert text.splitlines() == ["IA        +36.00 +- 0.50 arcsec", "TF        +10.00 arcsec"]
     assert PointingModel.identity().describe() == "(identity)"
+
+
+def test_models_compare_and_hash_by_value():
+    a = PointingModel({"IA": 1.0, "AN": 2.0})
+    b = PointingModel({"AN": 2.0, "IA": 1.0})
+    assert a == b and hash(a) == hash(b)
+    assert a != PointingModel({"IA": 1.5, "AN": 2.0})
+    assert len({a, b, PointingModel.identity()}) == 2

@@ -128,6 +128,11 @@ class PointingModel:
         object.__setattr__(self, "_c", tuple(c))
         object.__setattr__(self, "_is_identity", not any(c))
 
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self.terms_arcsec.items())),
+                     tuple(sorted(self.uncertainties_arcsec.items())),
+                     self.fit_date_utc, self.residual_rms_arcsec, self.n_points))
+
     # ----------------------------------------------------------- constructors
     @classmethod
     def identity(cls) -> PointingModel:
