@@ -182,7 +182,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         period_s = self.settings.control_period_s
         next_deadline = loop.time()
-        last_error_log = -math.inf
+        last_error_log = last_overrun_log = -math.inf
         while not self._stop.is_set():
             now = loop.time()
             if now < next_deadline:
@@ -211,6 +211,12 @@ class Daemon:
                 self.stats.overruns += 1
                 next_deadline += missed * period_s
                 self.stats.restart()
+                if start - last_overrun_log > 10.0:  # at most one line per 10 s
+                    log.warning("control loop overrun: tick took %.1f ms, started %.1f ms late "
+                                "(%d overruns so far)", (end - start) * 1e3,
+                                (start - (next_deadline - (missed + 1) * period_s)) * 1e3,
+                                self.stats.overruns)
+                    last_overrun_log = start
 
     def stop(self) -> None:
         self._stop.set()
@@ -248,18 +254,19 @@ def _make_server(app: Any, sock: socket.socket) -> Any:
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=2, server_header=False)
+    config.load()  # import the protocol modules now, not in the running control loop
     return _EmbeddedServer(config)
 
 
 def _build_axes(settings: Any, clock: Any) -> tuple[Mapping[str, Any], Any]:
     """The axes and, for ``drives.kind = "sim"``, the in-process simulated mount."""
-    from drivers.factory import make_axes
-
     mount = None
     if settings.drives.kind == "sim":
         from simulator.mount import SimMount
 
         mount = SimMount(settings)
+    from drivers.factory import make_axes
+
     return make_axes(settings, clock=clock, mount=mount), mount
 
 
@@ -298,13 +305,12 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         tasks.append(asyncio.create_task(run_realtime(mount), name="sim-mount"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stop)
-    server = None
+    server = _make_server(create_app(daemon), sock)
     try:
         await engine.start()
         daemon._refresh_snapshot()
-        control = asyncio.create_task(daemon.control_loop(), name="control-loop")
-        server = _make_server(create_app(daemon), sock)
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
+        control = asyncio.create_task(daemon.control_loop(), name="control-loop")
         url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
         log.info("daemon running: API on %s, state %s, drives %s, log %s", url, engine.state,
                  settings.drives.kind, store_path)
