@@ -124,7 +124,7 @@ class SerialLink:
         except (serial.SerialException, OSError, ValueError) as exc:
             with contextlib.suppress(Exception):
                 port.close()
-            self.link_error = f"cannot open {self.port}: {exc}"
+            self.link_error = f"cannot open the serial port: {exc}"
             self._next_open_s = now + self._backoff_s
             log.warning("%s; next attempt in %.2f s", self.link_error, self._backoff_s)
             self._backoff_s = min(2.0 * self._backoff_s, self.backoff_max_s)
