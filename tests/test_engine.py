@@ -1,0 +1,195 @@
+"""The engine on the in-process simulator with a simulated clock: the behaviour an operator sees."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from simulator.axis import SimulatedAxis
+from simulator.mount import SimMount
+from tests.conftest import CONFIG_DIR
+from tracker import config, dryrun
+from tracker.clock import SimClock
+from tracker.engine import Engine
+from tracker.errors import EnvelopeError, StateError
+from tracker.machine import State
+from tracker.planner import plan
+from tracker.store import TrackingStore
+from tracker.timeinput import to_unix_s
+
+DAY = "2026-03-20T00:00:00Z"
+
+
+class Rig:
+    """Engine + simulated mount + store on a simulated clock, stepped at the control rate."""
+
+    def __init__(self, settings: config.Settings, start_s: float, db=None, *,
+                 at: tuple[float, float] | None = None) -> None:
+        self.settings = settings
+        self.clock = SimClock(start_s)
+        self.mount = SimMount(settings, **({"azimuth_deg": at[0], "elevation_deg": at[1]}
+                                           if at else {}))
+        axes = {n: SimulatedAxis(self.mount.axes[n], self.clock.now_s)
+                for n in ("azimuth", "elevation")}
+        self.store = TrackingStore(db, clock=self.clock.now_s) if db else None
+        self.engine = Engine(settings, axes, self.store, self.clock,
+                             wind_m_s=lambda: self.mount.wind_m_s)
+
+    async def run(self, seconds: float, until=None) -> None:
+        dt = self.engine.period_s
+        for _ in range(round(seconds / dt)):
+            await self.engine.tick()
+            self.mount.step(dt)
+            self.clock.advance(dt)
+            if until is not None and until(self.engine):
+                return
+
+    def assert_inside_hard_limits(self) -> None:
+        for ax in self.mount.axes.values():
+            assert ax.hard_low_deg <= ax.min_true_deg and ax.max_true_deg <= ax.hard_high_deg
+
+
+def first_window(settings, boresight=None):
+    windows = plan(settings, DAY, "2026-03-21T00:00:00Z").windows
+    return next(w for w in windows if boresight in (None, w.boresight))
+
+
+@pytest.fixture
+def sim():
+    return config.load(CONFIG_DIR / "sim.toml")
+
+
+async def test_prepositions_then_tracks_from_the_first_second(sim, tmp_path) -> None:
+    w = first_window(sim)
+    rig = Rig(sim, w.start_s - 900.0, db=tmp_path / "log.sqlite")
+    await rig.engine.start()
+    await rig.run(890.0)
+    assert rig.engine.machine.state is State.WAITING
+    pos = (rig.mount.azimuth.encoder_deg, rig.mount.elevation.encoder_deg)
+    assert pos == pytest.approx((w.entry_axis_az_deg, w.entry_axis_el_deg), abs=0.01)
+    await rig.run(20.0)
+    assert rig.engine.machine.state is State.TRACKING
+    assert rig.engine.on_sun                       # on the Sun within 10 s of the window start
+    await rig.run(600.0)
+    assert rig.engine.error_arcsec < 5.0
+    await rig.engine.shutdown()
+    store = TrackingStore(tmp_path / "log.sqlite")
+    exp = store.exposure(w.start_s, w.start_s + 600.0)
+    assert exp["on_sun_s"] >= 0.99 * 600.0
+    rig.assert_inside_hard_limits()
+
+
+async def test_cast_uses_front_at_sunrise_and_rear_at_sunset() -> None:
+    cast = config.load(CONFIG_DIR / "cast.toml")
+    cast = cast.model_copy(update={"tracking": cast.tracking.model_copy(update={"auto_track": True})})
+    for boresight in ("front", "rear"):
+        w = first_window(cast, boresight)
+        rig = Rig(cast, w.start_s - 1200.0)
+        await rig.engine.start()
+        await rig.run(1200.0 + 300.0)
+        e = rig.engine
+        assert e.machine.state is State.TRACKING and e.boresight == boresight and e.on_sun
+        # The rear end looks opposite the axis: axis az = Sun az - 180, axis el = -Sun el.
+        sun_az, sun_el = e._sun[0], e._sun[1]
+        flip = 180.0 if boresight == "rear" else 0.0
+        sign = -1.0 if boresight == "rear" else 1.0
+        assert rig.mount.azimuth.encoder_deg == pytest.approx(sun_az - flip, abs=0.01)
+        assert rig.mount.elevation.encoder_deg == pytest.approx(sign * sun_el, abs=0.01)
+        rig.assert_inside_hard_limits()
+
+
+async def test_drive_trip_during_tracking_stops_and_needs_a_reset(sim) -> None:
+    w = first_window(sim)
+    rig = Rig(sim, w.start_s + 60.0, at=(w.entry_axis_az_deg, w.entry_axis_el_deg))
+    await rig.engine.start()
+    await rig.run(400.0, until=lambda e: e.on_sun)
+    assert rig.engine.machine.state is State.TRACKING
+    from drivers.base import Condition
+    rig.mount.elevation.trip(Condition.OVERCURRENT)
+    await rig.run(1.0)
+    e = rig.engine
+    assert e.machine.state is State.FAULT
+    assert "elevation: overcurrent" in e.fault_history[-1][1]
+    await rig.run(20.0)
+    held = rig.mount.azimuth.true_position_deg
+    await rig.run(60.0)
+    assert abs(rig.mount.azimuth.velocity_deg_s) < 1e-4     # stopped, stays stopped
+    assert rig.mount.azimuth.true_position_deg == pytest.approx(held, abs=0.001)
+    with pytest.raises(StateError, match="reset"):
+        await e.goto(100.0, 10.0, source="test")
+    await e.reset(source="test")
+    assert e.machine.state is State.IDLE
+    await rig.run(300.0, until=lambda e: e.on_sun)
+    assert e.machine.state is State.TRACKING and e.on_sun   # automation resumed after the reset
+
+
+async def test_wind_stows_and_resumes_when_calm(sim) -> None:
+    w = first_window(sim)
+    rig = Rig(sim, w.start_s + 30.0, at=(w.entry_axis_az_deg, w.entry_axis_el_deg))
+    await rig.engine.start()
+    await rig.run(600.0, until=lambda e: e.on_sun)
+    rig.mount.set_wind(20.0)
+    await rig.run(1.0)
+    assert rig.engine.machine.state is State.STOWING
+    await rig.run(900.0, until=lambda e: e.machine.state is State.STOWED)
+    assert rig.engine.machine.state is State.STOWED
+    stow = sim.positions.stow
+    assert rig.mount.azimuth.encoder_deg == pytest.approx(stow.azimuth_deg, abs=0.01)
+    rig.mount.set_wind(2.0)
+    await rig.run(sim.weather.calm_s + 900.0, until=lambda e: e.on_sun)
+    assert rig.engine.machine.state is State.TRACKING and rig.engine.on_sun
+    rig.assert_inside_hard_limits()
+
+
+async def test_goto_outside_the_envelope_is_refused_and_moves_nothing(sim, tmp_path) -> None:
+    rig = Rig(sim, to_unix_s(DAY), db=tmp_path / "log.sqlite")
+    await rig.engine.start()
+    await rig.run(1.0)
+    before = rig.engine.machine.state
+    with pytest.raises(EnvelopeError, match=r"elevation (axis )?31.0 deg,? (is )?above the limit 25.0 deg"):
+        await rig.engine.goto(100.0, 31.0, source="api:127.0.0.1")
+    with pytest.raises(EnvelopeError):
+        await rig.engine.jog("az", 0.1, 600.0 * 10, source="cli")
+    with pytest.raises(EnvelopeError):
+        await rig.engine.jog("el", 5.0, 1.0, source="cli")          # faster than the axis may go
+    await rig.run(5.0)
+    assert rig.engine.machine.state is before
+    audit = [e for e in rig.store.events(limit=50) if e["kind"] == "command"]
+    assert any("31.0" in (e.get("message") or "") or "31.0" in str(e.get("data")) for e in audit)
+
+
+async def test_goto_and_jog_move_inside_the_envelope(sim) -> None:
+    rig = Rig(sim, to_unix_s(DAY))
+    await rig.engine.start()
+    await rig.engine.goto(200.0, 10.0, source="test")
+    assert rig.engine.machine.state is State.MANUAL and not rig.engine.auto_tracking
+    await rig.run(400.0)
+    assert rig.engine.pointing_sky == pytest.approx((200.0, 10.0), abs=0.01)
+    el0 = rig.mount.elevation.encoder_deg
+    await rig.engine.jog("el", 0.1, 20.0, source="test")
+    await rig.run(60.0)
+    assert rig.mount.elevation.encoder_deg - el0 == pytest.approx(2.0, abs=0.1)
+
+
+async def test_dry_run_report_over_a_window(sim) -> None:
+    w = first_window(sim)
+    report = await dryrun.run(sim, w.start_s - 600.0, 3600.0)
+    assert report.windows >= 1 and report.faults == 0
+    assert report.available_s == pytest.approx(3000.0, abs=2.0)
+    assert report.efficiency >= 0.99
+    assert report.rms_error_arcsec is not None and report.rms_error_arcsec <= 2.0
+    assert report.max_error_arcsec <= 10.0
+
+
+def test_engine_module_is_importable_without_simulator() -> None:
+    import sys
+
+    import tracker.engine  # noqa: F401
+    assert "tracker.engine" in sys.modules
+    src = (CONFIG_DIR.parent / "tracker" / "engine.py").read_text()
+    assert "import simulator" not in src and "from simulator" not in src
+
+
+def test_async_helpers_use_no_running_loop_at_import() -> None:
+    assert asyncio.get_event_loop_policy() is not None
