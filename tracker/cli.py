@@ -18,6 +18,7 @@ from tracker.errors import TrackerError
 #: command name -> "module:attribute" under tracker.commands
 COMMANDS: dict[str, str] = {
     "config": "config_cmd:config",
+    "sun": "sun:sun",
     "simulate": "simulate:simulate",
     "calibrate": "calibrate:calibrate",
     "plan": "plan:plan",
