@@ -29,6 +29,7 @@ from tracker.config import Settings
 from tracker.engine import Engine, iso_utc
 from tracker.machine import State
 from tracker.planner import plan as make_plan
+from tracker.pointing import PointingModel
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _p95(xs: list[float]) -> float | None:
 async def run(settings: Settings, start_s: float, duration_s: float, *, driver: str = "sim",
               db_path: str | Path | None = None, idle_step_s: float = 0.5,
               progress: Callable[[float], None] | None = None,
-              config_name: str = "") -> DryRunReport:
+              config_name: str = "", pointing: PointingModel | None = None) -> DryRunReport:
     """Run the controller for ``duration_s`` simulated seconds from ``start_s`` (UTC unix s).
 
     ``progress`` is called with the simulated seconds done so far (about 200 times).
@@ -165,7 +166,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
             return true_direction(settings, mount.azimuth.true_position_deg,
                                   mount.elevation.true_position_deg)
     engine = Engine(settings, axes, store, clock, wind_m_s=lambda: mount.wind_m_s,
-                    true_direction=truth)
+                    true_direction=truth, pointing=pointing)
     end_s = start_s + duration_s
     the_plan = make_plan(settings, start_s, end_s)
     stats = _Stats()

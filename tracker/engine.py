@@ -65,6 +65,8 @@ class Task:
     az_deg: float = 0.0          # axes: axis position; sky: sky direction
     el_deg: float = 0.0
     boresight: str = ""
+    #: axes: the position is an ideal (sky-derived) axis position; apply the pointing model.
+    model: bool = False
     jog_axis: str = ""
     jog_rate_deg_s: float = 0.0
     until_s: float = 0.0
@@ -342,7 +344,7 @@ class Engine:
                 if state is State.WAITING or (state is State.SLEWING and self.task.kind == "axes"
                                               and (self.task.az_deg, self.task.el_deg) == entry):
                     return
-                self.task = Task("axes", *entry, boresight=nxt.boresight)
+                self.task = Task("axes", *entry, boresight=nxt.boresight, model=True)
                 if m.may("slew"):
                     m.fire("slew", f"pre-position for the window at {iso_utc(nxt.start_s)}")
                 elif m.may("hold"):
@@ -444,6 +446,9 @@ class Engine:
         if task.kind == "axes":
             self.target_sky = self.envelope.axes_to_sky(task.boresight or self.boresight,
                                                         task.az_deg, task.el_deg)
+            if task.model:
+                enc_az, enc_el = self.pointing.sky_to_axes(task.az_deg, task.el_deg)
+                return AxisDemand(enc_az), AxisDemand(enc_el)
             return AxisDemand(task.az_deg), AxisDemand(task.el_deg)
         if task.kind == "sky":
             self.target_sky = (task.az_deg, task.el_deg)
