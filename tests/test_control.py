@@ -85,3 +85,10 @@ def test_nearest_turn() -> None:
     assert nearest_turn_deg(10.0, 150.0) == 10.0
     assert nearest_turn_deg(10.0, 250.0) == 370.0
     assert math.isclose(nearest_turn_deg(-170.0, 180.0), 190.0)
+
+
+def test_nan_demand_or_measurement_commands_no_motion() -> None:
+    nan = float("nan")
+    assert axis_step(LIM, AxisDemand(nan, 0.0), 0.0, 0.0, 1.0, DT).velocity_deg_s == 0.0
+    assert axis_step(LIM, AxisDemand(1.0, nan), 0.0, 0.0, 1.0, DT).velocity_deg_s == 0.0
+    assert axis_step(LIM, AxisDemand(1.0, 0.0), nan, 0.0, 1.0, DT).velocity_deg_s == 0.0

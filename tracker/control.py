@@ -68,19 +68,29 @@ def axis_step(limits: AxisLimits, demand: AxisDemand, measured_deg: float,
     """
     a = limits.max_accel_deg_s2
     vmax = limits.max_speed_deg_s
-    target = min(max(demand.position_deg, limits.min_deg), limits.max_deg)
+    target = demand.position_deg
+    if target < limits.min_deg:
+        target = limits.min_deg
+    elif target > limits.max_deg:
+        target = limits.max_deg
     error = target - measured_deg
     # Position correction: proportional near the target, time-optimal far from it.
     correction = gain_per_s * error
     cap = _stopping_speed(abs(error), a)
     if abs(correction) > cap:
         correction = math.copysign(cap, error)
-    velocity = demand.rate_deg_s + correction
+    v = demand.rate_deg_s + correction
     # Speed limit, then acceleration limit against the last command.
-    velocity = min(max(velocity, -vmax), vmax)
+    if v > vmax:
+        v = vmax
+    elif v < -vmax:
+        v = -vmax
     dv = a * dt_s
-    velocity = min(max(velocity, last_velocity_deg_s - dv), last_velocity_deg_s + dv)
-    return AxisCommand(range_guard(limits, measured_deg, velocity, dt_s), error)
+    if v > last_velocity_deg_s + dv:
+        v = last_velocity_deg_s + dv
+    elif v < last_velocity_deg_s - dv:
+        v = last_velocity_deg_s - dv
+    return AxisCommand(range_guard(limits, measured_deg, v, dt_s), error)
 
 
 def range_guard(limits: AxisLimits, position_deg: float, velocity_deg_s: float,
@@ -91,12 +101,16 @@ def range_guard(limits: AxisLimits, position_deg: float, velocity_deg_s: float,
     braking margin) and at most ``d / dt_s`` (one period never crosses the limit).
     Moving away from a limit is never restricted.
     """
-    a = limits.max_accel_deg_s2
-    d_up = limits.max_deg - position_deg
-    d_down = position_deg - limits.min_deg
-    up = min(_stopping_speed(d_up, a), max(d_up, 0.0) / dt_s)
-    down = min(_stopping_speed(d_down, a), max(d_down, 0.0) / dt_s)
-    return min(max(velocity_deg_s, -down), up)
+    v = velocity_deg_s
+    if v > 0.0:
+        d = limits.max_deg - position_deg
+        cap = min(_stopping_speed(d, limits.max_accel_deg_s2), d / dt_s) if d > 0.0 else 0.0
+        return v if v <= cap else cap
+    if v < 0.0:
+        d = position_deg - limits.min_deg
+        cap = min(_stopping_speed(d, limits.max_accel_deg_s2), d / dt_s) if d > 0.0 else 0.0
+        return v if -v <= cap else -cap
+    return 0.0 if v != v else v
 
 
 def great_circle_arcsec(az1_deg: float, el1_deg: float, az2_deg: float, el2_deg: float) -> float:
