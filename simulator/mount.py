@@ -299,11 +299,15 @@ class SimAxis:
             return
         n = 1 if dt_s <= MAX_SUBSTEP_S else int(math.ceil(dt_s / MAX_SUBSTEP_S))
         h = dt_s / n
-        for _ in range(n):
+        t0 = self.time_s
+        for i in range(1, n + 1):
             self._substep(h)
-        t = self.time_s = self.time_s + dt_s
-        if (t - self._last_heartbeat_s > self.watchdog_s and self.condition is Condition.OK
-                and self.enabled):
+            t = self.time_s = t0 + i * h
+            if t - self._last_heartbeat_s > self.watchdog_s and self.enabled:
+                self._watchdog(t)
+
+    def _watchdog(self, t: float) -> None:
+        if self.condition is Condition.OK:
             self.condition = Condition.WATCHDOG
             self.fault_text = FAULT_TEXTS[Condition.WATCHDOG]
             self._stop_profile()
