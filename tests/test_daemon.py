@@ -81,11 +81,11 @@ def window_time(settings: config.Settings, *, into_s: float = 120.0) -> tuple[fl
     from tracker.planner import plan
 
     start = time.time()
-    p = plan(settings, start, start + 3 * 86400.0)
+    p = plan(settings, start, start + 2 * 86400.0)
     for w in p.windows:
         if w.end_s - w.start_s > into_s + 1800.0 and not w.clipped_start:
             return w.start_s + into_s, w.to_json()
-    raise AssertionError("no tracking window of more than 30 min in the next 3 days")
+    raise AssertionError("no tracking window of more than 30 min in the next 2 days")
 
 
 def make_config(tmp_path: Path, *, fast: bool = True, **sections: dict) -> tuple[Path, float]:
@@ -285,7 +285,7 @@ def test_daemon_tracks_the_sun_keeps_period_and_stops_cleanly(running_daemon):
     # the tight bound is the benchmark's, here the loop must simply keep its rate).
     loop = d.wait_for(lambda s: s["loop"]["ticks"] >= 100, 30.0, "100 ticks")["loop"]
     assert loop["period_p50_ms"] == pytest.approx(100.0, abs=2.0)
-    assert loop["period_p99_ms"] < 150.0
+    assert loop["overruns"] <= 0.05 * loop["ticks"]
     assert loop["errors"] == 0
 
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -167,6 +168,13 @@ def create_app(backend: Backend) -> FastAPI:
             return
         if not bearer_matches(request.headers.get("authorization"), backend.token):
             raise _unauthorized(backend)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Without the offending input: it may be NaN/inf, which JSON cannot carry.
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(TrackerError)
     async def _tracker_error(request: Request, exc: TrackerError) -> JSONResponse:

@@ -1,0 +1,214 @@
+"""The HTTP API of the real daemon (subprocess, simulated mount, free loopback port).
+
+The tests of this module share one daemon and run in file order: refusals first
+(nothing may move), then goto, jog, stop, park and automatic tracking again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import httpx
+import pytest
+
+from tests.test_daemon import running_daemon, daemon_env  # noqa: F401  (module fixtures)
+from tracker.api import is_loopback
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+
+def _events(d, **params) -> list[dict]:
+    r = httpx.get(f"{d.url}/api/v1/events", params={"limit": 1000, **params}, timeout=5)
+    assert r.status_code == 200
+    return r.json()
+
+
+def _axes(st: dict) -> tuple[float, float]:
+    return st["axes"]["azimuth"]["position_deg"], st["axes"]["elevation"]["position_deg"]
+
+
+def test_loopback_detection():
+    assert is_loopback("127.0.0.1") and is_loopback("127.5.0.1") and is_loopback("::1")
+    assert is_loopback("::ffff:127.0.0.1")
+    assert not is_loopback("192.168.1.10") and not is_loopback("testclient")
+
+
+def test_openapi_document_lists_commands_with_bearer(running_daemon):
+    doc = httpx.get(f"{running_daemon.url}/openapi.json", timeout=5).json()
+    paths = doc["paths"]
+    for p in ("status", "plan", "events", "goto", "jog", "stop", "park", "unpark", "stow",
+              "track", "reset"):
+        assert f"/api/v1/{p}" in paths, p
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert paths["/api/v1/goto"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in paths["/api/v1/status"]["get"]
+
+
+def test_starts_tracking_by_itself(running_daemon):
+    st = running_daemon.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0,
+                                 "tracking on the Sun")
+    assert st["auto_tracking"] is True
+
+
+def test_commands_need_the_token_and_move_nothing(running_daemon):
+    d = running_daemon
+    before = d.status()
+    last_id = max([e["id"] for e in _events(d)] or [0])
+    missing = d.post("stop", token=None)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "token" in missing.json()["detail"]
+    wrong = d.post("goto", {"az_deg": 180.0, "el_deg": 0.0}, token=d.token[:-1] + "x")
+    assert wrong.status_code == 401
+    basic = httpx.post(f"{d.url}/api/v1/park", headers={"Authorization": f"Basic {d.token}"},
+                       timeout=5)
+    assert basic.status_code == 401
+    after = d.status()
+    assert after["state"] == before["state"] == "tracking"
+    assert after["auto_tracking"] is True
+    # No command reached the engine (so none was audited as accepted).
+    assert not [e for e in _events(d, after_id=last_id) if e["kind"] == "command"]
+
+
+def test_goto_outside_envelope_refused_with_reason_and_audited(running_daemon):
+    d = running_daemon
+    before = d.status()
+    last_id = max([e["id"] for e in _events(d)] or [0])
+    sun_az = before["sun"]["azimuth_deg"]
+    r = d.post("goto", {"az_deg": sun_az, "el_deg": 31.0})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "31" in detail and "25" in detail and "elevation" in detail
+    after = d.status()
+    assert after["state"] == "tracking" and after["auto_tracking"] is True
+    cmds = [e for e in _events(d, after_id=last_id) if e["kind"] == "command"]
+    assert len(cmds) == 1
+    assert cmds[0]["source"] == "api:127.0.0.1"
+    assert "refused" in cmds[0]["message"] and cmds[0]["data"]["ok"] is False
+    # Too fast a jog is refused too, before anything moves.
+    r = d.post("jog", {"axis": "el", "rate_deg_s": 50.0, "seconds": 1.0})
+    assert r.status_code == 422, r.text
+    assert d.status()["state"] == "tracking"
+
+
+@pytest.mark.parametrize("path,body", [
+    ("jog", {"axis": "x", "rate_deg_s": 0.1, "seconds": 1}),
+    ("jog", {"axis": "az", "rate_deg_s": 0.1, "seconds": -1}),
+    ("jog", {"axis": "az", "rate_deg_s": 0.1}),
+    ("goto", {"az_deg": "north", "el_deg": 0}),
+    ("goto", {"az_deg": 10, "el_deg": 0, "speed": 3}),
+    ("track", {"on": "maybe"}),
+])
+def test_invalid_bodies_get_422(running_daemon, path, body):
+    r = running_daemon.post(path, body)
+    assert r.status_code == 422
+    assert r.json()["detail"]
+
+
+def test_nan_target_refused(running_daemon):
+    d = running_daemon
+    r = httpx.post(f"{d.url}/api/v1/goto", content=b'{"az_deg": NaN, "el_deg": 0}',
+                   headers={"Authorization": f"Bearer {d.token}",
+                            "Content-Type": "application/json"}, timeout=5)
+    assert r.status_code == 422
+    assert d.status()["state"] == "tracking"
+
+
+def test_goto_sky_direction_arrives(running_daemon):
+    d = running_daemon
+    st = d.status()
+    target_az = (st["sun"]["azimuth_deg"] + 3.0) % 360.0
+    target_el = max(-20.0, min(20.0, st["sun"]["elevation_deg"] - 2.0))
+    r = d.post("goto", {"az_deg": target_az, "el_deg": target_el})
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "manual"
+
+    def arrived(s):
+        p = s["pointing"]
+        return (p["az_deg"] is not None
+                and abs((p["az_deg"] - target_az + 180) % 360 - 180) < 0.01
+                and abs(p["el_deg"] - target_el) < 0.01 and not s["slewing"])
+    st = d.wait_for(arrived, 30.0, "goto arrival")
+    assert st["state"] == "manual" and st["auto_tracking"] is False
+
+
+def test_jog_moves_one_axis_by_rate_times_duration(running_daemon):
+    d = running_daemon
+    az0, el0 = _axes(d.status())
+    r = d.post("jog", {"axis": "az", "rate_deg_s": 0.5, "seconds": 2.0})
+    assert r.status_code == 200, r.text
+    time.sleep(1.0)
+    assert d.status()["axes"]["azimuth"]["moving"]
+    st = d.wait_for(lambda s: not s["axes"]["azimuth"]["moving"] and not s["slewing"], 15.0,
+                    "jog end")
+    az1, el1 = _axes(st)
+    assert az1 - az0 == pytest.approx(1.0, abs=0.15)
+    assert abs(el1 - el0) < 0.01
+
+
+def test_stop_holds(running_daemon):
+    d = running_daemon
+    el0 = d.status()["axes"]["elevation"]["position_deg"]
+    rate = 0.5 if el0 < 0 else -0.5          # towards the middle: 10 deg stay inside
+    r = d.post("jog", {"axis": "el", "rate_deg_s": rate, "seconds": 20.0})
+    assert r.status_code == 200, r.text
+    time.sleep(1.0)
+    r = d.post("stop")
+    assert r.status_code == 200
+    assert r.json()["state"] == "idle"
+    st = d.wait_for(lambda s: not s["axes"]["elevation"]["moving"], 10.0, "stopped")
+    el_stop = st["axes"]["elevation"]["position_deg"]
+    time.sleep(1.0)
+    assert abs(d.status()["axes"]["elevation"]["position_deg"] - el_stop) < 0.005
+    # stopped well before the 10 deg the jog would have covered
+    assert 0.2 < abs(el_stop - el0) < 2.0
+
+
+def test_park_then_track_again(running_daemon):
+    d = running_daemon
+    r = d.post("park")
+    assert r.status_code == 200 and r.json()["state"] == "parking"
+    st = d.wait_for(lambda s: s["state"] == "parked", 40.0, "parked")
+    park = d.settings.positions.park
+    az, el = _axes(st)
+    assert az == pytest.approx(park.azimuth_deg, abs=0.01)
+    assert el == pytest.approx(park.elevation_deg, abs=0.01)
+    assert st["at_park"] is True
+    r = d.post("track", {"on": True})
+    assert r.status_code == 200, r.text
+    st = d.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0, "tracking again")
+    assert st["auto_tracking"] is True
+    assert st["pointing_error_arcsec"] < d.settings.tracking.on_sun_tolerance_arcsec
+
+
+def test_plan_and_events(running_daemon):
+    d = running_daemon
+    plan = httpx.get(f"{d.url}/api/v1/plan", timeout=60).json()
+    assert plan["windows"], plan
+    w = plan["windows"][0]
+    assert w["end_s"] > w["start_s"]
+    bad = httpx.get(f"{d.url}/api/v1/plan", params={"start_s": 10, "end_s": 5}, timeout=5)
+    assert bad.status_code == 422
+    events = _events(d)
+    cmds = [e for e in events if e["kind"] == "command"]
+    names = [e["data"]["command"] for e in cmds]
+    for name in ("goto", "jog", "stop", "park", "track"):
+        assert name in names, names
+    assert all(e["source"] == "api:127.0.0.1" for e in cmds)
+    # Paging: after_id gives only newer events, oldest first.
+    mid = events[len(events) // 2]["id"]
+    newer = _events(d, after_id=mid)
+    assert newer and all(e["id"] > mid for e in newer)
+    assert [e["id"] for e in newer] == sorted(e["id"] for e in newer)
+
+
+def test_status_shape(running_daemon):
+    st = running_daemon.status()
+    for key in ("time_utc", "state", "auto_tracking", "boresight", "sun", "axes", "pointing",
+                "pointing_error_arcsec", "on_sun", "next_window", "current_window", "faults",
+                "wind_m_s", "log", "slewing", "at_park", "at_home", "loop"):
+        assert key in st, key
+    assert set(st["axes"]) == {"azimuth", "elevation"}
+    assert st["log"]["healthy"] is True
+    assert math.isfinite(st["sun"]["azimuth_deg"])
