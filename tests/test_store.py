@@ -88,7 +88,7 @@ def test_schema_wal_and_round_trip(store):
         for name in SAMPLE_FIELDS:
             assert g[name] == getattr(r, name), name
     assert store.samples(T0_S + 2, T0_S + 4)["time_s"].tolist() == [T0_S + 2, T0_S + 3]
-    assert store.time_range() == (T0_S + 1, T0_S + 5)
+    assert store.time_range() == (T0_S, T0_S + 5)       # start of the first interval
     with pytest.raises(StoreError, match="unknown sample columns"):
         store.samples(T0_S, T0_S + 1, columns=("time_s", "bogus"))
 

@@ -56,8 +56,8 @@ def resolve_range(store: TrackingStore, start: str | None, end: str | None) -> t
         if rng is None:
             raise TimeInputError(f"the tracking log {store.path} has no samples; "
                                  "give --from and --to")
-        t0 = t0 if t0 is not None else math.floor(rng[0] - 60.0)
-        t1 = t1 if t1 is not None else math.floor(rng[1]) + 1.0
+        t0 = t0 if t0 is not None else float(math.floor(rng[0]))
+        t1 = t1 if t1 is not None else float(math.ceil(rng[1]))
     if not t1 > t0:
         raise TimeInputError(f"--to {iso_utc(t1)} must be after --from {iso_utc(t0)}")
     return t0, t1
@@ -297,9 +297,12 @@ def plot_exposure_per_day(report: dict, path: Path) -> Path:
     ax.set_xticks(x[::step], [d["date"] for d in days][::step], rotation=45, ha="right")
     ax.set_ylabel("hours per UTC day")
     tot = report["total"]
-    ax.set_title(f"Exposure {report['from_utc']} .. {report['to_utc']}: "
-                 f"{tot['on_sun_s'] / 3600:.2f} h on-Sun")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"Exposure per UTC day, {report['from_utc'][:16]}Z .. "
+                 f"{report['to_utc'][:16]}Z\n{tot['on_sun_s'] / 3600:.2f} h on-Sun, "
+                 f"{tot['tracking_s'] / 3600:.2f} h tracking", fontsize=10)
+    top = max([d["tracking_s"] for d in days] + [a or 0 for a in avail] + [1.0]) / 3600
+    ax.set_ylim(0, top * 1.3)
+    ax.legend(loc="upper left", fontsize=8, ncol=3)
     ax.grid(axis="y", alpha=0.3)
     fig.savefig(path, dpi=100)
     plt.close(fig)

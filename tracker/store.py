@@ -552,8 +552,9 @@ class TrackingStore:
         return np.array(rows, dtype=dtype) if rows else np.zeros(0, dtype=dtype)
 
     def time_range(self) -> tuple[float, float] | None:
-        """(first, last) committed sample time, or None when there are no samples."""
-        (lo, hi), = self._query("SELECT MIN(time_s), MAX(time_s) FROM samples")
+        """(start of the first, end of the last) committed sample interval, or None when
+        there are no samples."""
+        (lo, hi), = self._query("SELECT MIN(time_s - dt_s), MAX(time_s) FROM samples")
         return None if lo is None else (lo, hi)
 
     def exposure(self, t0_s: float, t1_s: float, *, settle_s: float = 30.0,
