@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Coarse scan step of the planner (seconds).
 DEFAULT_STEP_S = 30.0
-#: Sampling step along a window for the wrap check (seconds).
-_PATH_STEP_S = 30.0
 
 
 def iso_utc(t_s: float) -> str:
@@ -231,11 +229,26 @@ class _Raw:
     clipped_end: bool
 
 
-def _scan(settings, env: Envelope, track, t0: float, t1: float, step_s: float) -> list[_Raw]:
+def _unwrap_deg(az_deg: np.ndarray) -> np.ndarray:
+    """Continuous azimuth (no 360 jumps between neighbours), starting at ``az_deg[0]``."""
+    d = np.mod(np.diff(az_deg) + 180.0, 360.0) - 180.0
+    return az_deg[0] + np.concatenate(([0.0], np.cumsum(d)))
+
+
+@dataclass
+class _Grid:
+    t_s: np.ndarray
+    az_deg: np.ndarray
+    el_deg: np.ndarray
+
+
+def _scan(settings, env: Envelope, track, t0: float, t1: float,
+          step_s: float) -> tuple[list[_Raw], _Grid]:
     n = max(int(math.floor((t1 - t0) / step_s)), 1)
     grid = t0 + step_s * np.arange(n + 1, dtype=float)
     grid = np.append(grid[grid < t1], t1)
     az, el = track.altaz(grid)
+    az, el = np.asarray(az, dtype=float), np.asarray(el, dtype=float)
     raws: list[_Raw] = []
     for name in env.boresights:
         inside = env.sky_inside(name, az, el)
@@ -263,14 +276,18 @@ def _scan(settings, env: Envelope, track, t0: float, t1: float, step_s: float) -
             if r.end_s <= r.start_s:
                 continue
         out.append(r)
-    return out
+    return out, _Grid(grid, az, el)
 
 
 class _Planner:
-    def __init__(self, settings, env: Envelope, track, t0: float, t1: float) -> None:
+    def __init__(self, settings, env: Envelope, track, t0: float, t1: float,
+                 grid: _Grid, edges_s: list[float]) -> None:
         self.s = settings
         self.env = env
         self.track = track
+        self.grid = grid
+        self._cache: dict[float, tuple[float, float]] = {}
+        self._sun_at(edges_s)
         self.t0, self.t1 = t0, t1
         self.margin_s = settings.tracking.preposition_margin_s
         self.min_s = settings.tracking.min_window_s
@@ -280,20 +297,39 @@ class _Planner:
         self.last_time_s = t0
         self.windows: list[Window] = []
 
+    def _sun_at(self, t_s) -> tuple[np.ndarray, np.ndarray]:
+        """Sky (az, el) at a few times; evaluated in one batch and cached."""
+        ts = [float(t) for t in t_s]
+        missing = sorted({t for t in ts if t not in self._cache})
+        if missing:
+            az, el = self.track.altaz(np.array(missing))
+            self._cache.update(zip(missing, zip(np.atleast_1d(az).tolist(),
+                                                np.atleast_1d(el).tolist(), strict=True),
+                                   strict=True))
+        pairs = [self._cache[t] for t in ts]
+        return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
     def _path(self, name: str, a_s: float, b_s: float):
-        """Times, unwrapped axis az without turn, axis el along [a, b], sampled."""
-        n = max(int(math.ceil((b_s - a_s) / _PATH_STEP_S)), 1)
-        t = np.linspace(a_s, b_s, n + 1)
-        az, el = self.track.altaz(t)
+        """Times, unwrapped axis az without turn, axis el along [a, b].
+
+        Samples: the ends and the coarse scan grid in between (<= step_s apart).
+        """
+        g = self.grid
+        i0 = int(np.searchsorted(g.t_s, a_s, side="right"))
+        i1 = int(np.searchsorted(g.t_s, b_s, side="left"))
+        (a_az, b_az), (a_el, b_el) = self._sun_at([a_s, b_s])
+        t = np.concatenate(([a_s], g.t_s[i0:i1], [b_s]))
+        az = np.concatenate(([a_az], g.az_deg[i0:i1], [b_az]))
+        el = np.concatenate(([a_el], g.el_deg[i0:i1], [b_el]))
         b = self.env.boresight(name)
-        u = np.unwrap(np.asarray(az, dtype=float), period=360.0) - b.azimuth_offset_deg
-        return t, u, b.elevation_sign * np.asarray(el, dtype=float), float(az[0])
+        u = _unwrap_deg(az) - b.azimuth_offset_deg
+        return t, u, b.elevation_sign * el, float(a_az)
 
     def _axis_at(self, name: str, t_s: np.ndarray, turn: int, ref_u: float, ref_t_s: float):
         """Axis (az, el) at times on turn ``turn`` continuing the path through (ref_t, ref_u)."""
         az, el = self.track.altaz(np.asarray(t_s, dtype=float))
         b = self.env.boresight(name)
-        ref_az, _ = self.track.altaz(np.array([ref_t_s]))
+        ref_az, _ = self._sun_at([ref_t_s])
         d = np.mod(np.asarray(az) - ref_az[0] + 180.0, 360.0) - 180.0
         return ref_u + d - b.azimuth_offset_deg + 360.0 * turn, b.elevation_sign * np.asarray(el)
 
@@ -343,7 +379,7 @@ class _Planner:
             # Unwind: the next part starts once the slew to the Sun (on another turn) is done.
             nxt = end_s + self.margin_s
             for _ in range(4):
-                a, e = self.track.altaz(np.array([nxt]))
+                a, e = self._sun_at([nxt])
                 # Another turn: the continuation of this one (within a few degrees) is blocked.
                 cands = [ax for _, ax in self.env.axis_az_turns(name, float(a[0]))
                          if abs(ax - exit_axes[0]) > 180.0]
@@ -352,14 +388,17 @@ class _Planner:
                 b = self.env.boresight(name)
                 cand_axes = (min(cands, key=lambda ax: abs(ax - exit_axes[0])),
                              b.elevation_sign * float(e[0]))
-                nxt = math.ceil(end_s + self.margin_s
-                                + slew_time_s(self.s, exit_axes, cand_axes))
-            self.notes.append(
-                f"{name} window {iso_utc(raw.start_s)}..{iso_utc(raw.end_s)} crosses the cable-wrap"
-                f" limit: split at {iso_utc(end_s)}, unwind, resume at {iso_utc(nxt)}")
-            log.info("%s", self.notes[-1])
-            if raw.end_s - nxt < self.min_s or nxt >= raw.end_s:
+                nxt = float(math.ceil(end_s + self.margin_s
+                                      + slew_time_s(self.s, exit_axes, cand_axes)))
+            head = (f"{name} window {iso_utc(raw.start_s)}..{iso_utc(raw.end_s)} reaches the "
+                    f"cable-wrap limit at {iso_utc(end_s)}")
+            if raw.end_s - nxt < self.min_s:
+                self.notes.append(f"{head}: ended there (after an unwind only "
+                                  f"{max(raw.end_s - nxt, 0.0):.0f} s would remain)")
+                log.info("%s", self.notes[-1])
                 return
+            self.notes.append(f"{head}: split, unwind, resume at {iso_utc(nxt)}")
+            log.info("%s", self.notes[-1])
             t, u, el_axis, entry_sky_az = self._path(name, nxt, raw.end_s)
             turns = [kk for kk, _ in self.env.axis_az_turns(name, entry_sky_az)]
             part, start_s, unwind = part + 1, nxt, True
@@ -370,7 +409,7 @@ class _Planner:
             return
         name = raw.boresight
         _, u, el_axis, _ = self._path(name, start_s, end_s)
-        az, el = self.track.altaz(np.array([start_s, end_s]))
+        az, el = self._sun_at([start_s, end_s])
         entry_axis = (float(u[0] + 360.0 * turn), float(el_axis[0]))
         exit_axis = (float(u[-1] + 360.0 * turn), float(el_axis[-1]))
         slew = slew_time_s(self.s, self.last_axes, entry_axis)
@@ -419,8 +458,10 @@ def plan(settings, start, end, *, track=None, envelope: Envelope | None = None,
         site = settings.site
         track = SunTrack(site.latitude_deg, site.longitude_deg, site.height_m,
                          t0 - 120.0, t1 + 120.0)
-    planner = _Planner(settings, env, track, t0, t1)
-    for raw in _scan(settings, env, track, t0, t1, step_s):
+    raws, grid = _scan(settings, env, track, t0, t1, step_s)
+    edges = [t for r in raws for t in (r.start_s, r.end_s)]
+    planner = _Planner(settings, env, track, t0, t1, grid, edges)
+    for raw in raws:
         planner.add(raw)
     for w in planner.windows:
         if w.clipped_start or w.clipped_end:
