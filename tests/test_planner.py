@@ -40,10 +40,10 @@ def iaxo_year() -> planner.Plan:
 @pytest.fixture(scope="module")
 def skyfield_sun():
     """Sky (az, el) of the geometric (airless) Sun from skyfield with DE421: independent."""
+    import warnings
+
     from skyfield.api import Loader, wgs84
     from skyfield_data import get_skyfield_data_path
-
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # expiry notice of the bundled IERS file
         load = Loader(get_skyfield_data_path(), verbose=False)
