@@ -38,7 +38,7 @@ import numpy as np
 
 from tracker.datasources import StaleIERSWarning, check_iers_range, ensure_offline
 from tracker.errors import EphemerisRangeError, TimeInputError, TrackerError
-from tracker.timeinput import to_time, to_unix_s
+from tracker.timeinput import to_time, to_unix_s, unix_to_time
 
 ensure_offline()
 
@@ -285,7 +285,7 @@ class SunTrack:
 
     def __init__(self, lat_deg: float, lon_deg: float, height_m: float, start: Any,
                  end: Any) -> None:
-        from astropy.time import Time, TimeDelta
+        from astropy.time import TimeDelta
 
         self.lat_deg, self.lon_deg, self.height_m = _check_site(lat_deg, lon_deg, height_m)
         start_s = to_unix_s(start)
@@ -310,7 +310,7 @@ class SunTrack:
         n_coarse = max(1, math.ceil(span_x / big))
         k = np.arange(-pad, n_coarse + pad + 1)
         with _quiet_astropy():
-            t0 = Time(self.start_s, format="unix", scale="utc").tai
+            t0 = unix_to_time(self.start_s).tai
             nodes = t0 + TimeDelta(k * big, format="sec")
         check_iers_range(_utc_mjd(nodes[pad:len(k) - pad]), stacklevel=2)
         az, el, dist_m = _altaz_rad(nodes, self.lat_deg, self.lon_deg, self.height_m, 0.0, 10.0,

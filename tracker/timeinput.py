@@ -6,9 +6,12 @@ strings with a zone (``Z`` or ``+hh:mm``), including a leap second such as
 A naive ``datetime``, an ISO string without zone, a bare ``date`` or a
 ``numpy.datetime64`` is refused with ``TimeInputError``: their zone is a guess.
 
-Unix seconds do not count leap seconds (POSIX): an instant inside a leap
-second has no unix value of its own (astropy maps it onto the preceding
-second); use an ISO string or astropy ``Time`` for such instants.
+Unix seconds are POSIX: 86400 per UTC day, leap seconds not counted, so an
+instant inside a leap second has no unix value of its own (``to_unix_s``
+maps 23:59:60.x onto the next day's 00:00:00.x, as a POSIX clock repeats
+it); use an ISO string or astropy ``Time`` for such instants.  (astropy's
+own ``format='unix'`` instead stretches the seconds of a leap-second day; it
+is not used here.)
 """
 
 from __future__ import annotations
@@ -27,6 +30,30 @@ _ISO = re.compile(
     r"^\s*(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[Tt ](?P<h>\d{2}):(?P<mi>\d{2})"
     r"(?::(?P<s>\d{2})(?P<frac>[.,]\d+)?)?\s*(?P<zone>[Zz]|UTC|[+-]\d{2}(?::?\d{2})?)?\s*$"
 )
+
+
+_MJD_UNIX_EPOCH = 40587.0
+
+
+def unix_to_time(unix_s: Any) -> Any:
+    """POSIX unix seconds (float or array) -> astropy ``Time`` (UTC), exact on leap-second days."""
+    from astropy.time import Time, TimeDelta
+
+    u = np.asarray(unix_s, dtype=float)
+    days = np.floor(u / 86400.0)
+    day_start = Time(days + _MJD_UNIX_EPOCH, format="mjd", scale="utc")
+    return (day_start.tai + TimeDelta(u - days * 86400.0, format="sec")).utc
+
+
+def time_to_unix(t: Any) -> Any:
+    """astropy ``Time`` -> POSIX unix seconds (float, or ndarray for an array Time)."""
+    from astropy.time import Time
+
+    utc = t.utc
+    days = np.floor(utc.mjd)
+    seconds = (utc.tai - Time(days, format="mjd", scale="utc").tai).sec
+    unix = (days - _MJD_UNIX_EPOCH) * 86400.0 + seconds
+    return float(unix) if utc.isscalar else np.asarray(unix, dtype=float)
 
 
 def _is_number(x: object) -> bool:
@@ -64,10 +91,27 @@ def parse_iso_utc(text: str) -> str:
         if hours > 23 or minutes > 59:
             raise TimeInputError(f"time {text!r}: invalid zone offset {zone!r}")
         base -= sign * _dt.timedelta(hours=hours, minutes=minutes)
-    if sec == 60 and base.second != 59:
-        raise TimeInputError(f"time {text!r}: a leap second must be the 60th second of a minute")
+    if sec == 60 and not _is_leap_second_minute(base):
+        raise TimeInputError(
+            f"time {text!r}: no leap second was inserted at that minute (UTC {base:%Y-%m-%d %H:%M})")
     out_sec = 60 if sec == 60 else base.second
     return f"{base:%Y-%m-%dT%H:%M}:{out_sec:02d}{frac}"
+
+
+def _is_leap_second_minute(utc: _dt.datetime) -> bool:
+    """True if a leap second ends the UTC minute containing ``utc`` (per ERFA's table)."""
+    import erfa
+
+    if (utc.hour, utc.minute) != (23, 59):
+        return False
+    nxt = utc.date() + _dt.timedelta(days=1)
+    if nxt.day != 1:
+        return False
+    table = erfa.leap_seconds.get()
+    for prev, cur in zip(table[:-1], table[1:], strict=True):
+        if (int(cur["year"]), int(cur["month"])) == (nxt.year, nxt.month):
+            return float(cur["tai_utc"] - prev["tai_utc"]) > 0.5
+    return False
 
 
 def _datetime_to_iso_utc(value: _dt.datetime) -> str:
@@ -99,7 +143,7 @@ def _scalar_to_time(value: object) -> Any:
             raise TimeInputError("nested arrays of astropy Time are not supported")
         return value
     if _is_number(value):
-        return Time(float(value), format="unix", scale="utc")
+        return unix_to_time(float(value))
     if isinstance(value, str):
         return _time_from_iso([parse_iso_utc(value)])[0]
     if isinstance(value, _dt.datetime):
@@ -132,14 +176,14 @@ def to_time(times: Any) -> Any:
     if isinstance(times, np.ndarray) and times.dtype.kind in "iuf":
         if not np.all(np.isfinite(times)):
             raise TimeInputError("unix seconds must be finite (found NaN or infinity)")
-        return Time(times.astype(float), format="unix", scale="utc")
+        return unix_to_time(times.astype(float))
     if isinstance(times, np.ndarray) and times.dtype.kind == "M":
         raise _refuse(times.flat[0] if times.size else np.datetime64("NaT"))
     if isinstance(times, np.ndarray | Sequence) and not isinstance(times, str | bytes):
         items = list(np.asarray(times, dtype=object).ravel()) if isinstance(times, np.ndarray) \
             else list(times)
         if not items:
-            return Time(np.zeros(0), format="unix", scale="utc")
+            return unix_to_time(np.zeros(0))
         if all(_is_number(x) for x in items):
             return to_time(np.asarray(items, dtype=float))
         if all(isinstance(x, str | _dt.datetime) for x in items):
@@ -168,8 +212,4 @@ def to_unix_s(times: Any) -> float | np.ndarray:
         if not np.all(np.isfinite(out)):
             raise TimeInputError("unix seconds must be finite (found NaN or infinity)")
         return out
-    t = to_time(times)
-    unix = t.unix
-    if t.isscalar:
-        return float(unix)
-    return np.asarray(unix, dtype=float)
+    return time_to_unix(to_time(times))
