@@ -193,3 +193,31 @@ def test_engine_module_is_importable_without_simulator() -> None:
 
 def test_async_helpers_use_no_running_loop_at_import() -> None:
     assert asyncio.get_event_loop_policy() is not None
+
+
+@pytest.mark.parametrize("jump_s", [3600.0, -3600.0])
+async def test_clock_jump_is_reported_and_tracking_recovers(sim, tmp_path, jump_s) -> None:
+    w = first_window(sim)
+    mid = w.start_s + 2 * 3600.0
+    rig = Rig(sim, mid, db=tmp_path / "log.sqlite")
+    az, el = rig.engine.envelope.sky_to_axes(w.boresight, *_sun_at(sim, mid),
+                                             near_az_deg=w.entry_axis_az_deg)
+    rig.mount = SimMount(sim, azimuth_deg=az, elevation_deg=el)
+    rig.engine.axes = {n: SimulatedAxis(rig.mount.axes[n], rig.clock.now_s)
+                       for n in ("azimuth", "elevation")}
+    await rig.engine.start()
+    await rig.run(120.0, until=lambda e: e.on_sun)
+    assert rig.engine.on_sun
+    rig.clock.set(rig.clock.now_s() + jump_s)
+    await rig.run(1.0)
+    warnings = [e for e in rig.store.events(limit=100) if e["kind"] == "warning"]
+    assert any("clock jumped by" in e["message"] for e in warnings)
+    await rig.run(900.0, until=lambda e: e.on_sun)
+    assert rig.engine.machine.state is State.TRACKING and rig.engine.on_sun
+    rig.assert_inside_hard_limits()
+
+
+def _sun_at(settings, t_s):
+    from tracker.ephemeris import sun_altaz
+    s = settings.site
+    return sun_altaz(t_s, s.latitude_deg, s.longitude_deg, s.height_m)

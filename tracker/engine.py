@@ -118,6 +118,7 @@ class Engine:
         self._states: dict[str, AxisState] = {}
         self._comms_since: dict[str, float] = {}
         self._last_t: float | None = None
+        self._jumped = False
         self._sun = (0.0, 0.0, 0.0, 0.0)
         self._sun_az_axis_ref: float | None = None
         self._acquired_s: float | None = None      # when the current tracking (re)started
@@ -181,6 +182,11 @@ class Engine:
         t = self.clock.now_s()
         self._check_clock(t)
         self._ensure_ephemeris(t)
+        if self._jumped:
+            self._jumped = False
+            self._sun_az_axis_ref = None
+            if self.machine.state is State.TRACKING:
+                self._reacquire(t)
         await self._read(t)
         self._check_drives(t)
         self._check_wind(t)
@@ -202,7 +208,7 @@ class Engine:
             self._event(t, "warning", f"clock jumped by {step:+.1f} s; re-planning",
                         data={"jump_s": step})
             self._plan = None
-            self._reacquire(t)
+            self._jumped = True
             self._acc = _Accumulator()
 
     def _ensure_ephemeris(self, t: float) -> None:
@@ -406,6 +412,8 @@ class Engine:
         self._on_target_s = None
         self._ferr_since = None
         self._acquire_deadline_s = None
+        self.error_arcsec = math.inf     # the last error belonged to the old target
+        self.on_sun = False
         if self._track is not None and self.window is not None and self._states:
             az, el = self._track.altaz_rates(t)[:2]
             try:
