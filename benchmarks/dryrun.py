@@ -43,7 +43,7 @@ def main() -> None:
     settings = config.load(config.CONFIG_DIR / "sim.toml")
     start_s = float(to_unix_s(args.start))
     print(f"{'run':<34} {'sim s':>8} {'wall s':>8} {'speedup':>9} {'effic.':>7} "
-          f"{'rms\"':>6} {'max\"':>6} {'flt':>3}")
+          f"{'rms_as':>6} {'max_as':>6} {'flt':>3}")
     day = asyncio.run(dryrun.run(settings, start_s, args.days * 86400.0))
     print(row(f"in-process, {args.days:g} day(s)", day))
     w = plan(settings, start_s, start_s + 86400.0).windows[0]
