@@ -81,8 +81,9 @@ def assert_within_hard_limits(mount: SimMount) -> None:
         assert ax.max_true_deg <= ax.hard_high_deg, (ax.name, ax.max_true_deg, ax.hard_high_deg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(start=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
        commands=st.lists(command, min_size=1, max_size=25))
