@@ -329,3 +329,28 @@ def test_cli_plan_text_and_json(tmp_path):
     assert doc["start_utc"] == "2026-03-20T06:00:00Z" and len(doc["windows"]) >= 1
     r = runner.invoke(main, ["plan", "--config", str(cfg), "--start", "March 20"])
     assert r.exit_code == 2 and "is not a date" in r.output
+
+
+def test_keep_out_zone_ends_windows():
+    """A crane at axis azimuth 60..70 (all elevations) on CAST ends the June sunrise window at 60."""
+    crane = {"name": "crane", "azimuth_min_deg": 60.0, "azimuth_max_deg": 70.0,
+             "elevation_min_deg": -8.0, "elevation_max_deg": 8.0}
+    s = load_preset("cast", keep_out=[crane])
+    t0 = datetime(2026, 6, 21, tzinfo=UTC).timestamp()
+    front = [w for w in planner.plan(s, t0, t0 + DAY_S).windows if w.boresight == "front"]
+    (w,) = front   # 50 -> 60 deg takes ~57 min (> min_window_s); nothing fits beyond 70
+    assert w.entry_axis_az_deg == pytest.approx(50.0, abs=SUN_MAX_RATE_DEG_S)
+    assert w.exit_axis_az_deg == pytest.approx(60.0, abs=SUN_MAX_RATE_DEG_S)
+    assert w.exit_axis_az_deg <= 60.0
+    free = planner.plan(load_preset("cast"), t0, t0 + DAY_S).windows[0]
+    assert free.exit_axis_az_deg > 64.0 and free.duration_s > w.duration_s + 1200.0
+
+
+def test_overlapping_boresights_track_one_at_a_time():
+    """Two boresights with the same geometry: the later-starting duplicate is trimmed away."""
+    twins = [{"name": "a"}, {"name": "b"}]
+    s = load_preset("iaxo", boresights=twins)
+    result = planner.plan(s, JUNE1_S, JUNE1_S + DAY_S)
+    single = planner.plan(load_preset("iaxo"), JUNE1_S, JUNE1_S + DAY_S)
+    assert [w.boresight for w in result.windows] == ["a"] * len(single.windows)
+    assert [w.start_s for w in result.windows] == [w.start_s for w in single.windows]
