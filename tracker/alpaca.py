@@ -126,7 +126,7 @@ class AlpacaTelescope:
             "connecting": lambda p: False,
             "name": lambda p: "helio-tracker",
             "description": lambda p: f"Solar tracker for an axion helioscope: {self.settings.site.name}",
-            "driverinfo": lambda p: "helio-tracker daemon, ASCOM Alpaca Telescope (alt-az, Sun tracking)",
+            "driverinfo": lambda p: "helio-tracker daemon: ASCOM Alpaca Telescope for Sun tracking on an alt-az mount",
             "driverversion": lambda p: _version,
             "interfaceversion": lambda p: INTERFACE_VERSION,
             "supportedactions": lambda p: [],
