@@ -95,16 +95,19 @@ def test_against_skyfield_de421():
     earth, sun = eph["earth"], eph["sun"]
     rng = np.random.default_rng(421)
     worst = 0.0
-    for lat in (-89.0, -45.0, -10.0, 0.0, 23.4, 53.5775, 75.0, 89.5):
-        lon, h = rng.uniform(-180, 180), rng.uniform(0, 2500)
-        unix = rng.uniform(UNIX_1990, UNIX_2025, 6)
-        unix[0] = 1483228799.0  # just before the 2016 leap second
-        t_sf = ts.from_datetimes([dt.datetime.fromtimestamp(x, tz=dt.UTC) for x in unix])
-        alt, az, _ = (earth + wgs84.latlon(lat, lon, elevation_m=h)).at(t_sf).observe(sun) \
-            .apparent().altaz()
-        our_az, our_el = sun_altaz(unix, lat, lon, h)
-        sep = separation_arcsec(our_az, our_el, az.degrees, alt.degrees)
-        worst = max(worst, float(sep.max()))
+    try:
+        for lat in (-89.0, -45.0, -10.0, 0.0, 23.4, 53.5775, 75.0, 89.5):
+            lon, h = rng.uniform(-180, 180), rng.uniform(0, 2500)
+            unix = rng.uniform(UNIX_1990, UNIX_2025, 6)
+            unix[0] = 1483228799.0  # the last second before the 2016 leap second
+            t_sf = ts.from_datetimes([dt.datetime.fromtimestamp(x, tz=dt.UTC) for x in unix])
+            observer = earth + wgs84.latlon(lat, lon, elevation_m=h)
+            alt, az, _ = observer.at(t_sf).observe(sun).apparent().altaz()
+            our_az, our_el = sun_altaz(unix, lat, lon, h)
+            sep = separation_arcsec(our_az, our_el, az.degrees, alt.degrees)
+            worst = max(worst, float(sep.max()))
+    finally:
+        eph.close()
     assert worst < 1.5, worst
 
 

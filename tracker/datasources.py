@@ -157,7 +157,8 @@ def skyfield_de421() -> tuple[Any, Any]:
     """(timescale, DE421 kernel) for skyfield, from installed files only.
 
     The timescale uses skyfield's built-in Delta T / leap-second data; DE421
-    (1900-2050) comes from the ``skyfield-data`` package.
+    (1900-2050) comes from the ``skyfield-data`` package.  The kernel keeps
+    its file open: call its ``close()`` when done.
     """
     import os
 
