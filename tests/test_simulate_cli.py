@@ -88,3 +88,29 @@ def test_simulate_port_in_use_exits_2():
                            cwd=str(ROOT), timeout=30, env={**os.environ})
     assert r.returncode == 2
     assert str(port) in r.stderr
+
+
+@pytest.mark.slow
+async def test_simulate_serial_pty_serves_the_same_mount():
+    from drivers.serial import make_serial_axes
+
+    proc, line = start("--config", str(CONFIG_DIR / "sim-modbus.toml"), "--modbus-port", "0",
+                       "--serial-pty")
+    try:
+        assert line.startswith("modbus tcp"), line
+        assert proc.stdout is not None
+        pty_line = proc.stdout.readline()
+        assert pty_line.startswith("serial pty "), pty_line
+        path = pty_line.split()[2]
+        settings = config.load(CONFIG_DIR / "sim-modbus.toml")
+        s = settings.model_copy(update={"drives": settings.drives.model_copy(update={
+            "serial": settings.drives.serial.model_copy(update={"port": path})})})
+        axes = make_serial_axes(s, time.time)
+        el = axes["elevation"]
+        await el.connect()
+        e = await el.read()
+        assert e.ok and e.position_deg == pytest.approx(0.0, abs=1e-4)
+        await el.close()
+    finally:
+        rc, out = stop(proc, signal.SIGTERM)
+    assert rc == 0 and "stopped" in out
