@@ -418,3 +418,17 @@ def test_nan_numpy_and_bad_samples_never_poison_the_log(tmp_path):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.events()
+
+
+def test_exposure_ignores_nan_rows_without_warnings(store):
+    nan = float("nan")
+    for i in range(1, 101):
+        s = sample(T0_S + i, error_arcsec=3.0)
+        if 50 < i <= 60:                     # encoder read failed: no error known
+            s.error_arcsec = s.error_max_arcsec = s.on_sun_s = nan
+        store.add_sample(s)
+    store.flush()
+    r = store.exposure(T0_S, T0_S + 200, settle_s=0.0, intervals=True)
+    assert r["on_sun_s"] == pytest.approx(90.0) and r["tracking_s"] == pytest.approx(100.0)
+    assert r["rms_error_arcsec"] == pytest.approx(3.0) and r["stats_s"] == pytest.approx(90.0)
+    assert [iv["duration_s"] for iv in r["intervals"]] == [50.0, 40.0]

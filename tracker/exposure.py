@@ -130,6 +130,7 @@ class ExposureAccumulator:
         state = rows["state"]
         boresight = rows["boresight"]
         tracking = state == "tracking"
+        on_sun = np.nan_to_num(rows["on_sun_s"].astype(float), nan=0.0)
 
         prev_end = np.concatenate(([self._prev_end_s if self._prev_end_s is not None
                                     else -math.inf], t[:-1]))
@@ -146,7 +147,7 @@ class ExposureAccumulator:
         # totals
         self._n += int(inside.sum())
         self._logged_s += float(weight.sum())
-        self._on_sun_s += float((rows["on_sun_s"] * frac).sum())
+        self._on_sun_s += float((on_sun * frac).sum())
         self._tracking_s += float(weight[tracking].sum())
         for name in np.unique(state[inside]):
             sel = state == name
@@ -154,7 +155,7 @@ class ExposureAccumulator:
         for name in np.unique(boresight[inside & tracking]):
             sel = boresight == name
             acc = self._bs.setdefault(str(name), [0.0, 0.0])
-            acc[0] += float((rows["on_sun_s"][sel] * frac[sel]).sum())
+            acc[0] += float((on_sun[sel] * frac[sel]).sum())
             acc[1] += float(weight[sel & tracking].sum())
         if settled.any():
             self._err.append((rows["error_arcsec"][settled].astype(np.float32),
@@ -171,7 +172,7 @@ class ExposureAccumulator:
                     self._gaps.append({"start_utc": iso_utc(g0), "end_utc": iso_utc(g1),
                                        "duration_s": g1 - g0})
         if self.intervals:
-            self._feed_intervals(rows, t, dt, start, lo, hi, weight, inside, tracking, boresight,
+            self._feed_intervals(rows, on_sun, dt, lo, hi, weight, inside, tracking, boresight,
                                  prev_bs, gap)
 
         self._prev_end_s = float(t[-1])
@@ -179,9 +180,9 @@ class ExposureAccumulator:
         self._prev_boresight = str(boresight[-1])
         self._stretch_start_s = float(stretch_start[-1])
 
-    def _feed_intervals(self, rows, t, dt, start, lo, hi, weight, inside, tracking, boresight,
+    def _feed_intervals(self, rows, on_sun, dt, lo, hi, weight, inside, tracking, boresight,
                         prev_bs, gap) -> None:
-        full = tracking & inside & (dt > 0) & (rows["on_sun_s"] >= dt - _EPS_S)
+        full = tracking & inside & (dt > 0) & (on_sun >= dt - _EPS_S)
         prev_full = np.concatenate(([self._open is not None], full[:-1]))
         begins = full & (~prev_full | gap | (boresight != prev_bs))
         daz, delv = offsets_arcsec(rows["target_az_deg"], rows["target_el_deg"],
@@ -200,7 +201,7 @@ class ExposureAccumulator:
             piece = _Interval(float(lo[sel[0]]), float(hi[sel[-1]]), str(boresight[sel[0]]),
                               float(w.sum()), float((daz[sel] * w).sum()),
                               float((delv[sel] * w).sum()), float((err[sel] ** 2 * w).sum()),
-                              float(np.nanmax(rows["error_max_arcsec"][sel])), int(sel.size))
+                              float(np.fmax.reduce(rows["error_max_arcsec"][sel])), int(sel.size))
             if rid == 0 and self._open is not None:
                 o = self._open
                 o.end_s = piece.end_s

@@ -325,7 +325,7 @@ def plot_error_series(store: TrackingStore, t0_s: float, t1_s: float, path: Path
             n = t.size // k * k
             t = t[:n].reshape(-1, k)[:, 0]
             e = e[:n].reshape(-1, k).mean(axis=1)
-            m = np.nanmax(m[:n].reshape(-1, k), axis=1)
+            m = np.fmax.reduce(m[:n].reshape(-1, k), axis=1)
         ax.plot(_dt64(t), np.maximum(m, 1e-2), ",", color="0.6", alpha=0.6)
         ax.plot(_dt64(t), np.maximum(e, 1e-2), ".", ms=1.5, label=f"{name} (max per row grey)")
     if tolerance_arcsec:

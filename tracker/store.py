@@ -558,7 +558,7 @@ class TrackingStore:
         return None if lo is None else (lo, hi)
 
     def exposure(self, t0_s: float, t1_s: float, *, settle_s: float = 30.0,
-                 intervals: bool = False, chunk_s: float = 86400.0) -> dict:
+                 intervals: bool = False, chunk_s: float = 21600.0) -> dict:
         """Exposure and pointing statistics over ``[t0_s, t1_s)``; see ``tracker.exposure``.
 
         Rows are read in chunks of ``chunk_s`` so a year does not need a year in memory.
