@@ -270,9 +270,10 @@ def plot_all(report: dict, out: Path, *, store: TrackingStore | None, settings=N
         written.append(plot_error_series(store, t0, t1, out / "pointing_error.png",
                                          report.get("on_sun_tolerance_arcsec")))
     if settings is not None:
-        windows = report.get("windows", [])
         for d0 in day_starts(t0, t1)[:max(sky_days, 0)]:
             date = iso_utc(d0)[:10]
+            day_plan = _plan(settings, d0, d0 + DAY_S)      # the whole day's windows
+            windows = [w.to_json() for w in day_plan.windows] if day_plan is not None else []
             written.append(plot_sky_chart(settings, d0, out / f"sky_{date}.png", store=store,
                                           windows=windows))
     return written
