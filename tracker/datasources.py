@@ -19,6 +19,8 @@ import logging
 import math
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,24 @@ class StaleIERSWarning(UserWarning):
         self.table_last_date = table_last_date
         self.ut1_uncertainty_s = ut1_uncertainty_s
         self.rotation_uncertainty_arcsec = rotation_uncertainty_arcsec
+
+
+@contextmanager
+def quiet_astropy() -> Iterator[None]:
+    """Silence astropy/ERFA notes about table ranges ("dubious year", polar motion).
+
+    ``check_iers_range`` reports those conditions once, in our own words.
+    """
+    import erfa
+    from astropy.utils.exceptions import AstropyWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*dubious year.*", category=erfa.ErfaWarning)
+        warnings.filterwarnings("ignore", message="Tried to get polar motions",
+                                category=AstropyWarning)
+        warnings.filterwarnings("ignore", message=r".*times are outside of range covered by IERS",
+                                category=AstropyWarning)
+        yield
 
 
 def ensure_offline() -> None:

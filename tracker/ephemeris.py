@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from tracker.datasources import StaleIERSWarning, check_iers_range, ensure_offline
+from tracker.datasources import quiet_astropy as _quiet_astropy
 from tracker.errors import EphemerisRangeError, TimeInputError, TrackerError
 from tracker.timeinput import to_time, to_unix_s, unix_to_time
 
@@ -71,21 +69,6 @@ def _check_site(lat_deg: float, lon_deg: float, height_m: float) -> tuple[float,
     if not (math.isfinite(h) and -1000.0 <= h <= 10000.0):
         raise SiteError(f"height {height_m!r} m outside -1000..10000")
     return lat, lon, h
-
-
-@contextmanager
-def _quiet_astropy() -> Iterator[None]:
-    """Silence astropy's own notes about tables; ``check_iers_range`` reports them once."""
-    import erfa
-    from astropy.utils.exceptions import AstropyWarning
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*dubious year.*", category=erfa.ErfaWarning)
-        warnings.filterwarnings("ignore", message="Tried to get polar motions",
-                                category=AstropyWarning)
-        warnings.filterwarnings("ignore", message=r".*times are outside of range covered by IERS",
-                                category=AstropyWarning)
-        yield
 
 
 def _utc_mjd(t: Any) -> np.ndarray:

@@ -39,19 +39,25 @@ def unix_to_time(unix_s: Any) -> Any:
     """POSIX unix seconds (float or array) -> astropy ``Time`` (UTC), exact on leap-second days."""
     from astropy.time import Time, TimeDelta
 
+    from tracker.datasources import quiet_astropy
+
     u = np.asarray(unix_s, dtype=float)
     days = np.floor(u / 86400.0)
-    day_start = Time(days + _MJD_UNIX_EPOCH, format="mjd", scale="utc")
-    return (day_start.tai + TimeDelta(u - days * 86400.0, format="sec")).utc
+    with quiet_astropy():
+        day_start = Time(days + _MJD_UNIX_EPOCH, format="mjd", scale="utc")
+        return (day_start.tai + TimeDelta(u - days * 86400.0, format="sec")).utc
 
 
 def time_to_unix(t: Any) -> Any:
     """astropy ``Time`` -> POSIX unix seconds (float, or ndarray for an array Time)."""
     from astropy.time import Time
 
-    utc = t.utc
-    days = np.floor(utc.mjd)
-    seconds = (utc.tai - Time(days, format="mjd", scale="utc").tai).sec
+    from tracker.datasources import quiet_astropy
+
+    with quiet_astropy():
+        utc = t.utc
+        days = np.floor(utc.mjd)
+        seconds = (utc.tai - Time(days, format="mjd", scale="utc").tai).sec
     unix = (days - _MJD_UNIX_EPOCH) * 86400.0 + seconds
     return float(unix) if utc.isscalar else np.asarray(unix, dtype=float)
 
@@ -154,8 +160,11 @@ def _scalar_to_time(value: object) -> Any:
 def _time_from_iso(isos: list[str]) -> Any:
     from astropy.time import Time
 
+    from tracker.datasources import quiet_astropy
+
     try:
-        return Time(isos, format="isot", scale="utc")
+        with quiet_astropy():
+            return Time(isos, format="isot", scale="utc")
     except ValueError as exc:
         raise TimeInputError(f"invalid time {isos if len(isos) > 1 else isos[0]!r}: {exc}") from None
 
@@ -191,7 +200,10 @@ def to_time(times: Any) -> Any:
                     for x in items]
             return _time_from_iso(isos)
         parts = [_scalar_to_time(x) for x in items]
-        return Time([p.utc for p in parts])
+        from tracker.datasources import quiet_astropy
+
+        with quiet_astropy():
+            return Time([p.utc for p in parts])
     if _is_number(times) and not np.isfinite(float(times)):
         raise TimeInputError(f"unix seconds must be finite, got {times!r}")
     return _scalar_to_time(times)

@@ -106,7 +106,10 @@ def sun(config_path: str | None, lat: float | None, lon: float | None, height: f
         quiet.setLevel(level)
     for msg in {str(w.message) for w in caught}:
         click.echo(f"warning: {msg}", err=True)
-    labels = [f"{iso}Z" for iso in t.utc.isot]
+    from tracker.datasources import quiet_astropy
+
+    with quiet_astropy():
+        labels = [f"{iso}Z" for iso in t.utc.isot]
     if as_json:
         for i, label in enumerate(labels):
             click.echo(json.dumps({
