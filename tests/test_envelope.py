@@ -7,6 +7,8 @@ import tomllib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import CONFIG_DIR
 from tracker import config
@@ -185,3 +187,19 @@ def test_sky_inside_matches_scalar_conversion(cast, tower):
             assert fast.tolist() == slow
             assert 0 < fast.sum() < len(az)
     assert not cast.sky_inside("front", np.nan, 0.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sky_az=st.floats(0.0, 360.0, exclude_max=True), sky_el=st.floats(-8.0, 8.0),
+       near=st.floats(-400.0, 400.0))
+def test_sky_axes_round_trip(sky_az, sky_el, near):
+    env = Envelope.from_settings(load_preset("iaxo"))
+    az_axis, el_axis = env.sky_to_axes("main", sky_az, sky_el, near_az_deg=near)
+    env.check_axes(az_axis, el_axis)
+    back_az, back_el = env.axes_to_sky("main", az_axis, el_axis)
+    assert math.isclose(back_el, sky_el, abs_tol=1e-12)
+    assert abs((back_az - sky_az + 180.0) % 360.0 - 180.0) < 1e-9
+    # The chosen turn is the one nearest `near` among those in range.
+    others = [a for _, a in env.axis_az_turns("main", sky_az)]
+    assert len(others) in (1, 2)
+    assert abs(az_axis - near) == min(abs(a - near) for a in others)

@@ -77,6 +77,7 @@ def test_slew_time_trapezoid_and_triangle():
 
 
 # ------------------------------------------------------------ yearly figures
+@pytest.mark.slow   # plans a whole year (~2-8 s with imports)
 def test_cast_year_fraction_sunrise_front_sunset_rear(cast_year):
     # Measured 0.1321 with this preset's envelope (the published CAST figure is 0.12).
     assert 0.12 <= cast_year.tracking_fraction <= 0.135
@@ -99,6 +100,7 @@ def test_cast_year_fraction_sunrise_front_sunset_rear(cast_year):
         env.check_axes(w.exit_axis_az_deg, w.exit_axis_el_deg)
 
 
+@pytest.mark.slow   # plans a whole year (~2-8 s with imports)
 def test_iaxo_year_fraction_and_windows_inside(iaxo_year):
     assert 0.5 <= iaxo_year.tracking_fraction <= 0.6
     env = Envelope.from_settings(load_preset("iaxo"))
@@ -116,6 +118,7 @@ def test_iaxo_year_fraction_and_windows_inside(iaxo_year):
     assert all(w.slew_ok for w in iaxo_year.windows[1:])
 
 
+@pytest.mark.slow   # plans a whole year (~2-8 s with imports)
 def test_iaxo_winter_sweeps_over_180_deg_stop_at_the_wrap_limit(iaxo_year):
     """-270..270 holds a sweep around south only up to 180 deg (90..270 or -270..-90).
 
@@ -144,6 +147,7 @@ def test_iaxo_winter_sweeps_over_180_deg_stop_at_the_wrap_limit(iaxo_year):
     assert w.split_part == 0 and w.entry_el_deg == pytest.approx(-25.0, abs=SUN_MAX_RATE_DEG_S)
 
 
+@pytest.mark.slow   # plans a whole year (~2-8 s with imports)
 def test_iaxo_summer_night_window_crosses_north(iaxo_year):
     """At 53.6 N in June the Sun stays in -25..25 deg from evening through north to morning."""
     w = iaxo_year.window_at(datetime(2026, 6, 21, 23, 0, tzinfo=UTC).timestamp())
@@ -173,6 +177,7 @@ def _margin_deg(env: Envelope, w: planner.Window, at_start: bool, az_deg, el_deg
                               az_axis - env.az_min_deg, env.az_max_deg - az_axis])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["cast", "iaxo"])
 def test_window_edges_against_skyfield(preset, cast_year, iaxo_year, skyfield_sun):
     """At each reported edge the Sun is inside and 1 s beyond it outside (per skyfield)."""
