@@ -432,3 +432,15 @@ def test_exposure_ignores_nan_rows_without_warnings(store):
     assert r["on_sun_s"] == pytest.approx(90.0) and r["tracking_s"] == pytest.approx(100.0)
     assert r["rms_error_arcsec"] == pytest.approx(3.0) and r["stats_s"] == pytest.approx(90.0)
     assert [iv["duration_s"] for iv in r["intervals"]] == [50.0, 40.0]
+
+
+def test_odd_event_input_is_stored_not_raised(store):
+    assert store.log_event(None, "info", 42, source=7, data={1: "a", "b": (1, 2)}) > 0
+    assert store.audit(float("nan"), "cli", "goto", {"az": float("nan")}, True, None) == 1
+    assert store.healthy
+    evs = store.events()
+    assert evs[0]["message"] == "42" and evs[0]["source"] == "7"
+    assert math.isfinite(evs[0]["time_s"]) and math.isfinite(evs[1]["time_s"])
+    store.close()
+    assert store.log_event(T0_S, "info", "after close") == -1      # logged, not raised
+    store.add_sample(sample(T0_S))

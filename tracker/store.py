@@ -147,7 +147,10 @@ def _sample_row(s: Sample) -> tuple:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, default=str, sort_keys=True, allow_nan=True)
+    try:
+        return json.dumps(value, default=str, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError):      # e.g. keys of mixed types: keep it readable
+        return json.dumps(repr(value))
 
 
 class TrackingStore:
@@ -311,11 +314,13 @@ class TrackingStore:
         Returns the event id, or -1 if the log is unwritable right now (the event is kept in
         the backlog and written later).
         """
+        time_s = self._time_or_now(time_s)
         if kind not in EVENT_KINDS:
             log.warning("unknown event kind %r stored as 'info'", kind)
             data = {**(data or {}), "kind": kind}
             kind = "info"
-        row = (time_s, kind, source, str(message), None if data is None else _json(data))
+        row = (time_s, str(kind), None if source is None else str(source), str(message),
+               None if data is None else _json(data))
         with self._lock:
             self._pending_events.append(
                 ("INSERT INTO events (time_s, kind, source, message, data) VALUES (?, ?, ?, ?, ?)",
@@ -332,6 +337,8 @@ class TrackingStore:
         Also logs a "command" event so the event stream shows it.  Returns the audit id, or
         -1 if the log is unwritable right now (kept in the backlog).
         """
+        time_s = self._time_or_now(time_s)
+        source, command, result = str(source), str(command), str(result)
         message = f"{command} {'ok' if ok else 'refused'}: {result}"
         with self._lock:
             self._pending_events.append(
@@ -349,8 +356,24 @@ class TrackingStore:
 
     _last_event_id: int | None = None
 
+    def _time_or_now(self, time_s: Any) -> float:
+        try:
+            t = float(time_s)
+        except (TypeError, ValueError):
+            t = math.nan
+        if not math.isfinite(t):
+            log.error("event time %r is not a finite number: using the clock", time_s)
+            t = self._now_s()
+        return t
+
     def _write(self, now_s: float) -> bool:
         """Write the backlog in one transaction.  Never raises; returns success."""
+        if self._closed:
+            log.error("tracking log %s is closed: %d samples and %d events not written",
+                      self.path, len(self._pending), len(self._pending_events))
+            self._pending.clear()
+            self._pending_events.clear()
+            return False
         if not self._pending and not self._pending_events:
             self._last_commit_time_s = now_s
             return True
