@@ -241,6 +241,19 @@ def test_narrow_wrap_forces_split_and_unwind():
     assert lost_s == pytest.approx(second.start_s - first.end_s, abs=2.0)
 
 
+def test_split_near_the_span_end_stays_inside_the_track():
+    """The plan ends 56 s after the wrap limit: no part 2, no evaluation beyond the span."""
+    from tracker.ephemeris import SunTrack
+    s = load_preset("iaxo", azimuth_min_deg=0.0, azimuth_max_deg=380.0)
+    t0 = JUNE1_S + 12 * 3600.0
+    t1 = datetime(2026, 6, 2, 0, 44, tzinfo=UTC).timestamp()
+    site = s.site
+    track = SunTrack(site.latitude_deg, site.longitude_deg, site.height_m, t0, t1)
+    (w,) = planner.plan(s, t0, t1, track=track).windows
+    assert w.split_part == 1 and not w.clipped_end
+    assert w.exit_axis_az_deg == pytest.approx(380.0, abs=SUN_MAX_RATE_DEG_S)
+
+
 def test_wrap_turn_prefers_the_fitting_turn():
     """Axis range 90..450: the night window fits only on turn 0 (273.9 -> 446)."""
     s = load_preset("iaxo", azimuth_min_deg=90.0, azimuth_max_deg=450.0)

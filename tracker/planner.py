@@ -379,6 +379,8 @@ class _Planner:
             # Unwind: the next part starts once the slew to the Sun (on another turn) is done.
             nxt = end_s + self.margin_s
             for _ in range(4):
+                if nxt >= raw.end_s:   # also keeps evaluations inside the plan's span
+                    break
                 a, e = self._sun_at([nxt])
                 # Another turn: the continuation of this one (within a few degrees) is blocked.
                 cands = [ax for _, ax in self.env.axis_az_turns(name, float(a[0]))
