@@ -164,7 +164,7 @@ class ModbusLink:
             self._backoff_s = min(2.0 * self._backoff_s, BACKOFF_MAX_S)
             raise CommsError(Condition.LINK_DOWN, f"{self.where}: cannot connect")
 
-    async def _call(self, request) -> list[int]:
+    async def _call(self, request, function_code: int) -> list[int]:
         await self.ensure()
         try:
             rr = await request()
@@ -179,6 +179,9 @@ class ModbusLink:
             if "No response" in msg:
                 raise CommsError(Condition.TIMEOUT,
                                  f"{self.where}: no answer within {self.timeout_s} s") from None
+            if "transaction id" in msg or "device id" in msg:
+                # the answer to an earlier, timed-out request arrived late
+                raise CommsError(Condition.TIMEOUT, f"{self.where}: late reply: {msg}") from None
             raise CommsError(Condition.GARBLED_FRAME, f"{self.where}: bad reply: {msg}") from None
         except (TimeoutError, ModbusException, OSError) as exc:
             raise CommsError(Condition.LINK_DOWN, f"{self.where}: {exc}") from None
@@ -186,21 +189,27 @@ class ModbusLink:
             code = getattr(rr, "exception_code", 0)
             raise CommsError(Condition.PROTOCOL_EXCEPTION,
                              f"Modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+        if rr.function_code != function_code:
+            # RTU has no transaction ids: a late answer to an earlier request
+            raise CommsError(Condition.TIMEOUT,
+                             f"{self.where}: late reply (function {rr.function_code}, "
+                             f"expected {function_code})")
         return rr.registers
 
     async def read_registers(self, device_id: int, address: int, count: int) -> list[int]:
         regs = await self._call(lambda: self.client.read_holding_registers(
-            address, count=count, device_id=device_id))
+            address, count=count, device_id=device_id), 3)
         if len(regs) != count:
             raise CommsError(Condition.GARBLED_FRAME,
                              f"{self.where}: expected {count} registers, got {len(regs)}")
         return regs
 
     async def write_registers(self, device_id: int, address: int, values: list[int]) -> None:
-        await self._call(lambda: self.client.write_registers(address, values, device_id=device_id))
+        await self._call(lambda: self.client.write_registers(address, values, device_id=device_id),
+                         16)
 
     async def write_register(self, device_id: int, address: int, value: int) -> None:
-        await self._call(lambda: self.client.write_register(address, value, device_id=device_id))
+        await self._call(lambda: self.client.write_register(address, value, device_id=device_id), 6)
 
     def close(self) -> None:
         self._closed = True

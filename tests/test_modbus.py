@@ -251,6 +251,26 @@ async def test_slow_responses_are_timeouts(tcp, mb_settings):
     assert a.ok
 
 
+async def test_a_sustained_slow_link_is_timeouts_not_garbage(tcp):
+    """Late answers to earlier requests must not be taken for the current one."""
+    mount, handle, axes, clock = tcp
+    az = axes["azimuth"]
+    await az.enable()
+    handle.faults.delay_s = 0.35
+    seen = set()
+    for _ in range(6):
+        await az.command_velocity(0.01)
+        a = await az.read()
+        seen.add(a.condition)
+        await asyncio.sleep(0.05)
+    assert seen == {Condition.TIMEOUT}
+    handle.faults.clear()
+    await asyncio.sleep(0.5)
+    for _ in range(4):
+        a = await az.read()
+    assert a.ok and a.fresh
+
+
 async def test_garbled_frames_over_tcp(tcp):
     mount, handle, axes, clock = tcp
     az = axes["azimuth"]
