@@ -418,11 +418,12 @@ class _Planner:
         prepos_by = start_s - self.margin_s
         gap = prepos_by - self.last_time_s
         ok = slew <= gap
-        if not ok:
+        if not ok and not (raw.clipped_start and start_s <= raw.start_s):
+            # (A window already open when the plan starts has no slew before it to check.)
             note = (f"{name} window at {iso_utc(start_s)}: the slew to the entry takes "
                     f"{slew:.0f} s but only {gap:.0f} s are free before the pre-position time")
             self.notes.append(note)
-            log.warning("%s", note)
+            log.info("%s", note)
         cl_end = (raw.clipped_end and end_s >= raw.end_s) if clipped_end is None else clipped_end
         self.windows.append(Window(
             start_s=start_s, end_s=end_s, boresight=name,
