@@ -154,7 +154,8 @@ def create_app(backend: Backend) -> FastAPI:
         description=__doc__,
     )
 
-    def require_token(request: Request,
+    # Dependencies are coroutines: FastAPI would run plain functions in a worker thread.
+    async def require_token(request: Request,
                       _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
         if not bearer_matches(request.headers.get("authorization"), backend.token):
             log.warning("refused command %s from %s: missing or wrong token",
@@ -162,7 +163,7 @@ def create_app(backend: Backend) -> FastAPI:
             raise _unauthorized(backend)
         return client_host(request)
 
-    def read_access(request: Request) -> None:
+    async def read_access(request: Request) -> None:
         host = client_host(request)
         if is_loopback(host):
             return
