@@ -226,6 +226,13 @@ def test_exposure_figures_on_known_day(tmp_path):
     # A range cutting rows in half counts halves; chunking does not change the answer
     half = store.exposure(T0_S + 9 * 3600 + 0.5, T0_S + 9 * 3600 + 100.5)
     assert half["tracking_s"] == pytest.approx(100.0)
+    # per UTC day from the same read: the days add up to the total; the range clips them
+    two = store.exposure(T0_S - 43200, T0_S + 86400, per_day=True)
+    assert [d["from_utc"] for d in two["days"]] == ["2026-06-30T12:00:00Z",
+                                                     "2026-07-01T00:00:00Z"]
+    assert two["days"][0]["n_samples"] == 0 and two["days"][0]["on_sun_s"] == 0.0
+    assert two["days"][1]["on_sun_s"] == pytest.approx(r["on_sun_s"])
+    assert two["days"][1]["rms_error_arcsec"] == pytest.approx(r["rms_error_arcsec"])
     chunked = store.exposure(T0_S, T0_S + 86400, intervals=True, chunk_s=777.0)
     assert chunked["intervals"] == [pytest.approx(iv) for iv in r["intervals"]]
     for key, value in r.items():

@@ -107,6 +107,7 @@ class ExposureAccumulator:
     _tracking_s: float = 0.0
     _state_s: dict = field(default_factory=dict)
     _bs: dict = field(default_factory=dict)          # boresight -> [on_sun_s, tracking_s]
+    _bs_code: dict = field(default_factory=dict)     # boresight -> small int
     _err: list = field(default_factory=list)         # (errors, weights, maxima, boresights)
     _gaps: list = field(default_factory=list)
     _gap_s: float = 0.0
@@ -149,19 +150,26 @@ class ExposureAccumulator:
         self._logged_s += float(weight.sum())
         self._on_sun_s += float((on_sun * frac).sum())
         self._tracking_s += float(weight[tracking].sum())
-        for name in np.unique(state[inside]):
-            sel = state == name
-            self._state_s[str(name)] = self._state_s.get(str(name), 0.0) + float(weight[sel].sum())
-        for name in np.unique(boresight[inside & tracking]):
-            sel = boresight == name
-            acc = self._bs.setdefault(str(name), [0.0, 0.0])
-            acc[0] += float((on_sun[sel] * frac[sel]).sum())
-            acc[1] += float(weight[sel & tracking].sum())
+        names, codes = _factorize(state)
+        per_state = np.bincount(codes, weights=weight, minlength=len(names))
+        for k, name in enumerate(names):
+            if inside[codes == k].any():
+                self._state_s[name] = self._state_s.get(name, 0.0) + float(per_state[k])
+        names, codes = _factorize(boresight)
+        bs_codes = np.array([self._bs_code.setdefault(n, len(self._bs_code)) for n in names],
+                            dtype=np.int16)[codes]
+        trk_in = inside & tracking
+        for k, name in enumerate(names):
+            sel = codes == k
+            if (sel & trk_in).any():
+                acc = self._bs.setdefault(name, [0.0, 0.0])
+                acc[0] += float((on_sun[sel] * frac[sel]).sum())
+                acc[1] += float(weight[sel & tracking].sum())
         if settled.any():
             self._err.append((rows["error_arcsec"][settled].astype(np.float32),
                               weight[settled].astype(np.float32),
                               rows["error_max_arcsec"][settled].astype(np.float32),
-                              boresight[settled]))
+                              bs_codes[settled]))
         # gaps (between two logged rows, clipped to the range)
         for i in np.flatnonzero(gap):
             g0, g1 = max(float(prev_end[i]), self.t0_s), min(float(start[i]), self.t1_s)
@@ -232,8 +240,9 @@ class ExposureAccumulator:
             b = np.concatenate([x[3] for x in self._err])
         else:
             e = w = m = np.zeros(0)
-            b = np.zeros(0, dtype="U32")
+            b = np.zeros(0, dtype=np.int16)
         out = {"from_utc": iso_utc(self.t0_s), "to_utc": iso_utc(self.t1_s),
+               "from_s": self.t0_s, "to_s": self.t1_s,
                "span_s": self.t1_s - self.t0_s, "n_samples": self._n,
                "logged_s": self._logged_s, "on_sun_s": self._on_sun_s,
                "tracking_s": self._tracking_s,
@@ -243,9 +252,9 @@ class ExposureAccumulator:
         out.update(weighted_stats(e, w, m))
         out["state_s"] = dict(sorted(self._state_s.items()))
         boresights = {}
-        for name in sorted(set(self._bs) | {str(x) for x in np.unique(b)}):
+        for name in sorted(self._bs):
             on, trk = self._bs.get(name, [0.0, 0.0])
-            sel = b == name
+            sel = b == self._bs_code.get(name, -1)
             boresights[name] = {"on_sun_s": on, "tracking_s": trk,
                                 **weighted_stats(e[sel], w[sel], m[sel])}
         out["boresights"] = boresights
@@ -258,3 +267,16 @@ class ExposureAccumulator:
             out["intervals_s"] = float(sum(iv["duration_s"] for iv in ivs))
         return out
 
+
+
+def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(distinct names, integer code per element) for a string column that changes rarely
+    (state, boresight): works on the runs, not on every element."""
+    if values.size == 0:
+        return [], np.zeros(0, dtype=np.intp)
+    heads = np.r_[0, np.flatnonzero(values[1:] != values[:-1]) + 1]
+    lookup: dict[str, int] = {}
+    head_codes = np.array([lookup.setdefault(str(v), len(lookup)) for v in values[heads]],
+                          dtype=np.intp)
+    lengths = np.diff(np.r_[heads, values.size])
+    return list(lookup), np.repeat(head_codes, lengths)

@@ -127,14 +127,14 @@ def build_report(store: TrackingStore, t0_s: float, t1_s: float, *, settings=Non
     """Everything the report files hold, as one JSON-able dict (see module docstring)."""
     if settle_s is None:
         settle_s = settings.tracking.settle_s if settings is not None else 30.0
-    total = store.exposure(t0_s, t1_s, settle_s=settle_s, intervals=True)
+    total = store.exposure(t0_s, t1_s, settle_s=settle_s, intervals=True, per_day=True)
     intervals = total.pop("intervals")
+    per_day = total.pop("days")
     plan = _plan(settings, t0_s, t1_s) if settings is not None else None
     days = []
-    for d0 in day_starts(t0_s, t1_s):
-        a, b = max(d0, t0_s), min(d0 + DAY_S, t1_s)
-        e = store.exposure(a, b, settle_s=settle_s)
-        row = {"date": iso_utc(d0)[:10], "from_utc": iso_utc(a), "to_utc": iso_utc(b),
+    for e in per_day:
+        a, b = e["from_s"], e["to_s"]
+        row = {"date": e["from_utc"][:10], "from_utc": e["from_utc"], "to_utc": e["to_utc"],
                "on_sun_s": e["on_sun_s"], "tracking_s": e["tracking_s"],
                "available_s": None, "efficiency": None,
                "rms_error_arcsec": e["rms_error_arcsec"],

@@ -118,6 +118,11 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 
+#: Columns the exposure statistics need (and the intervals' offsets).
+_STATS_COLUMNS = ("time_s", "dt_s", "state", "boresight", "error_arcsec", "error_max_arcsec",
+                  "on_sun_s")
+_INTERVAL_COLUMNS = ("target_az_deg", "target_el_deg", "measured_az_deg", "measured_el_deg")
+
 _INSERT_SAMPLE = (f"INSERT INTO samples ({', '.join(SAMPLE_FIELDS)}) "
                   f"VALUES ({', '.join('?' * len(SAMPLE_FIELDS))})")
 
@@ -581,23 +586,42 @@ class TrackingStore:
         return None if lo is None else (lo, hi)
 
     def exposure(self, t0_s: float, t1_s: float, *, settle_s: float = 30.0,
-                 intervals: bool = False, chunk_s: float = 21600.0) -> dict:
+                 intervals: bool = False, per_day: bool = False,
+                 chunk_s: float = 21600.0) -> dict:
         """Exposure and pointing statistics over ``[t0_s, t1_s)``; see ``tracker.exposure``.
 
-        Rows are read in chunks of ``chunk_s`` so a year does not need a year in memory.
+        ``intervals``: add the exposure intervals.  ``per_day``: add ``"days"``, the same
+        statistics (without intervals) for each UTC day overlapping the range, clipped to it,
+        from the same single read.  Rows are read in chunks of ``chunk_s`` so a year does not
+        need a year in memory.
         """
         from tracker.exposure import ExposureAccumulator
 
+        t0_s, t1_s = float(t0_s), float(t1_s)
         acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=intervals)
-        # Rows overlapping t0 start before it: read from one chunk earlier... rows are at most
-        # a few seconds long, so a small margin suffices.
-        t = float(t0_s)
-        first = True
-        while t < t1_s:
-            t_next = min(t + chunk_s, float(t1_s))
-            lo = t - 60.0 if first else t
-            hi = t_next if t_next < t1_s else t1_s + 60.0
-            acc.feed(self.samples(lo, hi))
-            first = False
-            t = t_next
-        return acc.result()
+        # A margin before t0 lets a tracking stretch that began earlier be recognised as
+        # settled; rows end at time_s, so rows after t1 + margin cannot overlap the range.
+        margin_s = max(60.0, settle_s + 30.0)
+        days: list[tuple[float, float, ExposureAccumulator]] = []
+        if per_day:
+            d = math.floor(t0_s / 86400.0) * 86400.0
+            while d < t1_s:
+                days.append((d - margin_s, d + 86400.0 + margin_s,
+                             ExposureAccumulator(max(d, t0_s), min(d + 86400.0, t1_s),
+                                                 settle_s=settle_s)))
+                d += 86400.0
+        columns = _STATS_COLUMNS + (_INTERVAL_COLUMNS if intervals else ())
+        lo = t0_s - margin_s
+        while lo < t1_s + margin_s:
+            hi = min(lo + chunk_s, t1_s + margin_s)
+            rows = self.samples(lo, hi, columns=columns)
+            acc.feed(rows)
+            for a, b, day_acc in days:
+                if a < hi and b > lo and rows.size:
+                    t = rows["time_s"]
+                    day_acc.feed(rows[(t >= a) & (t < b)])
+            lo = hi
+        out = acc.result()
+        if per_day:
+            out["days"] = [day_acc.result() for _, _, day_acc in days]
+        return out
