@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _DEG = math.pi / 180.0
 _RAD = 180.0 / math.pi
+_AZ_MAX_DEG = math.nextafter(360.0, 0.0)
 #: Step of the central differences used by ``sun_rates`` (SI seconds).
 RATE_STEP_S = 1.0
 #: Leap-second-free spans only after TAI-UTC became an integer (1972-01-01).
@@ -343,9 +344,15 @@ class SunTrack:
         c0, c1 = p0, m0
         c2 = 3 * (p1 - p0) - 2 * m0 - m1
         c3 = 2 * (p0 - p1) + m0 + m1
-        # rows: segment; columns: E0..E3, N0..N3, U0..U3
-        self._coef = np.ascontiguousarray(
-            np.stack([c0, c1, c2, c3], axis=-1).transpose(1, 0, 2).reshape(n_fine, 12))
+        # Table rows: W0..W3, S0..S3, U0..U3 with W = -east, S = -north (so that
+        # azimuth = atan2(W, S) + 180 deg needs no negation); columns: segments, plus one
+        # constant-slope segment at the end so t == end_s needs no index clipping.
+        c = np.stack([c0, c1, c2, c3], axis=1)  # (3 components, 4 coefficients, n_fine)
+        c[:2] *= -1.0
+        last = np.zeros((3, 4, 1))
+        last[:, 0, 0], last[:, 1, 0] = p[:, -1], m[:, -1]
+        last[:2] *= -1.0
+        self._coef_t = np.ascontiguousarray(np.concatenate([c, last], axis=2).reshape(12, -1))
         self._n_seg = n_fine
         self._inv_fine = 1.0 / fine
         self._row: tuple[int, list[float]] = (-1, [])
@@ -378,11 +385,9 @@ class SunTrack:
             x = self._x_scalar(t_s)
         q = x * self._inv_fine
         j = int(q)
-        if j >= self._n_seg:
-            j = self._n_seg - 1
         cached = self._row
         if cached[0] != j:
-            cached = (j, self._coef[j].tolist())
+            cached = (j, self._coef_t[:, j].tolist())
             self._row = cached
         return cached[1], q - j
 
@@ -390,39 +395,35 @@ class SunTrack:
                     ) -> tuple[float, float, float, float]:
         """(az_deg, el_deg, az_rate_deg_s, el_rate_deg_s) at one time (UTC unix s), floats."""
         r, u = self._row_for(t_s)
-        e = ((r[3] * u + r[2]) * u + r[1]) * u + r[0]
-        n = ((r[7] * u + r[6]) * u + r[5]) * u + r[4]
+        w = ((r[3] * u + r[2]) * u + r[1]) * u + r[0]
+        s = ((r[7] * u + r[6]) * u + r[5]) * u + r[4]
         up = ((r[11] * u + r[10]) * u + r[9]) * u + r[8]
-        de = (3.0 * r[3] * u + 2.0 * r[2]) * u + r[1]
-        dn = (3.0 * r[7] * u + 2.0 * r[6]) * u + r[5]
+        dw = (3.0 * r[3] * u + 2.0 * r[2]) * u + r[1]
+        ds = (3.0 * r[7] * u + 2.0 * r[6]) * u + r[5]
         dup = (3.0 * r[11] * u + 2.0 * r[10]) * u + r[9]
-        rh2 = e * e + n * n
+        rh2 = w * w + s * s
         rh = _sqrt(rh2)
-        az = _atan2(e, n) * _RAD
-        if az < 0.0:
-            az += 360.0
-            if az >= 360.0:
-                az = 0.0
+        az = _atan2(w, s) * _RAD + 180.0
+        if az >= 360.0:
+            az -= 360.0
         el = _atan2(up, rh) * _RAD
         if rh2 == 0.0:
             return az, el, math.nan, math.nan
         k = self._inv_fine * _RAD
-        az_rate = (n * de - e * dn) / rh2 * k
-        el_rate = (rh2 * dup - up * (e * de + n * dn)) / (rh * (rh2 + up * up)) * k
+        az_rate = (s * dw - w * ds) / rh2 * k
+        el_rate = (rh2 * dup - up * (w * dw + s * ds)) / (rh * (rh2 + up * up)) * k
         return az, el, az_rate, el_rate
 
     def _altaz_scalar(self, t_s: float, _atan2: Any = math.atan2, _sqrt: Any = math.sqrt
                       ) -> tuple[float, float]:
         r, u = self._row_for(t_s)
-        e = ((r[3] * u + r[2]) * u + r[1]) * u + r[0]
-        n = ((r[7] * u + r[6]) * u + r[5]) * u + r[4]
+        w = ((r[3] * u + r[2]) * u + r[1]) * u + r[0]
+        s = ((r[7] * u + r[6]) * u + r[5]) * u + r[4]
         up = ((r[11] * u + r[10]) * u + r[9]) * u + r[8]
-        az = _atan2(e, n) * _RAD
-        if az < 0.0:
-            az += 360.0
-            if az >= 360.0:
-                az = 0.0
-        return az, _atan2(up, _sqrt(e * e + n * n)) * _RAD
+        az = _atan2(w, s) * _RAD + 180.0
+        if az >= 360.0:
+            az -= 360.0
+        return az, _atan2(up, _sqrt(w * w + s * s)) * _RAD
 
     # -- vector path --------------------------------------------------------------------------
     def _vector(self, t_s: np.ndarray, with_rates: bool) -> tuple[np.ndarray, ...]:
@@ -437,40 +438,58 @@ class SunTrack:
         if not (self.start_s <= lo and hi <= self.end_s):  # also catches NaN
             bad = t[~((t >= self.start_s) & (t <= self.end_s))]
             raise self._range_error(bad[0] if bad.size else t[0])
-        coef = self._coef
+        coef_t = self._coef_t
         leap_cum = np.concatenate([[0.0], self._leap_cum]) if self._leap_unix else None
         k = self._inv_fine * _RAD
+        u_buf = np.empty(min(t.size, self._CHUNK))
         with np.errstate(divide="ignore", invalid="ignore"):
             for i0 in range(0, t.size, self._CHUNK):
                 tc = t[i0:i0 + self._CHUNK]
-                x = tc - self.start_s
-                if leap_cum is not None:
-                    x += leap_cum[np.searchsorted(self._leap_unix, tc, side="right")]
-                q = x * self._inv_fine
-                j = q.astype(np.intp)
-                np.minimum(j, self._n_seg - 1, out=j)
-                u = q - j
-                r = coef.take(j, axis=0)  # one row gather: 12 coefficients per point
-                e = ((r[:, 3] * u + r[:, 2]) * u + r[:, 1]) * u + r[:, 0]
-                n = ((r[:, 7] * u + r[:, 6]) * u + r[:, 5]) * u + r[:, 4]
-                up = ((r[:, 11] * u + r[:, 10]) * u + r[:, 9]) * u + r[:, 8]
-                rh2 = e * e + n * n
-                rh = np.sqrt(rh2)
                 sl = slice(i0, i0 + tc.size)
-                # atan2(-e, -n) + 180 deg lies in [0, 360]; only e = -0.0 gives 360.
-                az = np.arctan2(-e, -n)
+                u = u_buf[:tc.size]
+                np.subtract(tc, self.start_s, out=u)
+                if leap_cum is not None:
+                    u += leap_cum[np.searchsorted(self._leap_unix, tc, side="right")]
+                u *= self._inv_fine
+                j = u.astype(np.intp)
+                u -= j
+                r = coef_t.take(j, axis=1)  # (12, m): contiguous rows of coefficients
+                w = r[3] * u
+                w += r[2]
+                w *= u
+                w += r[1]
+                w *= u
+                w += r[0]
+                s = r[7] * u
+                s += r[6]
+                s *= u
+                s += r[5]
+                s *= u
+                s += r[4]
+                up = r[11] * u
+                up += r[10]
+                up *= u
+                up += r[9]
+                up *= u
+                up += r[8]
+                rh2 = w * w
+                rh2 += s * s
+                rh = np.sqrt(rh2)
+                az = outs[0][sl]
+                np.arctan2(w, s, out=az)  # in [-180, 180] deg before the shift
                 az *= _RAD
                 az += 180.0
-                outs[0][sl] = np.where(az >= 360.0, az - 360.0, az)
-                el = np.arctan(up / rh)  # rh = 0 -> +-inf -> +-90 deg
+                np.minimum(az, _AZ_MAX_DEG, out=az)  # 360.0 only by rounding, never returned
+                el = outs[1][sl]
+                np.divide(up, rh, out=el)  # rh = 0 -> +-inf -> +-90 deg
+                np.arctan(el, out=el)
                 el *= _RAD
-                outs[1][sl] = el
                 if with_rates:
-                    de = (3.0 * r[:, 3] * u + 2.0 * r[:, 2]) * u + r[:, 1]
-                    dn = (3.0 * r[:, 7] * u + 2.0 * r[:, 6]) * u + r[:, 5]
-                    dup = (3.0 * r[:, 11] * u + 2.0 * r[:, 10]) * u + r[:, 9]
-                    outs[2][sl] = (n * de - e * dn) / rh2 * k
-                    outs[3][sl] = (rh2 * dup - up * (e * de + n * dn)) / (rh * (rh2 + up * up)) * k
+                    dw = (3.0 * r[3] * u + 2.0 * r[2]) * u + r[1]
+                    ds = (3.0 * r[7] * u + 2.0 * r[6]) * u + r[5]
+                    dup = (3.0 * r[11] * u + 2.0 * r[10]) * u + r[9]
+                    outs[2][sl] = (s * dw - w * ds) / rh2 * k
+                    outs[3][sl] = (rh2 * dup - up * (w * dw + s * ds)) / (rh * (rh2 + up * up)) * k
         return tuple(o.reshape(shape) for o in outs)
 
     # -- public -------------------------------------------------------------------------------
