@@ -15,14 +15,17 @@ Rates in deg/s per SI second.  Times: see ``tracker.timeinput`` (UTC).
 Sites: WGS84 geodetic latitude/longitude (deg, east positive), height (m).
 
 ``SunTrack`` design: astropy's reduction at coarse nodes every
-``COARSE_STEP_S`` (2 h) of elapsed TAI time, expressed as topocentric
-hour angle (unwrapped) and declination in the local equatorial frame, where
-the motion is nearly uniform; cubic Hermite interpolation with 6th-order
-finite-difference derivatives (error < 0.003 arcsec, from the diurnal
-parallax wiggle: 8.8" (w h)^4 / 384).  That interpolant is resampled every
-``FINE_STEP_S`` (300 s) into local east-north-up direction vectors and their
-exact derivatives, stored as per-segment cubic polynomials (error
-< 0.0002 arcsec), so a call is three cubics, two atan2 and a square root.
+``COARSE_STEP_S`` (4 h) of elapsed TAI time.  Adding the observer's fixed
+geocentric position (in its own east-north-up axes) to the topocentric Sun
+vector removes the 8.8" diurnal parallax wiggle; the result, expressed as
+hour angle (unwrapped), declination and distance in the local equatorial
+frame, moves almost uniformly (only diurnal aberration, 0.3", remains).
+Cubic Hermite interpolation of those, with 6th-order finite-difference
+derivatives, is resampled every ``FINE_STEP_S`` (300 s) into topocentric
+east-north-up unit vectors and their exact derivatives, stored as
+per-segment cubic polynomials.  Measured error against ``sun_altaz``:
+< 0.002 arcsec at any latitude (tests: +-90, +-89, zenith, nadir, a year).
+A call is then three cubics, two arctangents and a square root.
 """
 
 from __future__ import annotations
@@ -257,7 +260,9 @@ class SunTrack:
     ``EphemerisRangeError``, never extrapolate.  Within 0.01 arcsec (great
     circle) of ``sun_altaz`` (measured ~0.002 arcsec); rates per SI second.
     Leap seconds inside the span are handled (unix time jumps, the Sun not).
-    Building costs about 0.4 ms of astropy per 2 h of span (~2 s a year).
+    Building costs one astropy reduction per 4 h of span: ~40 ms for a day,
+    ~1.5 s for a year (CPU time here; the first build in a process also loads
+    the IERS tables, ~1 s).  Thread-safe for concurrent reads.
     """
 
     #: Spacing of the astropy nodes (elapsed TAI seconds).
