@@ -451,3 +451,20 @@ def test_odd_event_input_is_stored_not_raised(store):
     store.close()
     assert store.log_event(T0_S, "info", "after close") == -1      # logged, not raised
     store.add_sample(sample(T0_S))
+
+
+def test_readonly_reader_sees_writer_and_changes_nothing(tmp_path):
+    path = tmp_path / "a b?#.sqlite"                       # URI-special characters
+    with pytest.raises(StoreError, match="no tracking log"):
+        TrackingStore(path, readonly=True)
+    assert not path.exists()
+    w = TrackingStore(path)
+    w.add_sample(sample(T0_S))
+    r = TrackingStore(path, readonly=True)
+    w.add_sample(sample(T0_S + 1))
+    assert len(r.samples(T0_S, T0_S + 10)) == 2            # sees committed rows live
+    r.log_event(T0_S, "info", "must not land")             # refused by SQLite, not raised
+    assert not r.healthy and "readonly" in r.last_error
+    r.close()
+    assert w.events() == []
+    w.close()

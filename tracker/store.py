@@ -214,7 +214,7 @@ class TrackingStore:
     # ------------------------------------------------------------------ opening
     def _open(self, synchronous: str, open_timeout_s: float) -> sqlite3.Connection:
         try:
-            target = (f"file:{self.path.resolve().as_posix()}?mode=ro" if self.readonly
+            target = (self.path.resolve().as_uri() + "?mode=ro" if self.readonly
                       else str(self.path))
             db = sqlite3.connect(target, timeout=open_timeout_s, isolation_level=None,
                                  check_same_thread=False, uri=self.readonly)
