@@ -202,3 +202,28 @@ def test_cli_exposure_and_report(log, tmp_path):
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert rep["site"]["name"] == "CAST, CERN"
     assert rep["days"][0]["on_sun_s"] == pytest.approx(truth["on_sun_day"][0])
+
+
+@pytest.mark.slow
+async def test_report_from_a_real_dry_run_log(tmp_path):
+    """The path a new user takes: dry run -> tracker exposure / tracker report."""
+    from tracker import dryrun
+
+    settings = config.load(CONFIG_DIR / "sim.toml")
+    db = tmp_path / "dry.sqlite"
+    start_s = 1_782_923_400.0          # 2026-07-01T16:30Z, 9 min before a window opens
+    rep = await dryrun.run(settings, start_s, 1200.0, db_path=db,
+                           config_name=str(CONFIG_DIR / "sim.toml"))
+    runner = CliRunner()
+    r = runner.invoke(main, ["exposure", "--db", str(db), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["tracking_s"] > 500.0
+    assert data["on_sun_s"] == pytest.approx(rep.tracked_s, abs=3.0)
+    assert data["rms_error_arcsec"] < 36.0 and len(data["intervals"]) >= 1
+    r = runner.invoke(main, ["report", "--db", str(db), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    out = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert out["site"]["name"] == settings.site.name                  # config from the log
+    assert out["states"]["entries"].get("tracking") == 1
+    assert (tmp_path / "rep" / "sky_2026-07-01.png").stat().st_size > 20_000
