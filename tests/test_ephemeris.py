@@ -280,6 +280,14 @@ def test_suntrack_span_is_enforced():
         SunTrack(*HAMBURG, 1.7e9, 1.7e9)
     with pytest.raises(TimeInputError):
         SunTrack(*HAMBURG, dt.datetime(2024, 1, 1), 1.7e9)
+    with pytest.raises(EphemerisRangeError, match="days"):
+        SunTrack(*HAMBURG, 1.6e9, 1.6e9 + 11 * 366 * 86400.0)
+    with pytest.raises(EphemerisRangeError, match="1972"):
+        SunTrack(*HAMBURG, 0.0, 86400.0)
+    # 0-d arrays and numpy scalars count as scalars
+    a, e = track.altaz(np.array(1.7e9 + 60.0))
+    assert type(a) is float and (a, e) == track.altaz(1.7e9 + 60.0)
+    assert type(to_unix_s(np.array(1.7e9))) is float
 
 
 @pytest.mark.slow

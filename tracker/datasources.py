@@ -15,6 +15,7 @@ uncertainty of UT1 in arc-seconds of Earth rotation.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import math
 import threading
@@ -107,6 +108,7 @@ def _iers_table() -> Any:
     return iers.IERS_Auto.open()
 
 
+@functools.lru_cache(maxsize=1)
 def iers_mjd_range() -> tuple[float, float, float]:
     """(first MJD, last MJD, first predicted MJD) of the IERS-A table in use."""
     table = _iers_table()
@@ -128,16 +130,20 @@ def ut1_uncertainty_s(mjd: float) -> float:
     rate times the days beyond is added.  Leap seconds announced after the
     leap-second table's expiry are not included.
     """
-    table = _iers_table()
     first, last, predictive = iers_mjd_range()
     if mjd < first:
         return math.nan
     sigma = 0.00025 * max(mjd - predictive, 0.0) ** 0.75
     if mjd > last:
-        ut1 = table["UT1_UTC"].value[-31:]
-        drift_s_per_day = abs(float(ut1[-1] - ut1[0])) / 30.0
-        sigma += drift_s_per_day * (mjd - last)
+        sigma += _final_drift_s_per_day() * (mjd - last)
     return sigma
+
+
+@functools.lru_cache(maxsize=1)
+def _final_drift_s_per_day() -> float:
+    """|d(UT1-UTC)/dt| over the table's last 30 days (s/day)."""
+    ut1 = _iers_table()["UT1_UTC"].value[-31:]
+    return abs(float(ut1[-1] - ut1[0])) / 30.0
 
 
 def check_iers_range(mjd_utc: Any, *, stacklevel: int = 3) -> bool:
@@ -194,28 +200,22 @@ def skyfield_de421() -> tuple[Any, Any]:
     return load.timescale(builtin=True), load("de421.bsp")
 
 
-def data_sources(now_s: float | None = None) -> dict[str, Any]:
-    """The data the ephemeris uses and their ages (days) at ``now_s`` (UTC unix s).
+@functools.lru_cache(maxsize=1)
+def _leap_second_expiry() -> _dt.date:
+    from astropy.utils import iers
 
-    Keys: ``astropy``, ``astropy_iers_data``, ``erfa``, ``iers_table`` (path,
-    first/last date, last observed date, ``age_days`` since the last observed
-    value, ``days_left`` until its last date), ``leap_seconds`` (``expires``,
-    ``expired``), ``ephemerides`` (``reference``: astropy builtin (ERFA epv00),
-    ``cross_check``: skyfield DE421 with its path), ``offline``.
-    """
-    import time
+    ensure_offline()
+    return iers.LeapSeconds.auto_open().expires.utc.datetime.date()
+
+
+@functools.lru_cache(maxsize=1)
+def _static_sources() -> dict[str, Any]:
+    """Versions, paths and table dates: fixed for the life of the process."""
+    import os
     from importlib import metadata
 
     import astropy
     import erfa
-    from astropy.utils import iers
-
-    ensure_offline()
-    if now_s is None:
-        now_s = time.time()
-    now_mjd = now_s / 86400.0 + _MJD_UNIX_EPOCH
-    first, last, predictive = iers_mjd_range()
-    table = _iers_table()
 
     def _version(name: str) -> str:
         try:
@@ -223,30 +223,56 @@ def data_sources(now_s: float | None = None) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    leap = iers.LeapSeconds.auto_open()
-    leap_expires = leap.expires.utc.datetime.date()
-    now_date = _dt.datetime.fromtimestamp(now_s, tz=_dt.UTC).date()
     try:
         from skyfield_data import get_skyfield_data_path
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sky_path = get_skyfield_data_path()
-        import os
-        de421 = os.path.join(sky_path, "de421.bsp")
-        de421_ok = os.path.isfile(de421)
+            de421 = os.path.join(get_skyfield_data_path(), "de421.bsp")
     except ImportError:
-        de421, de421_ok = "", False
-    from astropy.utils import data as astropy_data
-
+        de421 = ""
     return {
         "astropy": astropy.__version__,
         "astropy_iers_data": _version("astropy-iers-data"),
         "erfa": erfa.__version__,
         "skyfield": _version("skyfield"),
         "skyfield_data": _version("skyfield-data"),
+        "iers_path": str(_iers_table().meta.get("data_path", "")),
+        "de421_path": de421,
+        "de421_present": bool(de421) and os.path.isfile(de421),
+    }
+
+
+def data_sources(now_s: float | None = None) -> dict[str, Any]:
+    """The data the ephemeris uses and their ages (days) at ``now_s`` (UTC unix s).
+
+    Keys: ``astropy``, ``astropy_iers_data``, ``erfa``, ``skyfield``,
+    ``skyfield_data`` (versions); ``iers_table`` (``path``, ``first_date``,
+    ``last_observed_date``, ``last_date``, ``age_days`` since the last
+    observed value, ``days_left`` until its last date, negative beyond it,
+    ``ut1_uncertainty_now_s``); ``leap_seconds`` (``expires``, ``expired``,
+    ``days_left``); ``ephemerides`` (``reference``, ``cross_check``,
+    ``de421_path``, ``de421_present``); ``offline`` (download switches).
+    Cheap after the first call (~0.1 ms): fine for a status snapshot.
+    """
+    import time
+
+    from astropy.utils import data as astropy_data
+    from astropy.utils import iers
+
+    ensure_offline()
+    static = _static_sources()
+    if now_s is None:
+        now_s = time.time()
+    now_mjd = now_s / 86400.0 + _MJD_UNIX_EPOCH
+    first, last, predictive = iers_mjd_range()
+    leap_expires = _leap_second_expiry()
+    now_date = _dt.datetime.fromtimestamp(now_s, tz=_dt.UTC).date()
+    return {
+        **{k: static[k] for k in ("astropy", "astropy_iers_data", "erfa", "skyfield",
+                                  "skyfield_data")},
         "iers_table": {
-            "path": str(table.meta.get("data_path", "")),
+            "path": static["iers_path"],
             "first_date": _mjd_to_iso(first),
             "last_observed_date": _mjd_to_iso(predictive - 1),
             "last_date": _mjd_to_iso(last),
@@ -262,8 +288,8 @@ def data_sources(now_s: float | None = None) -> dict[str, Any]:
         "ephemerides": {
             "reference": "astropy builtin (ERFA epv00) via get_body('sun') -> AltAz",
             "cross_check": "JPL DE421 (1900-2050) via skyfield",
-            "de421_path": de421,
-            "de421_present": de421_ok,
+            "de421_path": static["de421_path"],
+            "de421_present": static["de421_present"],
         },
         "offline": {
             "iers_auto_download": bool(iers.conf.auto_download),

@@ -52,6 +52,8 @@ _RAD = 180.0 / math.pi
 _AZ_MAX_DEG = math.nextafter(360.0, 0.0)
 #: Step of the central differences used by ``sun_rates`` (SI seconds).
 RATE_STEP_S = 1.0
+#: Longest SunTrack span (s): ten years, ~100 MB of coefficients.
+MAX_SPAN_S = 3660.0 * 86400.0
 #: Leap-second-free spans only after TAI-UTC became an integer (1972-01-01).
 _UNIX_1972_S = 63072000.0
 
@@ -285,6 +287,10 @@ class SunTrack:
         if not self.end_s > self.start_s:
             raise EphemerisRangeError(
                 f"SunTrack end ({self.end_s}) must be after start ({self.start_s})")
+        if self.end_s - self.start_s > MAX_SPAN_S:
+            raise EphemerisRangeError(
+                f"SunTrack span of {(self.end_s - self.start_s) / 86400.0:.0f} days exceeds "
+                f"{MAX_SPAN_S / 86400.0:.0f} days; build one per year")
         if self.start_s < _UNIX_1972_S:
             raise EphemerisRangeError("SunTrack supports spans from 1972-01-01 on "
                                       "(use sun_altaz for earlier times)")

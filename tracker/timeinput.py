@@ -223,5 +223,5 @@ def to_unix_s(times: Any) -> float | np.ndarray:
         out = times.astype(float)
         if not np.all(np.isfinite(out)):
             raise TimeInputError("unix seconds must be finite (found NaN or infinity)")
-        return out
+        return float(out) if out.ndim == 0 else out
     return time_to_unix(to_time(times))
