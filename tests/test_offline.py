@@ -92,6 +92,7 @@ def test_data_sources_and_skyfield_offline(no_network):
     assert no_network == []
 
 
+@pytest.mark.slow
 def test_fresh_process_never_opens_a_socket():
     """Import and compute in a new interpreter whose sockets all fail (import-time proof)."""
     code = textwrap.dedent("""

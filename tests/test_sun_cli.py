@@ -110,6 +110,7 @@ def test_beyond_iers_table_warns_but_answers():
     assert -90.0 <= row["elevation_deg"] <= 90.0
 
 
+@pytest.mark.slow
 def test_real_subprocess():
     script = Path(sys.executable).parent / "tracker"
     cmd = [str(script)] if script.exists() else [
