@@ -15,14 +15,22 @@ from alpaca.exceptions import (
 )
 from alpaca.telescope import AlignmentModes, DriveRates, Telescope, TelescopeAxes
 
-from tests.test_daemon import DaemonProcess, daemon_env, make_config, running_daemon  # noqa: F401
+from tests.test_daemon import DaemonProcess, make_config
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def scope(running_daemon):
-    address = f"127.0.0.1:{running_daemon.port}"
+def daemon(tmp_path_factory):
+    path, offset = make_config(tmp_path_factory.mktemp("alpaca"))
+    d = DaemonProcess(path, time_offset_s=offset).wait_ready()
+    yield d
+    d.kill()
+
+
+@pytest.fixture(scope="module")
+def scope(daemon):
+    address = f"127.0.0.1:{daemon.port}"
     t = Telescope(address, 0)
     yield t
     t.rqs.close()
@@ -36,8 +44,8 @@ def _wait(pred, timeout_s: float, what: str):
         time.sleep(0.2)
 
 
-def test_management_api(running_daemon):
-    address = f"127.0.0.1:{running_daemon.port}"
+def test_management_api(daemon):
+    address = f"127.0.0.1:{daemon.port}"
     assert management.apiversions(address) == [1]
     desc = management.description(address)
     assert desc["ServerName"] == "helio-tracker"
@@ -46,7 +54,7 @@ def test_management_api(running_daemon):
     assert devices[0]["DeviceType"] == "Telescope" and devices[0]["DeviceNumber"] == 0
 
 
-def test_not_connected_then_connect(scope, running_daemon):
+def test_not_connected_then_connect(scope, daemon):
     assert scope.Connected is False
     assert scope.Name == "helio-tracker"
     assert scope.InterfaceVersion == 4
@@ -57,9 +65,9 @@ def test_not_connected_then_connect(scope, running_daemon):
     assert scope.Connected is True
 
 
-def test_read_members_match_status(scope, running_daemon):
-    running_daemon.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0, "tracking")
-    st = running_daemon.status()
+def test_read_members_match_status(scope, daemon):
+    daemon.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0, "tracking")
+    st = daemon.status()
     assert scope.Altitude == pytest.approx(st["pointing"]["el_deg"], abs=0.01)
     assert scope.Azimuth == pytest.approx(st["pointing"]["az_deg"] % 360.0, abs=0.01)
     assert scope.Tracking is True
@@ -71,7 +79,7 @@ def test_read_members_match_status(scope, running_daemon):
     assert scope.CanMoveAxis(TelescopeAxes.axisPrimary)
     assert not scope.CanMoveAxis(TelescopeAxes.axisTertiary)
     rates = scope.AxisRates(TelescopeAxes.axisSecondary)
-    assert rates[0].Maximum == running_daemon.settings.axes.elevation.max_speed_deg_s
+    assert rates[0].Maximum == daemon.settings.axes.elevation.max_speed_deg_s
     assert scope.SupportedActions == []
     assert "helio-tracker daemon" in " ".join(scope.DriverInfo)  # alpyca splits on commas
 
@@ -85,8 +93,8 @@ def test_unimplemented_members_answer_0x400(scope):
         scope.FindHome()
 
 
-def test_transaction_ids_and_case_insensitive_put(running_daemon, scope):
-    base = f"{running_daemon.url}/api/v1/telescope/0"
+def test_transaction_ids_and_case_insensitive_put(daemon, scope):
+    base = f"{daemon.url}/api/v1/telescope/0"
     r1 = httpx.get(f"{base}/altitude", params={"clienttransactionid": "41"}, timeout=5).json()
     r2 = httpx.get(f"{base}/altitude", params={"ClientTransactionID": "42"}, timeout=5).json()
     assert r1["ClientTransactionID"] == 41 and r2["ClientTransactionID"] == 42
@@ -102,27 +110,27 @@ def test_transaction_ids_and_case_insensitive_put(running_daemon, scope):
     assert r["ClientTransactionID"] == 43 and "Value" not in r
     # A missing parameter is a bad request (HTTP 400), not an Alpaca error.
     assert httpx.put(f"{base}/slewtoaltazasync", data={"Azimuth": "10"}, timeout=5).status_code == 400
-    assert httpx.get(f"{running_daemon.url}/api/v1/telescope/1/altitude", timeout=5).status_code == 400
+    assert httpx.get(f"{daemon.url}/api/v1/telescope/1/altitude", timeout=5).status_code == 400
 
 
-def test_slew_outside_envelope_invalid_value_and_nothing_moves(scope, running_daemon):
-    before = running_daemon.status()
+def test_slew_outside_envelope_invalid_value_and_nothing_moves(scope, daemon):
+    before = daemon.status()
     with pytest.raises(InvalidValueException):
         scope.SlewToAltAzAsync(180.0, 40.0)
     with pytest.raises(InvalidValueException):
         scope.SlewToAltAzAsync(400.0, 0.0)
     with pytest.raises(InvalidValueException):
         scope.MoveAxis(TelescopeAxes.axisPrimary, 100.0)
-    after = running_daemon.status()
+    after = daemon.status()
     assert after["state"] == before["state"] == "tracking"
-    events = httpx.get(f"{running_daemon.url}/api/v1/events", params={"limit": 50},
+    events = httpx.get(f"{daemon.url}/api/v1/events", params={"limit": 50},
                        timeout=5).json()
     refused = [e for e in events if e["kind"] == "command" and e["source"] == "alpaca:127.0.0.1"]
     assert refused and refused[-1]["data"]["ok"] is False
 
 
-def test_slew_abort_moveaxis_park_unpark_tracking(scope, running_daemon):
-    d = running_daemon
+def test_slew_abort_moveaxis_park_unpark_tracking(scope, daemon):
+    d = daemon
     st = d.status()
     az = (st["sun"]["azimuth_deg"] + 4.0) % 360.0
     el = max(-20.0, min(20.0, st["sun"]["elevation_deg"]))

@@ -12,10 +12,18 @@ import time
 import httpx
 import pytest
 
-from tests.test_daemon import running_daemon, daemon_env  # noqa: F401  (module fixtures)
+from tests.test_daemon import DaemonProcess, make_config
 from tracker.api import is_loopback
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    path, offset = make_config(tmp_path_factory.mktemp("api"))
+    d = DaemonProcess(path, time_offset_s=offset).wait_ready()
+    yield d
+    d.kill()
 
 
 def _events(d, **params) -> list[dict]:
@@ -34,8 +42,8 @@ def test_loopback_detection():
     assert not is_loopback("192.168.1.10") and not is_loopback("testclient")
 
 
-def test_openapi_document_lists_commands_with_bearer(running_daemon):
-    doc = httpx.get(f"{running_daemon.url}/openapi.json", timeout=5).json()
+def test_openapi_document_lists_commands_with_bearer(daemon):
+    doc = httpx.get(f"{daemon.url}/openapi.json", timeout=5).json()
     paths = doc["paths"]
     for p in ("status", "plan", "events", "goto", "jog", "stop", "park", "unpark", "stow",
               "track", "reset"):
@@ -45,14 +53,14 @@ def test_openapi_document_lists_commands_with_bearer(running_daemon):
     assert "security" not in paths["/api/v1/status"]["get"]
 
 
-def test_starts_tracking_by_itself(running_daemon):
-    st = running_daemon.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0,
+def test_starts_tracking_by_itself(daemon):
+    st = daemon.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0,
                                  "tracking on the Sun")
     assert st["auto_tracking"] is True
 
 
-def test_commands_need_the_token_and_move_nothing(running_daemon):
-    d = running_daemon
+def test_commands_need_the_token_and_move_nothing(daemon):
+    d = daemon
     before = d.status()
     last_id = max([e["id"] for e in _events(d)] or [0])
     missing = d.post("stop", token=None)
@@ -71,8 +79,8 @@ def test_commands_need_the_token_and_move_nothing(running_daemon):
     assert not [e for e in _events(d, after_id=last_id) if e["kind"] == "command"]
 
 
-def test_goto_outside_envelope_refused_with_reason_and_audited(running_daemon):
-    d = running_daemon
+def test_goto_outside_envelope_refused_with_reason_and_audited(daemon):
+    d = daemon
     before = d.status()
     last_id = max([e["id"] for e in _events(d)] or [0])
     sun_az = before["sun"]["azimuth_deg"]
@@ -100,14 +108,14 @@ def test_goto_outside_envelope_refused_with_reason_and_audited(running_daemon):
     ("goto", {"az_deg": 10, "el_deg": 0, "speed": 3}),
     ("track", {"on": "maybe"}),
 ])
-def test_invalid_bodies_get_422(running_daemon, path, body):
-    r = running_daemon.post(path, body)
+def test_invalid_bodies_get_422(daemon, path, body):
+    r = daemon.post(path, body)
     assert r.status_code == 422
     assert r.json()["detail"]
 
 
-def test_nan_target_refused(running_daemon):
-    d = running_daemon
+def test_nan_target_refused(daemon):
+    d = daemon
     r = httpx.post(f"{d.url}/api/v1/goto", content=b'{"az_deg": NaN, "el_deg": 0}',
                    headers={"Authorization": f"Bearer {d.token}",
                             "Content-Type": "application/json"}, timeout=5)
@@ -115,8 +123,8 @@ def test_nan_target_refused(running_daemon):
     assert d.status()["state"] == "tracking"
 
 
-def test_goto_sky_direction_arrives(running_daemon):
-    d = running_daemon
+def test_goto_sky_direction_arrives(daemon):
+    d = daemon
     st = d.status()
     target_az = (st["sun"]["azimuth_deg"] + 3.0) % 360.0
     target_el = max(-20.0, min(20.0, st["sun"]["elevation_deg"] - 2.0))
@@ -133,8 +141,8 @@ def test_goto_sky_direction_arrives(running_daemon):
     assert st["state"] == "manual" and st["auto_tracking"] is False
 
 
-def test_jog_moves_one_axis_by_rate_times_duration(running_daemon):
-    d = running_daemon
+def test_jog_moves_one_axis_by_rate_times_duration(daemon):
+    d = daemon
     az0, el0 = _axes(d.status())
     r = d.post("jog", {"axis": "az", "rate_deg_s": 0.5, "seconds": 2.0})
     assert r.status_code == 200, r.text
@@ -147,8 +155,8 @@ def test_jog_moves_one_axis_by_rate_times_duration(running_daemon):
     assert abs(el1 - el0) < 0.01
 
 
-def test_stop_holds(running_daemon):
-    d = running_daemon
+def test_stop_holds(daemon):
+    d = daemon
     el0 = d.status()["axes"]["elevation"]["position_deg"]
     rate = 0.5 if el0 < 0 else -0.5          # towards the middle: 10 deg stay inside
     r = d.post("jog", {"axis": "el", "rate_deg_s": rate, "seconds": 20.0})
@@ -165,8 +173,8 @@ def test_stop_holds(running_daemon):
     assert 0.2 < abs(el_stop - el0) < 2.0
 
 
-def test_park_then_track_again(running_daemon):
-    d = running_daemon
+def test_park_then_track_again(daemon):
+    d = daemon
     r = d.post("park")
     assert r.status_code == 200 and r.json()["state"] == "parking"
     st = d.wait_for(lambda s: s["state"] == "parked", 40.0, "parked")
@@ -182,8 +190,8 @@ def test_park_then_track_again(running_daemon):
     assert st["pointing_error_arcsec"] < d.settings.tracking.on_sun_tolerance_arcsec
 
 
-def test_plan_and_events(running_daemon):
-    d = running_daemon
+def test_plan_and_events(daemon):
+    d = daemon
     plan = httpx.get(f"{d.url}/api/v1/plan", timeout=60).json()
     assert plan["windows"], plan
     w = plan["windows"][0]
@@ -203,8 +211,8 @@ def test_plan_and_events(running_daemon):
     assert [e["id"] for e in newer] == sorted(e["id"] for e in newer)
 
 
-def test_status_shape(running_daemon):
-    st = running_daemon.status()
+def test_status_shape(daemon):
+    st = daemon.status()
     for key in ("time_utc", "state", "auto_tracking", "boresight", "sun", "axes", "pointing",
                 "pointing_error_arcsec", "on_sun", "next_window", "current_window", "faults",
                 "wind_m_s", "log", "slewing", "at_park", "at_home", "loop"):
