@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Step of the series kept for the plot (s).
 SERIES_STEP_S = 30.0
+#: Below this axis speed (deg/s) a parked or stowed mount counts as still (wind jitter is less).
+QUIET_SPEED_DEG_S = 1e-3
 
 
 @dataclass
@@ -142,7 +144,10 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
 
     clock = SimClock(start_s)
     mount = SimMount(settings)
-    store = TrackingStore(db_path, clock=clock.now_s) if db_path else None
+    # A dry run's log is reproducible, so it commits once a simulated minute without
+    # a full sync (the daemon keeps the defaults: every second, synchronous=FULL).
+    store = (TrackingStore(db_path, clock=clock.now_s, commit_interval_s=60.0,
+                           synchronous="NORMAL") if db_path else None)
     if store is not None:
         store.set_meta(site=settings.site.name, config=config_name, mode=f"dry-run/{driver}")
     server = None
@@ -224,7 +229,7 @@ def _quiet(engine: Engine) -> bool:
     """True when nothing is moving and nothing is due: parked, stowed, or idle in a fault."""
     return (engine.machine.state in (State.PARKED, State.STOWED)
             and engine.task.kind in ("hold", "axes")
-            and all(abs(s.velocity_deg_s) < 1e-6 for s in engine._states.values()))
+            and all(abs(s.velocity_deg_s) < QUIET_SPEED_DEG_S for s in engine._states.values()))
 
 
 def write_report(report: DryRunReport, path: str | Path) -> None:

@@ -49,6 +49,7 @@ def plot_dry_run(settings: Settings, plan: Plan, series: list, path: str | Path,
              [r[5] for r in tracking], ".", ms=2, color="tab:blue", label="pointing error")
     err.axhline(tolerance_arcsec, color="tab:red", lw=1, label=f"tolerance {tolerance_arcsec:g} arcsec")
     err.set_yscale("symlog", linthresh=1.0)
+    err.set_ylim(bottom=0.0)
     err.set_ylabel("pointing error (arcsec)")
     err.set_xlabel("time (UTC); shaded: tracking windows")
     err.legend(loc="upper right", fontsize=8)
