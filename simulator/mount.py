@@ -360,15 +360,21 @@ class SimAxis:
             vmax = math.sqrt(2.0 * a * room) if room > 0.0 else POSITION_GAIN_PER_S * room
             if vt > vmax:
                 vt = vmax
-            if vt > 0.0 and self._load_deg >= self.switch_high_deg:
-                vt = 0.0
         if vt <= 0.0:
             room = p - self.soft_low_deg
             vmax = math.sqrt(2.0 * a * room) if room > 0.0 else POSITION_GAIN_PER_S * room
             if vt < -vmax:
                 vt = -vmax
-            if vt < 0.0 and self._load_deg <= self.switch_low_deg:
-                vt = 0.0
+        smax = self.max_speed_deg_s
+        if vt > smax:
+            vt = smax
+        elif vt < -smax:
+            vt = -smax
+        # On a hard limit switch the drive only moves back out of it.
+        if vt > 0.0 and x0 >= self.switch_high_deg:
+            vt = 0.0
+        elif vt < 0.0 and x0 <= self.switch_low_deg:
+            vt = 0.0
         # Acceleration-limited reference (soft-limit clamps act at once).
         vr = self._v_ref
         dv = a * h
@@ -429,8 +435,13 @@ class SimAxis:
         elif x > self.max_true_deg:
             self.max_true_deg = x
         if self.condition is not Condition.LIMIT_SWITCH:
-            if (x >= self.switch_high_deg > x0) or (x <= self.switch_low_deg < x0):
-                self.trip(Condition.LIMIT_SWITCH)
+            # Trip on reaching a switch, or on being driven further into one.
+            if x >= self.switch_high_deg and x > x0:
+                if x0 < self.switch_high_deg or self._v > MOVING_THRESHOLD_DEG_S:
+                    self.trip(Condition.LIMIT_SWITCH)
+            elif x <= self.switch_low_deg and x < x0:
+                if x0 > self.switch_low_deg or self._v < -MOVING_THRESHOLD_DEG_S:
+                    self.trip(Condition.LIMIT_SWITCH)
 
 
 class SimMount:

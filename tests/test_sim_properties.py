@@ -10,7 +10,7 @@ must stay within the hard limit positions.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from drivers.base import Condition
@@ -87,6 +87,10 @@ def assert_within_hard_limits(mount: SimMount) -> None:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(start=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
        commands=st.lists(command, min_size=1, max_size=25))
+# Found by hypothesis: a drive past its low soft limit (wrong encoder) pushed back
+# at full speed and, after a reset on the high switch, drove on through it.
+@example(start=(0.0, 0.0), commands=[("runaway", "elevation", -51.96261935807759, 0.0, 140.0),
+                                     ("runaway", "elevation", 0.0, 0.0, 1.0)])
 def test_no_command_sequence_passes_the_hard_limits(preset, start, commands):
     s = PRESETS[preset]
     env = s.envelope
