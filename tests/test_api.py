@@ -75,8 +75,11 @@ def test_commands_need_the_token_and_move_nothing(daemon):
     after = d.status()
     assert after["state"] == before["state"] == "tracking"
     assert after["auto_tracking"] is True
-    # No command reached the engine (so none was audited as accepted).
-    assert not [e for e in _events(d, after_id=last_id) if e["kind"] == "command"]
+    # Nothing reached the engine; the refusal is audited (once per source per 10 s).
+    cmds = [e for e in _events(d, after_id=last_id) if e["kind"] == "command"]
+    assert len(cmds) == 1, cmds
+    assert cmds[0]["data"]["command"] == "stop" and cmds[0]["data"]["ok"] is False
+    assert "token" in cmds[0]["message"] and cmds[0]["source"] == "api:127.0.0.1"
 
 
 def test_goto_outside_envelope_refused_with_reason_and_audited(daemon):

@@ -158,8 +158,13 @@ def create_app(backend: Backend) -> FastAPI:
     async def require_token(request: Request,
                       _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
         if not bearer_matches(request.headers.get("authorization"), backend.token):
+            host = client_host(request)
             log.warning("refused command %s from %s: missing or wrong token",
-                        request.url.path, client_host(request))
+                        request.url.path, host)
+            audit = getattr(backend, "audit_refused", None)
+            if audit is not None:
+                audit(request.url.path.rsplit("/", 1)[-1], f"api:{host}",
+                      "refused: missing or wrong API token")
             raise _unauthorized(backend)
         return client_host(request)
 

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Periods kept for the jitter statistics (one minute at 10 Hz).
 PERIOD_WINDOW = 600
+#: Commands refused for a missing/wrong token are audited at most this often per source (s).
+AUTH_AUDIT_INTERVAL_S = 10.0
 #: How long shutdown waits for the engine's controlled stop (seconds).
 SHUTDOWN_TIMEOUT_S = 30.0
 
@@ -132,6 +134,7 @@ class Daemon:
         self._snapshot: dict = {}
         self._snapshot_json: bytes | None = None
         self._stop = asyncio.Event()
+        self._refusal_logged: dict[str, float] = {}
         self.started_monotonic = time.monotonic()
 
     # ------------------------------------------------------------------ backend for the API
@@ -156,6 +159,16 @@ class Daemon:
         async with self.lock:
             await method(**kwargs, source=source)
         self._refresh_snapshot()
+
+    def audit_refused(self, command: str, source: str, reason: str) -> None:
+        """Record a command refused before the engine (bad token), at most once per source per 10 s."""
+        now = time.monotonic()
+        if now - self._refusal_logged.get(source, -math.inf) < AUTH_AUDIT_INTERVAL_S:
+            return
+        self._refusal_logged[source] = now
+        store = getattr(self.engine, "store", None)
+        if store is not None:
+            store.audit(self.clock.now_s(), source, command, {}, False, reason)
 
     async def plan(self, start_s: float, end_s: float) -> dict:
         # Planning runs the ephemeris: off the loop, so the control period is kept.
