@@ -88,12 +88,14 @@ def window_time(settings: config.Settings, *, into_s: float = 120.0) -> tuple[fl
     raise AssertionError("no tracking window of more than 30 min in the next 2 days")
 
 
-def make_config(tmp_path: Path, *, fast: bool = True, **sections: dict) -> tuple[Path, float]:
+def make_config(tmp_path: Path, *, fast: bool = True, window: bool = True,
+                **sections: dict) -> tuple[Path, float]:
     """A tmp copy of sim.toml (token + log in tmp_path); returns (path, time offset, seconds).
 
     The park position is set to where the mount points at the Sun ``into_s`` into a
     window (so the daemon starts on the Sun); ``fast`` raises the axis speeds so that
-    test slews take seconds.  ``sections`` override keys per section.
+    test slews take seconds.  ``sections`` override keys per section.  With
+    ``window=False`` the park position stays and the offset is 0 (no planning: faster).
     """
     data = tomllib.loads((ROOT / "config" / "sim.toml").read_text())
     data["api"]["token_file"] = str(tmp_path / "token")
@@ -103,6 +105,13 @@ def make_config(tmp_path: Path, *, fast: bool = True, **sections: dict) -> tuple
         data["axes"]["elevation"] = {"max_speed_deg_s": 2.0, "max_accel_deg_s2": 2.0}
     data["tracking"]["settle_s"] = 2.0
     data["tracking"]["preposition_margin_s"] = 10.0
+    if not window:
+        for section, values in sections.items():
+            data.setdefault(section, {}).update(values)
+        path = tmp_path / "sim.toml"
+        path.write_text(dump_toml(data))
+        config.load(path)
+        return path, 0.0
     settings = config.parse(data, str(tmp_path / "sim.toml"))
     t_s, win = window_time(settings)
     # The Sun's axis position 5 s after entry + into_s is close enough to start on.
@@ -315,7 +324,7 @@ def test_sigterm_stops_drives_flushes_log_exits_zero_and_resume(tmp_path):
 
 @pytest.mark.network
 def test_refuses_token_file_readable_by_others(tmp_path):
-    path, offset = make_config(tmp_path)
+    path, _ = make_config(tmp_path, window=False)
     token = tmp_path / "token"
     token.write_text("secret\n")
     token.chmod(0o644)
@@ -327,7 +336,7 @@ def test_refuses_token_file_readable_by_others(tmp_path):
 
 @pytest.mark.network
 def test_refuses_time_offset_with_real_drives(tmp_path):
-    path, _ = make_config(tmp_path, drives={"kind": "serial"})
+    path, _ = make_config(tmp_path, window=False, drives={"kind": "serial"})
     r = subprocess.run([TRACKER, "daemon", "--config", str(path), "--api-port",
                         str(free_port()), "--time-offset-s", "3600"],
                        capture_output=True, text=True, timeout=60)
@@ -339,3 +348,17 @@ def test_refuses_time_offset_with_real_drives(tmp_path):
 def test_token_file_created_0600_by_the_daemon(running_daemon):
     mode = os.stat(running_daemon.token_file).st_mode & 0o777
     assert mode == 0o600
+
+
+@pytest.mark.network
+def test_port_in_use_is_a_clear_error(tmp_path):
+    path, _ = make_config(tmp_path, window=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = subprocess.run([TRACKER, "daemon", "--config", str(path), "--api-port", str(port)],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
+    assert "--api-port" in r.stderr
