@@ -16,6 +16,7 @@ drive trip             ``trip(axis, cond)``        ``OVERCURRENT`` ... (cond)
 encoder jump           ``encoder_jump(axis, d)``   ``ENCODER_JUMP``
 limit switch           ``limit_switch(axis)``      ``LIMIT_SWITCH``
 e-stop                 ``estop(True)``             ``ESTOP``
+power loss             ``power_loss()``            ``DRIVE_FAULT`` (+ link)
 heartbeat lost         (stop commanding)           ``WATCHDOG``
 wind                   ``wind(m_s)``               (weather input)
 =====================  ==========================  ==========================
@@ -80,6 +81,14 @@ class FaultInjector:
         """Open (or close) the e-stop chain of both drives."""
         for ax in self.mount.axes.values():
             ax.estop(active)
+
+    def power_loss(self) -> None:
+        """Mains power fails and returns: both drives brake and come back faulted and disabled;
+        the server's connections (if any) are dropped."""
+        for ax in self.mount.axes.values():
+            ax.trip(Condition.DRIVE_FAULT, "power loss: drive restarted")
+        if self.server is not None:
+            self.server.drop_connections()
 
     def wind(self, m_s: float | None) -> None:
         self.mount.set_wind(m_s)

@@ -291,6 +291,8 @@ async def start_modbus_rtu_server(mount: SimMount, regmap: RegisterMap | None = 
     server = ModbusSerialServer(handle.devices(), port=bridge.server_path, baudrate=baudrate,
                                 trace_packet=handle._trace_packet)
     await server.serve_forever(background=True)
+    for _ in range(2):  # let pymodbus' serial transport finish its set-up callbacks
+        await asyncio.sleep(0)
     handle.server = server
     handle.client_port = bridge.client_path
     log.info("modbus RTU server for the simulated mount on %s", bridge.client_path)

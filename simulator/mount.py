@@ -59,6 +59,8 @@ SOFT_LIMIT_REPORT_DEG = 1e-3
 #: Wind torque as an axis acceleration per (m/s)^2, deg/s^2 (azimuth, elevation).
 WIND_ACCEL_AZ_DEG_S2_PER_M2_S2 = 6e-5
 WIND_ACCEL_EL_DEG_S2_PER_M2_S2 = 4e-5
+#: Fault code reported for a drive fault without its own code (-> ``DRIVE_FAULT``).
+GENERIC_FAULT_CODE = 99
 #: Wind model update period and gust correlation time, seconds.
 WIND_UPDATE_S = 0.1
 WIND_CORRELATION_S = 20.0
@@ -169,7 +171,9 @@ class SimAxis:
 
     @property
     def fault_code(self) -> int:
-        return CONDITION_CODES.get(self.condition, 0) if self.condition is not Condition.OK else 0
+        if self.condition is Condition.OK:
+            return 0
+        return CONDITION_CODES.get(self.condition, GENERIC_FAULT_CODE)
 
     @property
     def limit(self) -> Limit:

@@ -195,6 +195,24 @@ async def test_drive_faults_over_tcp(tcp, inject, condition, code):
     assert a.ok
 
 
+async def test_power_loss_drops_the_link_and_faults_the_drives(tcp):
+    mount, handle, axes, clock = tcp
+    az, el = axes["azimuth"], axes["elevation"]
+    await az.enable()
+    assert (await az.read()).ok
+    FaultInjector(mount, server=handle).power_loss()
+    await asyncio.sleep(0.05)
+    assert (await az.read()).condition is Condition.LINK_DOWN
+    assert (await el.read()).condition is Condition.LINK_DOWN  # its own connection
+    a, e = await az.read(), await el.read()
+    assert a.condition is Condition.DRIVE_FAULT and a.fault_code == 99
+    assert e.condition is Condition.DRIVE_FAULT
+    assert "drive fault code 99" in a.fault_text
+    assert not a.enabled
+    await az.reset()
+    assert (await az.read()).ok
+
+
 async def test_limits_show_in_the_status_flags(tcp):
     mount, handle, axes, clock = tcp
     el = axes["elevation"]
