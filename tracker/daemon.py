@@ -32,7 +32,7 @@ from typing import Any
 
 from tracker.auth import ensure_token, token_path
 from tracker.clock import SystemClock
-from tracker.errors import ConfigError
+from tracker.errors import ConfigError, StateError
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,11 @@ class Daemon:
 
     async def command(self, name: str, *, source: str, **kwargs: Any) -> None:
         method = getattr(self.engine, name)
+        if self.stopping:
+            raise StateError("the daemon is shutting down: command not accepted")
         async with self.lock:
+            if self.stopping:
+                raise StateError("the daemon is shutting down: command not accepted")
             await method(**kwargs, source=source)
         self._refresh_snapshot()
 
@@ -321,11 +325,26 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stop)
     server = _make_server(create_app(daemon), sock)
+    running: list[asyncio.Task] = []
+    drives_stopped = False
+    failed = False
+
+    async def stop_drives() -> bool:
+        """The engine's controlled stop, between ticks and commands; True if it went well."""
+        try:
+            async with daemon.lock:
+                await asyncio.wait_for(engine.shutdown(), SHUTDOWN_TIMEOUT_S)
+        except Exception:
+            log.exception("engine shutdown failed")
+            return False
+        return True
+
     try:
         await engine.start()
         daemon._refresh_snapshot()
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         control = asyncio.create_task(daemon.control_loop(), name="control-loop")
+        running += [api, control]
         url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
         log.info("daemon running: API on %s, state %s, drives %s, log %s", url, engine.state,
                  settings.drives.kind, store_path)
@@ -338,29 +357,28 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         for task in (control, api):
             if task in done and task.exception() is not None:
                 log.error("%s ended: %r", task.get_name(), task.exception())
+                failed = True
+        # Commands are refused from here on; the loop ends after its current tick.
         daemon.stop()
-        log.info("stopping: API first, then a controlled stop of the drives")
         server.should_exit = True
         await asyncio.gather(control, return_exceptions=True)
+        log.info("stopping: controlled stop of the drives, flushing the log")
+        failed |= not await stop_drives()
+        drives_stopped = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(api, return_exceptions=True), 5.0)
-        failed = any(t in done and t.exception() is not None for t in (control, api))
     finally:
-        try:
-            await asyncio.wait_for(engine.shutdown(), SHUTDOWN_TIMEOUT_S)
-        except Exception:
-            log.exception("engine shutdown failed")
-            failed_shutdown = True
-        else:
-            failed_shutdown = False
-        for task in tasks:
+        daemon.stop()
+        if not drives_stopped:
+            failed |= not await stop_drives()
+        for task in running + tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*running, *tasks, return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         sock.close()
     log.info("daemon stopped")
-    return 1 if (failed or failed_shutdown) else 0
+    return 1 if failed else 0
 
 
 def run_daemon(settings: Any, *, api_port: int | None = None, db_path: str | None = None,
