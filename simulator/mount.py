@@ -297,11 +297,17 @@ class SimAxis:
     # ------------------------------------------------------------------ physics
     def step(self, dt_s: float) -> None:
         """Advance this axis by ``dt_s`` simulated seconds (sub-stepped at 10 ms)."""
-        if dt_s <= 0.0:
-            if dt_s < 0.0:
-                raise ValueError(f"{self.name}: cannot step back in time ({dt_s} s)")
+        if dt_s <= MAX_SUBSTEP_S:  # the common case, kept lean
+            if dt_s <= 0.0:
+                if dt_s < 0.0:
+                    raise ValueError(f"{self.name}: cannot step back in time ({dt_s} s)")
+                return
+            self._substep(dt_s)
+            t = self.time_s = self.time_s + dt_s
+            if t - self._last_heartbeat_s > self.watchdog_s and self.enabled:
+                self._watchdog(t)
             return
-        n = 1 if dt_s <= MAX_SUBSTEP_S else int(math.ceil(dt_s / MAX_SUBSTEP_S))
+        n = int(math.ceil(dt_s / MAX_SUBSTEP_S))
         h = dt_s / n
         t0 = self.time_s
         for i in range(1, n + 1):
@@ -536,6 +542,12 @@ class SimMount:
 
     def step(self, dt_s: float) -> None:
         """Advance both axes, their watchdogs and the wind by ``dt_s`` simulated seconds."""
+        t_end = self.time_s + dt_s
+        if 0.0 < dt_s and t_end < self._next_wind_s:  # the common case, kept lean
+            self.azimuth.step(dt_s)
+            self.elevation.step(dt_s)
+            self.time_s = t_end
+            return
         if dt_s < 0.0:
             raise ValueError(f"cannot step the mount back in time ({dt_s} s)")
         # Wind changes slowly: update it between chunks of at most WIND_UPDATE_S.
