@@ -89,7 +89,7 @@ def window_time(settings: config.Settings, *, into_s: float = 120.0) -> tuple[fl
 
 
 def make_config(tmp_path: Path, *, fast: bool = True, window: bool = True,
-                **sections: dict) -> tuple[Path, float]:
+                base: str = "sim.toml", **sections: dict) -> tuple[Path, float]:
     """A tmp copy of sim.toml (token + log in tmp_path); returns (path, time offset, seconds).
 
     The park position is set to where the mount points at the Sun ``into_s`` into a
@@ -97,7 +97,9 @@ def make_config(tmp_path: Path, *, fast: bool = True, window: bool = True,
     test slews take seconds.  ``sections`` override keys per section.  With
     ``window=False`` the park position stays and the offset is 0 (no planning: faster).
     """
-    data = tomllib.loads((ROOT / "config" / "sim.toml").read_text())
+    data = tomllib.loads((ROOT / "config" / base).read_text())
+    if "modbus" in data.get("drives", {}):
+        data["drives"]["modbus"]["register_map"] = str(ROOT / "config" / "modbus_map.toml")
     data["api"]["token_file"] = str(tmp_path / "token")
     data["store"]["path"] = str(tmp_path / "tracker.sqlite")
     if fast:
@@ -362,3 +364,36 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     assert r.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
     assert "--api-port" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_daemon_over_modbus_with_simulator_process(tmp_path):
+    """The mount in its own process (``tracker simulate``), the daemon over Modbus TCP."""
+    modbus_port = free_port()
+    path, offset = make_config(tmp_path, base="sim-modbus.toml")
+    text = path.read_text().replace("port = 5020", f"port = {modbus_port}")
+    path.write_text(text)
+    assert config.load(path).drives.modbus.port == modbus_port
+    sim_log = open(tmp_path / "simulate.log", "wb")
+    sim = subprocess.Popen([TRACKER, "simulate", "--config", str(path), "--time-offset-s",
+                            repr(offset)], stdout=sim_log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "modbus tcp" not in (tmp_path / "simulate.log").read_text():
+            assert sim.poll() is None, (tmp_path / "simulate.log").read_text()
+            assert time.monotonic() < deadline, "simulator did not start"
+            time.sleep(0.2)
+        d = DaemonProcess(path, time_offset_s=offset).wait_ready()
+        try:
+            st = d.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0,
+                            "tracking over Modbus")
+            assert st["pointing_error_arcsec"] < d.settings.tracking.on_sun_tolerance_arcsec
+            assert d.stop(signal.SIGTERM) == 0, d.output()
+        finally:
+            d.kill()
+        assert sim.poll() is None   # the mount outlives the daemon
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(20)
+        sim_log.close()
