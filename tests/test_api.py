@@ -223,3 +223,51 @@ def test_status_shape(daemon):
     assert set(st["axes"]) == {"azimuth", "elevation"}
     assert st["log"]["healthy"] is True
     assert math.isfinite(st["sun"]["azimuth_deg"])
+
+
+async def test_remote_clients_need_the_token_for_reads_and_get_no_alpaca(tmp_path):
+    """A client on another machine cannot exist in this sandbox: the real app, engine,
+    simulated drives and store run in process, and the ASGI transport presents the
+    request as coming from 192.0.2.10 (TEST-NET-1).  Everything else is real."""
+    from drivers.factory import make_axes
+    from simulator.mount import SimMount
+    from tracker import config
+    from tracker.api import create_app
+    from tracker.clock import SystemClock
+    from tracker.daemon import Daemon
+    from tracker.engine import Engine
+    from tracker.store import TrackingStore
+
+    path, _ = make_config(tmp_path, window=False)
+    settings = config.load(path)
+    clock = SystemClock()
+    mount = SimMount(settings)
+    engine = Engine(settings, make_axes(settings, clock=clock, mount=mount),
+                    TrackingStore(tmp_path / "log.sqlite", clock=clock), clock)
+    await engine.start()
+    try:
+        for allow_remote in (False, True):
+            s = settings.model_copy(update={"api": settings.api.model_copy(
+                update={"alpaca_allow_remote": allow_remote})})
+            daemon = Daemon(s, engine, clock, token="remote-test-token")
+            daemon._refresh_snapshot()
+            transport = httpx.ASGITransport(app=create_app(daemon), client=("192.0.2.10", 50000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://tracker") as c:
+                r = await c.get("/api/v1/status")
+                assert r.status_code == 401
+                r = await c.get("/api/v1/status",
+                                headers={"Authorization": "Bearer remote-test-token"})
+                assert r.status_code == 200 and r.json()["state"] == engine.state
+                r = await c.post("/api/v1/stop")
+                assert r.status_code == 401
+                r = await c.post("/api/v1/stop",
+                                 headers={"Authorization": "Bearer remote-test-token"})
+                assert r.status_code == 200
+                r = await c.get("/api/v1/telescope/0/connected")
+                assert r.status_code == (200 if allow_remote else 403)
+                r = await c.get("/management/v1/configureddevices")
+                assert r.status_code == (200 if allow_remote else 403)
+        sources = {e["source"] for e in engine.events(limit=100) if e["kind"] == "command"}
+        assert "api:192.0.2.10" in sources
+    finally:
+        await engine.shutdown()
