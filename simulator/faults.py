@@ -60,7 +60,10 @@ class FaultInjector:
     def _device(self, axis: str | None) -> int | None:
         if axis is None:
             return None
-        return self._need_server().device_ids[axis]
+        ids = self._need_server().device_ids
+        if axis not in ids:
+            raise ValueError(f"unknown axis {axis!r}; use 'azimuth' or 'elevation'")
+        return ids[axis]
 
     # ----------------------------------------------------------------- drive faults
     def trip(self, axis: str, condition: Condition = Condition.OVERCURRENT) -> None:
@@ -105,23 +108,24 @@ class FaultInjector:
 
     def delay_responses(self, delay_s: float, axis: str | None = None) -> None:
         f = self._need_server().faults
-        f.delay_s = float(delay_s)
-        f.device_id = self._device(axis)
+        dev, delay_s = self._device(axis), float(delay_s)
+        if not delay_s >= 0.0:
+            raise ValueError(f"a delay must be >= 0 s, not {delay_s}")
+        f.delay_s, f.device_id = delay_s, dev
 
     def garble(self, count: int = 1, axis: str | None = None) -> None:
         """Garble the next ``count`` replies (-1 = until cleared)."""
         f = self._need_server().faults
-        f.garble_count = int(count)
-        f.device_id = self._device(axis)
+        dev = self._device(axis)
+        f.garble_count, f.device_id = int(count), dev
 
     def exception(self, code: int = 4, count: int = 1, axis: str | None = None) -> None:
         """Answer the next ``count`` requests with Modbus exception ``code`` (-1 = until cleared)."""
         if not 1 <= code <= 255:
             raise ValueError(f"Modbus exception codes are 1..255, not {code}")
         f = self._need_server().faults
-        f.exception_code = int(code)
-        f.exception_count = int(count)
-        f.device_id = self._device(axis)
+        dev = self._device(axis)
+        f.exception_code, f.exception_count, f.device_id = int(code), int(count), dev
 
     def clear(self) -> None:
         """Clear every comms fault and restore links (drive faults need a drive reset)."""
@@ -129,3 +133,75 @@ class FaultInjector:
             self.server.faults.clear()
         for ax in self.axes.values():
             ax.set_link(True)
+
+    # ----------------------------------------------------------------- text commands
+    def command(self, line: str) -> str:
+        """Run one text command (``tracker simulate`` reads them from stdin); return a reply.
+
+        ``help`` lists them.  A bad command changes nothing and replies ``error: ...``.
+        """
+        words = line.split()
+        if not words:
+            return ""
+        name, args = words[0].lower(), words[1:]
+        handler = _COMMANDS.get(name)
+        if handler is None:
+            return f"error: unknown command {name!r}; try 'help'"
+        try:
+            return handler(self, args)
+        except (ValueError, IndexError, KeyError) as exc:
+            return f"error: {name}: {exc or 'missing argument'}; try 'help'"
+
+    def status(self) -> str:
+        parts = [f"wind {self.mount.wind_m_s:.1f} m/s"]
+        for ax in self.mount.axes.values():
+            parts.append(f"{ax.name} {ax.encoder_deg:.5f} deg {ax.velocity_deg_s:+.5f} deg/s "
+                         f"{'enabled' if ax.enabled else 'disabled'} {ax.limit.value} "
+                         f"{ax.condition.value}")
+        return "; ".join(parts)
+
+
+def _condition(word: str) -> Condition:
+    try:
+        cond = Condition(word.lower())
+    except ValueError:
+        raise ValueError(f"unknown condition {word!r}") from None
+    return cond
+
+
+_HELP = """commands:
+  status                         positions, flags and conditions
+  trip AXIS CONDITION            e.g. trip azimuth overcurrent (overtemperature, following_error...)
+  jump AXIS DELTA_DEG            encoder jump
+  limit AXIS                     limit switch trips
+  estop on|off                   open / close the e-stop chain
+  power                          power loss (drives fault, connections dropped)
+  wind M_S|model                 override the wind speed / back to the seeded model
+  drop                           drop every Modbus connection
+  delay SECONDS [AXIS]           delay Modbus answers
+  garble COUNT [AXIS]            garble the next COUNT answers (-1: until cleared)
+  exception CODE COUNT [AXIS]    answer with a Modbus exception
+  clear                          clear the comms faults
+  help                           this text"""
+
+
+def _opt_axis(args: list[str], i: int) -> str | None:
+    return args[i] if len(args) > i else None
+
+
+_COMMANDS = {
+    "help": lambda f, a: _HELP,
+    "status": lambda f, a: f.status(),
+    "trip": lambda f, a: (f.trip(a[0], _condition(a[1])), f"tripped {a[0]}: {a[1]}")[1],
+    "jump": lambda f, a: (f.encoder_jump(a[0], float(a[1])), f"encoder jump {a[0]} {a[1]} deg")[1],
+    "limit": lambda f, a: (f.limit_switch(a[0]), f"limit switch {a[0]}")[1],
+    "estop": lambda f, a: (f.estop({"on": True, "off": False}[a[0].lower()]), f"e-stop {a[0]}")[1],
+    "power": lambda f, a: (f.power_loss(), "power loss")[1],
+    "wind": lambda f, a: (f.wind(None if a[0] == "model" else float(a[0])), f"wind {a[0]}")[1],
+    "drop": lambda f, a: f"dropped {f.drop_connection()} connection(s)",
+    "delay": lambda f, a: (f.delay_responses(float(a[0]), _opt_axis(a, 1)), f"delay {a[0]} s")[1],
+    "garble": lambda f, a: (f.garble(int(a[0]), _opt_axis(a, 1)), f"garble {a[0]}")[1],
+    "exception": lambda f, a: (f.exception(int(a[0]), int(a[1]), _opt_axis(a, 2)),
+                               f"exception {a[0]} x {a[1]}")[1],
+    "clear": lambda f, a: (f.clear(), "comms faults cleared")[1],
+}

@@ -438,3 +438,27 @@ def test_factory_choices(sim_settings):
     assert set(axes) == {"azimuth", "elevation"}
     assert all(isinstance(a, ModbusAxis) and isinstance(a, Axis) for a in axes.values())
     assert axes["azimuth"].device_id == 1 and axes["elevation"].device_id == 2
+
+
+def test_fault_text_commands(sim_settings):
+    m = SimMount(sim_settings)
+    f = FaultInjector(m)
+    assert "trip AXIS CONDITION" in f.command("help")
+    assert f.command("trip elevation overtemperature") == "tripped elevation: overtemperature"
+    assert m.elevation.condition is Condition.OVERTEMPERATURE
+    assert f.command("jump azimuth 0.25").startswith("encoder jump")
+    assert m.azimuth.encoder_deg == pytest.approx(180.25)
+    assert m.azimuth.condition is Condition.ENCODER_JUMP
+    f.command("wind 17.5")
+    assert m.wind_m_s == 17.5
+    f.command("wind model")
+    assert m.wind_m_s != 17.5
+    assert f.command("estop on") == "e-stop on" and m.azimuth.estop_active
+    assert "elevation" in f.command("status") and "estop" in f.command("status")
+    # bad input: a clear error, nothing changed
+    before = (m.azimuth.condition, m.elevation.condition, m.wind_m_s)
+    for bad in ("bogus", "trip", "trip nope overcurrent", "trip azimuth sideways",
+                "trip azimuth timeout", "wind fast", "estop maybe", "drop"):
+        assert f.command(bad).startswith("error:"), bad
+    assert (m.azimuth.condition, m.elevation.condition, m.wind_m_s) == before
+    assert f.command("") == ""

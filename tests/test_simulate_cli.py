@@ -21,9 +21,9 @@ pytestmark = pytest.mark.network
 CMD = [sys.executable, "-c", "from tracker.cli import main; main()", "simulate"]
 
 
-def start(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([*CMD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=str(ROOT))
+def start(*args: str, stdin=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([*CMD, *args], stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
     assert proc.stdout is not None
     line = proc.stdout.readline()
     return proc, line
@@ -113,4 +113,32 @@ async def test_simulate_serial_pty_serves_the_same_mount():
         await el.close()
     finally:
         rc, out = stop(proc, signal.SIGTERM)
+    assert rc == 0 and "stopped" in out
+
+
+@pytest.mark.slow
+async def test_simulate_takes_fault_commands_on_stdin():
+    proc, line = start("--config", str(CONFIG_DIR / "sim-modbus.toml"), "--modbus-port", "0",
+                       "--stdin-commands", stdin=subprocess.PIPE)
+    try:
+        assert line.startswith("modbus tcp"), line
+        port = int(line.split()[2].rsplit(":", 1)[1])
+        assert proc.stdin is not None and proc.stdout is not None
+        while "fault commands" not in proc.stdout.readline():
+            pass
+        settings = config.load(CONFIG_DIR / "sim-modbus.toml")
+        el = make_modbus_axes(settings, time.time, port=port)["elevation"]
+        await el.connect()
+        assert (await el.read()).ok
+        proc.stdin.write("trip elevation following_error\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "tripped elevation: following_error"
+        e = await el.read()
+        assert e.condition is Condition.FOLLOWING_ERROR and e.fault_code == 3
+        proc.stdin.write("nonsense\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith("error: unknown command")
+        await el.close()
+    finally:
+        rc, out = stop(proc, signal.SIGINT)
     assert rc == 0 and "stopped" in out

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 
 import click
 
@@ -21,8 +22,30 @@ from tracker.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+async def _read_commands(faults, stop_event: asyncio.Event) -> None:
+    """Read fault-injection commands from stdin (one a line) until EOF or stop."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (OSError, ValueError) as exc:
+        log.warning("stdin commands unavailable: %s", exc)
+        return
+    try:
+        while not stop_event.is_set():
+            line = await reader.readline()
+            if not line:
+                return
+            reply = faults.command(line.decode("utf-8", "replace"))
+            if reply:
+                click.echo(reply)
+    finally:
+        transport.close()
+
+
 async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: float,
-               ready=None) -> None:
+               stdin_commands: bool = False, ready=None) -> None:
     from simulator.modbus_server import start_modbus_tcp_server
     from simulator.mount import SimMount, run_realtime
 
@@ -56,12 +79,20 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
             loop.add_signal_handler(sig, stop_event.set)
     if ready is not None:
         ready(mount, handle)
+    reader = None
+    if stdin_commands:
+        from simulator.faults import FaultInjector
+
+        click.echo("fault commands on stdin ('help' lists them)")
+        reader = asyncio.create_task(_read_commands(FaultInjector(mount, server=handle), stop_event))
     try:
         await stop_event.wait()
     finally:
-        stepper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stepper
+        for task in (stepper, reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if serial_stop is not None:
             r = serial_stop()
             if asyncio.iscoroutine(r):
@@ -82,13 +113,21 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
 @click.option("--serial-pty", is_flag=True, help="Also serve the serial device on a pty.")
 @click.option("--time-offset-s", type=float, default=0.0,
               help="Clock offset the rehearsal runs at (shown; pass the same to the daemon).")
+@click.option("--stdin-commands/--no-stdin-commands", default=None,
+              help="Read fault-injection commands from stdin (default: when stdin is a terminal).")
 def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
-             time_offset_s: float) -> None:
-    """Run the simulated mount in real time behind a Modbus TCP server (and a serial pty)."""
+             time_offset_s: float, stdin_commands: bool | None) -> None:
+    """Run the simulated mount in real time behind a Modbus TCP server (and a serial pty).
+
+    With stdin commands an operator injects faults while rehearsing: e.g.
+    ``trip azimuth overcurrent``, ``estop on``, ``wind 18``, ``drop``; ``help`` lists them.
+    """
     settings = config_mod.load(config_path)
     port = settings.drives.modbus.port if modbus_port is None else modbus_port
+    if stdin_commands is None:
+        stdin_commands = sys.stdin is not None and sys.stdin.isatty()
     try:
-        asyncio.run(_run(settings, port, serial_pty, time_offset_s))
+        asyncio.run(_run(settings, port, serial_pty, time_offset_s, stdin_commands))
     except OSError as exc:
         raise ConfigError(f"cannot serve on port {port}: {exc.strerror or exc}",
                           key="--modbus-port", value=port) from None
