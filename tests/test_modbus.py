@@ -252,18 +252,18 @@ async def test_slow_responses_are_timeouts(tcp, mb_settings):
     mount, handle, axes, clock = tcp
     az, el = axes["azimuth"], axes["elevation"]
     good = await az.read()
-    FaultInjector(mount, server=handle).delay_responses(mb_settings.drives.modbus.timeout_s + 0.2,
-                                                        axis="azimuth")
+    timeout_s = mb_settings.drives.modbus.timeout_s
+    FaultInjector(mount, server=handle).delay_responses(timeout_s + 1.0, axis="azimuth")
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     a = await az.read()
     waited = loop.time() - t0
     assert a.condition is Condition.TIMEOUT and not a.fresh
     assert a.position_deg == good.position_deg
-    assert mb_settings.drives.modbus.timeout_s <= waited < mb_settings.drives.modbus.timeout_s + 0.2
+    assert timeout_s <= waited < timeout_s + 0.8  # gave up at the timeout, not at the answer
     assert (await el.read()).ok  # the other drive answers in time
     handle.faults.clear()
-    await asyncio.sleep(0.3)  # let the late answer arrive and be discarded
+    await asyncio.sleep(1.1)  # let the late answer arrive and be discarded
     for _ in range(3):
         a = await az.read()
     assert a.ok
@@ -289,17 +289,23 @@ async def test_a_sustained_slow_link_is_timeouts_not_garbage(tcp):
     assert a.ok and a.fresh
 
 
-async def test_garbled_frames_over_tcp(tcp):
+async def test_garbled_frames_over_tcp(tcp, mb_settings):
     mount, handle, axes, clock = tcp
-    az = axes["azimuth"]
+    # a long timeout, to show the garbled reply is reported at once, not as a timeout
+    md = mb_settings.drives.modbus.model_copy(update={"timeout_s": 3.0})
+    s = mb_settings.model_copy(update={"drives": mb_settings.drives.model_copy(
+        update={"modbus": md})})
+    az = make_modbus_axes(s, clock.now_s, port=handle.port)["azimuth"]
+    await az.connect()
     assert (await az.read()).ok
     FaultInjector(mount, server=handle).garble(1)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     a = await az.read()
     assert a.condition is Condition.GARBLED_FRAME and not a.fresh
-    assert loop.time() - t0 < 0.2  # reported at once, not after the timeout
+    assert loop.time() - t0 < 1.5
     assert (await az.read()).ok
+    await az.close()
 
 
 async def test_exception_responses(tcp):
@@ -360,7 +366,7 @@ async def test_no_server_is_link_down_with_bounded_backoff(mb_settings):
         a = await az.read()
         assert a.condition is Condition.LINK_DOWN and not a.fresh
     assert loop.time() - t0 < 1.0  # never blocks the control loop
-    assert 1 <= az.link.failed_connects <= 3  # backing off, not hammering
+    assert 1 <= az.link.failed_connects <= 4  # backing off, not hammering
     await az.command_velocity(0.1)  # no exception either
     # the drive comes up: the driver reconnects within the backoff
     mount = SimMount(mb_settings)
