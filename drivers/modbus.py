@@ -149,7 +149,7 @@ class ModbusLink:
             ok = False
             try:
                 ok = await self.client.connect()
-            except (OSError, ModbusException) as exc:
+            except Exception as exc:  # noqa: BLE001 - a driver never raises into the loop
                 log.debug("%s: connect failed: %s", self.where, exc)
             if ok:
                 self._backoff_s = BACKOFF_MIN_S
@@ -185,6 +185,9 @@ class ModbusLink:
             raise CommsError(Condition.GARBLED_FRAME, f"{self.where}: bad reply: {msg}") from None
         except (TimeoutError, ModbusException, OSError) as exc:
             raise CommsError(Condition.LINK_DOWN, f"{self.where}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a driver never raises into the loop
+            log.exception("%s: unexpected error in a Modbus transaction", self.where)
+            raise CommsError(Condition.LINK_DOWN, f"{self.where}: unexpected error: {exc}") from None
         if rr.isError():
             code = getattr(rr, "exception_code", 0)
             raise CommsError(Condition.PROTOCOL_EXCEPTION,

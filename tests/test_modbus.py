@@ -426,6 +426,18 @@ async def test_rtu_over_a_pty(mb_settings):
         await handle.stop()
 
 
+async def test_rtu_missing_serial_port_is_link_down(mb_settings, tmp_path):
+    s = mb_settings.model_copy(update={"drives": mb_settings.drives.model_copy(update={
+        "modbus": mb_settings.drives.modbus.model_copy(update={"transport": "rtu"})})})
+    axes = make_modbus_axes(s, SimClock(5.0).now_s, serial_port=str(tmp_path / "ttyUSB9"))
+    az = axes["azimuth"]
+    await az.connect()
+    a = await az.read()
+    assert a.condition is Condition.LINK_DOWN and not a.fresh and a.timestamp_s == 5.0
+    await az.enable()  # no exception
+    await az.close()
+
+
 def test_factory_builds_modbus_axes_without_a_loop(mb_settings):
     axes = make_modbus_axes(mb_settings, SimClock(0.0).now_s)
     assert all(isinstance(a, ModbusAxis) for a in axes.values())
