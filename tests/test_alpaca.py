@@ -82,6 +82,9 @@ def test_read_members_match_status(scope, daemon):
     assert rates[0].Maximum == daemon.settings.axes.elevation.max_speed_deg_s
     assert scope.SupportedActions == []
     assert "helio-tracker daemon" in " ".join(scope.DriverInfo)  # alpyca splits on commas
+    state = {item["Name"]: item["Value"] for item in scope.DeviceState}
+    assert state["AtPark"] is False and state["Tracking"] is True
+    assert state["Altitude"] == pytest.approx(st["pointing"]["el_deg"], abs=0.01)
 
 
 def test_unimplemented_members_answer_0x400(scope):

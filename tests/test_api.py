@@ -199,6 +199,9 @@ def test_plan_and_events(daemon):
     assert plan["windows"], plan
     w = plan["windows"][0]
     assert w["end_s"] > w["start_s"]
+    t = time.perf_counter()
+    again = httpx.get(f"{d.url}/api/v1/plan", timeout=60).json()
+    assert again == plan and time.perf_counter() - t < 1.0      # cached, not recomputed
     bad = httpx.get(f"{d.url}/api/v1/plan", params={"start_s": 10, "end_s": 5}, timeout=5)
     assert bad.status_code == 422
     events = _events(d)

@@ -53,7 +53,7 @@ DRIVE_SOLAR = 2
 
 #: Members answered without a connection.
 _ALWAYS = {"connected", "connecting", "name", "description", "driverinfo", "driverversion",
-           "interfaceversion", "supportedactions", "connect", "disconnect", "devicestate"}
+           "interfaceversion", "supportedactions", "connect", "disconnect"}
 
 
 class AlpacaError(Exception):
@@ -130,8 +130,8 @@ class AlpacaTelescope:
             "driverversion": lambda p: _version,
             "interfaceversion": lambda p: INTERFACE_VERSION,
             "supportedactions": lambda p: [],
-            "altitude": lambda p: float(self._status()["pointing"]["el_deg"]),
-            "azimuth": lambda p: float(self._status()["pointing"]["az_deg"]) % 360.0,
+            "altitude": lambda p: self._pointing("el_deg"),
+            "azimuth": lambda p: self._pointing("az_deg") % 360.0,
             "slewing": lambda p: bool(self._status().get("slewing", False)),
             "tracking": lambda p: bool(self._status().get("auto_tracking", False)),
             "trackingrate": lambda p: DRIVE_SOLAR,
@@ -145,6 +145,7 @@ class AlpacaTelescope:
             "canunpark": lambda p: self._writes,
             "cansettracking": lambda p: self._writes,
             "canmoveaxis": self._can_move_axis,
+            "devicestate": self._device_state,
             "axisrates": self._axis_rates,
         }
         self.put_members: dict[str, Callable[[dict[str, str], str], Awaitable[None]]] = {
@@ -167,6 +168,12 @@ class AlpacaTelescope:
     def _status(self) -> dict:
         return self.backend.status()
 
+    def _pointing(self, key: str) -> float:
+        value = (self._status().get("pointing") or {}).get(key)
+        if value is None:
+            raise AlpacaError(DRIVER_ERROR, "the mount position is not known yet (no axis reading)")
+        return float(value)
+
     def _parked(self) -> bool:
         status = self._status()
         return bool(status.get("at_park")) or status.get("state") == "parked"
@@ -185,6 +192,19 @@ class AlpacaTelescope:
         if axis not in (0, 1, 2):
             raise AlpacaError(INVALID_VALUE, f"Axis {axis} does not exist (0 azimuth, 1 altitude, 2 tertiary)")
         return axis
+
+    def _device_state(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """Platform 7 DeviceState: the operational properties in one call."""
+        st = self._status()
+        return [
+            {"Name": "Altitude", "Value": self._pointing("el_deg")},
+            {"Name": "AtHome", "Value": bool(st.get("at_home", False))},
+            {"Name": "AtPark", "Value": bool(st.get("at_park", False))},
+            {"Name": "Azimuth", "Value": self._pointing("az_deg") % 360.0},
+            {"Name": "Slewing", "Value": bool(st.get("slewing", False))},
+            {"Name": "Tracking", "Value": bool(st.get("auto_tracking", False))},
+            {"Name": "TimeStamp", "Value": str(st.get("time_utc", ""))},
+        ]
 
     def _can_move_axis(self, params: dict[str, str]) -> bool:
         return self._axis(params) in (0, 1) and self._writes
@@ -312,6 +332,10 @@ class AlpacaTelescope:
                                value=None, has_value=request.method == "GET")
         except BadRequest as exc:
             return PlainTextResponse(str(exc), status_code=400)
+        except Exception as exc:  # never an HTTP 500 to an Alpaca client
+            log.exception("alpaca %s %s failed", request.method, member)
+            return self._reply(client_tid, number=DRIVER_ERROR, message=f"internal error: {exc}",
+                               value=None, has_value=request.method == "GET")
 
 
 def create_router(backend: Any) -> APIRouter:

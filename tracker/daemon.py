@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 PERIOD_WINDOW = 600
 #: Commands refused for a missing/wrong token are audited at most this often per source (s).
 AUTH_AUDIT_INTERVAL_S = 10.0
+#: Computed plans are reused for this long (seconds).
+PLAN_CACHE_S = 600.0
 #: How long shutdown waits for the engine's controlled stop (seconds).
 SHUTDOWN_TIMEOUT_S = 30.0
 
@@ -135,6 +137,8 @@ class Daemon:
         self._snapshot_json: bytes | None = None
         self._stop = asyncio.Event()
         self._refusal_logged: dict[str, float] = {}
+        self._plan_lock = asyncio.Lock()
+        self._plans: dict[tuple[float, float], tuple[float, dict]] = {}
         self.started_monotonic = time.monotonic()
 
     # ------------------------------------------------------------------ backend for the API
@@ -175,8 +179,19 @@ class Daemon:
             store.audit(self.clock.now_s(), source, command, {}, False, reason)
 
     async def plan(self, start_s: float, end_s: float) -> dict:
-        # Planning runs the ephemeris: off the loop, so the control period is kept.
-        return await asyncio.to_thread(self.engine.plan, start_s, end_s)
+        """Plans are computed in a worker thread, one at a time, and cached for PLAN_CACHE_S."""
+        key = (round(start_s, 3), round(end_s, 3))
+        now = time.monotonic()
+        async with self._plan_lock:
+            hit = self._plans.get(key)
+            if hit is not None and now - hit[0] < PLAN_CACHE_S:
+                return hit[1]
+            # Planning runs the ephemeris: off the loop, so the control period is kept.
+            result = await asyncio.to_thread(self.engine.plan, start_s, end_s)
+            if len(self._plans) >= 8:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = (time.monotonic(), result)
+            return result
 
     async def events(self, *, limit: int, after_id: int) -> list[dict]:
         return self.engine.events(limit=limit, after_id=after_id)
