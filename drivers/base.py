@@ -56,9 +56,12 @@ class Limit(enum.Enum):
     HARD_HIGH = "hard_high"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AxisState:
-    """One reading of an axis.
+    """One reading of an axis (treat as immutable: a new one is made for every reading).
+
+    Not a frozen dataclass only because those cost three times as much to build,
+    and the control loop builds two every tick.
 
     ``timestamp_s`` is the time of the reading on the caller's clock (UTC unix
     seconds, simulated in dry runs).  When ``condition`` is a comms condition the

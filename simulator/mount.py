@@ -48,8 +48,10 @@ log = logging.getLogger(__name__)
 
 #: Velocity-loop time constant of the drives (inertia), seconds.
 VELOCITY_TAU_S = 0.05
-#: Longest internal integration step, seconds (larger ``dt`` is sub-stepped).
-MAX_SUBSTEP_S = 0.01
+#: Longest internal integration step, seconds (larger ``dt`` is sub-stepped).  The
+#: velocity response is integrated exactly for a held reference, so this can be a
+#: good fraction of the control period; 50 ms keeps a 10 Hz dry run at 2 sub-steps.
+MAX_SUBSTEP_S = 0.05
 #: Drive's own position-loop gain, 1/s.
 POSITION_GAIN_PER_S = 4.0
 #: Below this speed an axis counts as not moving, deg/s (0.36 arcsec/s).
@@ -96,7 +98,7 @@ class SimAxis:
         "friction_deg_s2", "disturbance_deg_s2", "min_true_deg", "max_true_deg",
         "enabled", "condition", "fault_text", "estop_active",
         "_motor_deg", "_load_deg", "_v", "_v_ref", "_mode", "_v_demand", "_target_deg",
-        "_speed_deg_s", "_offset_deg", "_last_heartbeat_s", "_braking",
+        "_speed_deg_s", "_offset_deg", "_last_heartbeat_s", "_braking", "_alpha_h", "_alpha",
     )
 
     def __init__(self, name: str, *, position_deg: float, soft_low_deg: float,
@@ -126,6 +128,8 @@ class SimAxis:
         self.backlash_half_deg = backlash_arcsec / 7200.0
         self.friction_deg_s2 = float(friction_deg_s2)
         self.disturbance_deg_s2 = 0.0
+        self._alpha_h = 0.0        # sub-step for which _alpha was computed
+        self._alpha = 0.0          # 1 - exp(-h / tau): exact first-order response over h
         p = float(position_deg)
         self.min_true_deg = p
         self.max_true_deg = p
@@ -296,7 +300,7 @@ class SimAxis:
 
     # ------------------------------------------------------------------ physics
     def step(self, dt_s: float) -> None:
-        """Advance this axis by ``dt_s`` simulated seconds (sub-stepped at 10 ms)."""
+        """Advance this axis by ``dt_s`` simulated seconds (sub-stepped at ``MAX_SUBSTEP_S``)."""
         if dt_s <= MAX_SUBSTEP_S:  # the common case, kept lean
             if dt_s <= 0.0:
                 if dt_s < 0.0:
@@ -386,7 +390,7 @@ class SimAxis:
         elif vt < 0.0 and x0 <= self.switch_low_deg:
             vt = 0.0
         # Acceleration-limited reference (soft-limit clamps act at once).
-        vr = self._v_ref
+        vr = vr0 = self._v_ref
         dv = a * h
         if vt > vr + dv:
             vr += dv
@@ -405,10 +409,12 @@ class SimAxis:
             d -= self.friction_deg_s2
         elif v < -MOVING_THRESHOLD_DEG_S:
             d += self.friction_deg_s2
-        alpha = h / VELOCITY_TAU_S
-        if alpha > 1.0:
-            alpha = 1.0
-        v1 = v + (vr - v) * alpha + d * h
+        if h != self._alpha_h:
+            self._alpha_h = h
+            self._alpha = -math.expm1(-h / VELOCITY_TAU_S)
+        alpha = self._alpha
+        # The reference ramps across the sub-step: respond to its mean (second order in h).
+        v1 = v + (0.5 * (vr0 + vr) - v) * alpha + d * h
         vlim = 1.1 * self.max_speed_deg_s
         if v1 > vlim:
             v1 = vlim
