@@ -110,6 +110,10 @@ def test_goto_outside_envelope_refused_with_reason_and_audited(daemon):
     ("goto", {"az_deg": "north", "el_deg": 0}),
     ("goto", {"az_deg": 10, "el_deg": 0, "speed": 3}),
     ("track", {"on": "maybe"}),
+    ("goto", {"az_deg": 1e308, "el_deg": 0}),
+    ("goto", {"az_deg": 10, "el_deg": 91}),
+    ("jog", {"axis": "az", "rate_deg_s": 1e308, "seconds": 1}),
+    ("jog", {"axis": "az", "rate_deg_s": 0.1, "seconds": 1e9}),
 ])
 def test_invalid_bodies_get_422(daemon, path, body):
     r = daemon.post(path, body)
@@ -202,7 +206,11 @@ def test_plan_and_events(daemon):
     t = time.perf_counter()
     again = httpx.get(f"{d.url}/api/v1/plan", timeout=60).json()
     assert again == plan and time.perf_counter() - t < 1.0      # cached, not recomputed
-    bad = httpx.get(f"{d.url}/api/v1/plan", params={"start_s": 10, "end_s": 5}, timeout=5)
+    for params in ({"start_s": 1e9 + 10, "end_s": 1e9 + 5}, {"start_s": 1e20},
+                   {"start_s": -1e12}, {"start_s": "nan"}, {"start_s": 1e9, "end_s": 1e9 + 1e8}):
+        bad = httpx.get(f"{d.url}/api/v1/plan", params=params, timeout=5)
+        assert bad.status_code == 422, (params, bad.text)
+    bad = httpx.get(f"{d.url}/api/v1/events", params={"after_id": 10**20}, timeout=5)
     assert bad.status_code == 422
     events = _events(d)
     cmds = [e for e in events if e["kind"] == "command"]

@@ -31,11 +31,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tracker import __version__ as _version
 from tracker.auth import bearer_matches
-from tracker.errors import ConfigError, EnvelopeError, StateError, TrackerError
+from tracker.errors import (
+    ConfigError,
+    EnvelopeError,
+    EphemerisRangeError,
+    StateError,
+    TimeInputError,
+    TrackerError,
+)
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+#: Plans may be asked for between 1972-01-02 and 2200-01-01 (UTC unix seconds).
+PLAN_MIN_S = 63158400.0
+PLAN_MAX_S = 7258118400.0
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -79,8 +89,10 @@ class _Body(BaseModel):
 class GotoRequest(_Body):
     """Point the boresight at a sky direction (or, with ``axes``, the axes at axis positions)."""
 
-    az_deg: Finite = Field(description="azimuth, degrees from north through east")
-    el_deg: Finite = Field(description="elevation, degrees, up positive")
+    az_deg: Annotated[float, Field(ge=-720.0, le=720.0, allow_inf_nan=False)] = Field(
+        description="azimuth, degrees from north through east (axis azimuth with axes=true)")
+    el_deg: Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)] = Field(
+        description="elevation, degrees, up positive")
     boresight: str | None = Field(default=None, description="boresight name (default: the first)")
     axes: bool = Field(default=False, description="az/el are axis positions, not a sky direction")
 
@@ -89,7 +101,8 @@ class JogRequest(_Body):
     """Run one axis at a rate for a duration, then stop."""
 
     axis: Literal["az", "el"]
-    rate_deg_s: Finite = Field(description="axis rate, deg/s, sign = direction")
+    rate_deg_s: Annotated[float, Field(ge=-100.0, le=100.0, allow_inf_nan=False)] = Field(
+        description="axis rate, deg/s, sign = direction (the axis speed limit applies)")
     seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = Field(
         description="duration, seconds (0 < s <= 3600)")
 
@@ -132,7 +145,7 @@ def _unauthorized(backend: Backend) -> HTTPException:
 
 
 def _refusal_status(exc: TrackerError) -> int:
-    if isinstance(exc, EnvelopeError | ConfigError | ValueError):
+    if isinstance(exc, EnvelopeError | ConfigError | ValueError | EphemerisRangeError):
         return 422
     if isinstance(exc, StateError):
         return 409
@@ -182,6 +195,11 @@ def create_app(backend: Backend) -> FastAPI:
                    "type": str(e.get("type", ""))} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"internal error in the daemon: {type(exc).__name__}: "
+                                       f"{exc} (see the daemon's log)"}, status_code=500)
+
     @app.exception_handler(TrackerError)
     async def _tracker_error(request: Request, exc: TrackerError) -> JSONResponse:
         status = _refusal_status(exc)
@@ -198,8 +216,8 @@ def create_app(backend: Backend) -> FastAPI:
 
     @app.get(f"{API_PREFIX}/plan", dependencies=[Depends(read_access)])
     async def plan(
-        start_s: Annotated[float | None, Query(description="UTC unix seconds (default: start of today, UTC)")] = None,
-        end_s: Annotated[float | None, Query(description="UTC unix seconds (default: start + 1 day)")] = None,
+        start_s: Annotated[float | None, Query(ge=PLAN_MIN_S, le=PLAN_MAX_S, description="UTC unix seconds (default: start of today, UTC)")] = None,
+        end_s: Annotated[float | None, Query(ge=PLAN_MIN_S, le=PLAN_MAX_S, description="UTC unix seconds (default: start + 1 day)")] = None,
     ) -> dict:
         """Tracking windows (today's, by default)."""
         now_s = backend.now_s()
@@ -211,12 +229,15 @@ def create_app(backend: Backend) -> FastAPI:
             raise HTTPException(422, "end_s must be after start_s (UTC unix seconds)")
         if end_s - start_s > 31 * 86400.0:
             raise HTTPException(422, "a plan spans at most 31 days")
-        return await backend.plan(start_s, end_s)
+        try:
+            return await backend.plan(start_s, end_s)
+        except (EphemerisRangeError, TimeInputError, ValueError) as exc:
+            raise HTTPException(422, f"cannot plan {start_s}..{end_s}: {exc}") from None
 
     @app.get(f"{API_PREFIX}/events", dependencies=[Depends(read_access)])
     async def events(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        after_id: Annotated[int, Query(ge=0)] = 0,
+        after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     ) -> list[dict]:
         """Recent events (state changes, faults, commands with source and result), oldest first."""
         return await backend.events(limit=limit, after_id=after_id)

@@ -286,8 +286,10 @@ def _make_server(app: Any, sock: socket.socket) -> Any:
         def capture_signals(self) -> Generator[None, None, None]:
             yield
 
+    # proxy_headers off: the client address (audit source, loopback check) is the peer's.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=2, server_header=False)
+                            timeout_graceful_shutdown=2, server_header=False,
+                            proxy_headers=False)
     config.load()  # import the protocol modules now, not in the running control loop
     return _EmbeddedServer(config)
 
