@@ -2,9 +2,10 @@
 
 Two paths:
 
-* the reference, ``sun_altaz``/``sun_rates``: astropy's full reduction,
-  ``get_body('sun')`` transformed to ``AltAz`` (ERFA builtin ephemeris, IERS
-  Earth orientation, light time, aberration, parallax).  About 10 ms a call.
+* the reference, ``sun_altaz``/``sun_rates``: astropy's full reduction
+  (ERFA builtin ephemeris, light time, parallax, aberration, IERS Earth
+  orientation), as ``get_body('sun')`` -> ``AltAz`` but without astropy's
+  spurious self-deflection of the Sun (see ``_altaz_rad``).  ~10 ms a call.
 * the fast path, ``SunTrack``: built once over a span, then a cubic
   interpolant evaluated in microseconds, within 0.01 arcsec of the reference.
 
@@ -297,9 +298,9 @@ class SunTrack:
     ``EphemerisRangeError``, never extrapolate.  Within 0.01 arcsec (great
     circle) of ``sun_altaz`` (measured ~0.002 arcsec); rates per SI second.
     Leap seconds inside the span are handled (unix time jumps, the Sun not).
-    Building costs one astropy reduction per 4 h of span: ~40 ms for a day,
-    ~1.5 s for a year (CPU time here; the first build in a process also loads
-    the IERS tables, ~1 s).  Thread-safe for concurrent reads.
+    Building costs one astropy reduction per 4 h of span: ~20-40 ms for a
+    day, ~1 s for a year (CPU time here; the first build in a process also
+    loads the IERS tables, ~1 s).  Thread-safe for concurrent reads.
     """
 
     #: Spacing of the astropy nodes (elapsed TAI seconds).
