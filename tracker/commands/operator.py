@@ -288,7 +288,10 @@ def events(opts: dict, follow: bool, limit: int, interval_s: float) -> None:
         if opts["as_json"] and not follow:
             click.echo(json.dumps(batch, default=str))
             return
+        from tracker.client import DaemonUnreachable
+
         last_id = 0
+        lost = False
         try:
             while True:
                 for ev in batch:
@@ -297,6 +300,13 @@ def events(opts: dict, follow: bool, limit: int, interval_s: float) -> None:
                 if not follow:
                     return
                 time.sleep(interval_s)
-                batch = client.events(limit=1000, after_id=last_id)
+                try:
+                    batch = client.events(limit=1000, after_id=last_id)
+                except DaemonUnreachable as exc:  # keep following across daemon restarts
+                    if not lost:
+                        click.echo(f"warning: {exc} (retrying)", err=True)
+                    lost, batch = True, []
+                else:
+                    lost = False
         except KeyboardInterrupt:
             pass
