@@ -311,7 +311,7 @@ class SimAxis:
             if t - self._last_heartbeat_s > self.watchdog_s and self.enabled:
                 self._watchdog(t)
             return
-        n = int(math.ceil(dt_s / MAX_SUBSTEP_S))
+        n = int(math.ceil(dt_s / MAX_SUBSTEP_S - 1e-9))
         h = dt_s / n
         t0 = self.time_s
         for i in range(1, n + 1):
