@@ -111,6 +111,7 @@ class Engine:
         self.task: Task = HOLD
         self.boresight = env.boresights[0].name
         self._boresights: dict[str, Boresight] = {}
+        self._ages: tuple[float, dict] | None = None
         self.window: Window | None = None
         self._track: SunTrack | None = None
         self._plan: Plan | None = None
@@ -787,10 +788,27 @@ class Engine:
             "at_park": state is State.PARKED,
             "at_home": bool(axes) and abs(axes["azimuth"]["position_deg"] - park.azimuth_deg) < ARRIVED_DEG
             and abs(axes["elevation"]["position_deg"] - park.elevation_deg) < ARRIVED_DEG,
+            "data_ages": self._data_ages(t),
             "log": {"healthy": getattr(self.store, "healthy", None),
                     "last_error": getattr(self.store, "last_error", None),
                     "path": str(getattr(self.store, "path", ""))},
         }
+
+    def _data_ages(self, t: float) -> dict:
+        """IERS table, leap seconds and ephemeris ages (recomputed at most once a minute)."""
+        cached = self._ages
+        if cached is None or t - cached[0] > 60.0 or t < cached[0]:
+            from tracker.datasources import data_sources
+            d = data_sources(t)
+            iers, leap = d.get("iers_table", {}), d.get("leap_seconds", {})
+            ages = {"iers_last_date": iers.get("last_date"), "iers_age_days": iers.get("age_days"),
+                    "iers_days_left": iers.get("days_left"),
+                    "ut1_uncertainty_s": iers.get("ut1_uncertainty_now_s"),
+                    "leap_seconds_expire": leap.get("expires"),
+                    "leap_seconds_expired": leap.get("expired"),
+                    "astropy_iers_data": d.get("astropy_iers_data")}
+            self._ages = cached = (t, ages)
+        return cached[1]
 
     def plan(self, start_s: float, end_s: float) -> dict:
         return make_plan(self.settings, start_s, end_s).to_json()
