@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +29,14 @@ class AxisLimits:
     max_accel_deg_s2: float
 
 
-@dataclass(frozen=True, slots=True)
-class AxisDemand:
+class AxisDemand(NamedTuple):
     """Where the axis should be at the time of the step, and how fast that moves."""
 
     position_deg: float
     rate_deg_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class AxisCommand:
+class AxisCommand(NamedTuple):
     """The step's output: the velocity to command and the position error it saw."""
 
     velocity_deg_s: float

@@ -226,6 +226,10 @@ class Engine:
 
     # ------------------------------------------------------------------ safety
     def _check_drives(self, t: float) -> None:
+        ok = Condition.OK
+        if (self._states["azimuth"].condition is ok and self._states["elevation"].condition is ok
+                and not self._comms_since):
+            return
         problems = []
         estop = False
         for name in AXES:
