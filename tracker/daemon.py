@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import json
 import logging
@@ -359,6 +360,10 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     try:
         await engine.start()
         daemon._refresh_snapshot()
+        # Move the start-up objects (astropy, numpy, tables) out of the collector's way:
+        # later full collections then scan only what the running daemon allocates.
+        gc.collect()
+        gc.freeze()
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         control = asyncio.create_task(daemon.control_loop(), name="control-loop")
         running += [api, control]
