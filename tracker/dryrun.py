@@ -142,6 +142,10 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     from simulator.truth import true_direction
     from tracker.store import TrackingStore
 
+    if not settings.tracking.auto_track:
+        # A dry run rehearses automatic operation, whatever the preset's start-up default.
+        settings = settings.model_copy(update={
+            "tracking": settings.tracking.model_copy(update={"auto_track": True})})
     clock = SimClock(start_s)
     mount = SimMount(settings)
     # A dry run's log is reproducible, so it commits once a simulated minute without
