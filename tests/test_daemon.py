@@ -76,20 +76,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def window_time(settings: config.Settings, *, into_s: float = 120.0) -> tuple[float, dict]:
-    """A time ``into_s`` after the start of the next long tracking window, and that window."""
+def window_time(settings: config.Settings, *, into_s: float = 120.0,
+                before_end_s: float | None = None) -> tuple[float, dict]:
+    """A time ``into_s`` after the start (or ``before_end_s`` before the end) of the next
+    tracking window longer than 30 min, and that window."""
     from tracker.planner import plan
 
     start = time.time()
     p = plan(settings, start, start + 2 * 86400.0)
     for w in p.windows:
-        if w.end_s - w.start_s > into_s + 1800.0 and not w.clipped_start:
-            return w.start_s + into_s, w.to_json()
+        if w.end_s - w.start_s > abs(into_s) + 1800.0 and not (w.clipped_start or w.clipped_end):
+            t_s = w.start_s + into_s if before_end_s is None else w.end_s - before_end_s
+            return t_s, w.to_json()
     raise AssertionError("no tracking window of more than 30 min in the next 2 days")
 
 
 def make_config(tmp_path: Path, *, fast: bool = True, window: bool = True,
-                base: str = "sim.toml", **sections: dict) -> tuple[Path, float]:
+                base: str = "sim.toml", into_s: float = 120.0, before_end_s: float | None = None,
+                **sections: dict) -> tuple[Path, float]:
     """A tmp copy of sim.toml (token + log in tmp_path); returns (path, time offset, seconds).
 
     The park position is set to where the mount points at the Sun ``into_s`` into a
@@ -115,14 +119,14 @@ def make_config(tmp_path: Path, *, fast: bool = True, window: bool = True,
         config.load(path)
         return path, 0.0
     settings = config.parse(data, str(tmp_path / "sim.toml"))
-    t_s, win = window_time(settings)
-    # The Sun's axis position 5 s after entry + into_s is close enough to start on.
-    data["positions"]["park"] = {"azimuth_deg": round(win["entry_axis_az_deg"], 3),
-                                 "elevation_deg": round(win["entry_axis_el_deg"], 3)}
-    if win["entry_axis_el_deg"] <= data["envelope"]["elevation_min_deg"] + 0.01:
-        data["positions"]["park"]["elevation_deg"] = data["envelope"]["elevation_min_deg"] + 0.5
-    if win["entry_axis_el_deg"] >= data["envelope"]["elevation_max_deg"] - 0.01:
-        data["positions"]["park"]["elevation_deg"] = data["envelope"]["elevation_max_deg"] - 0.5
+    t_s, win = window_time(settings, into_s=into_s, before_end_s=before_end_s)
+    # Start next to the Sun: at the window's entry (or exit) axis position, moved 0.5 deg
+    # inside the envelope when it lies on an elevation limit.
+    end = "exit" if before_end_s is not None else "entry"
+    az, el = win[f"{end}_axis_az_deg"], win[f"{end}_axis_el_deg"]
+    el_min, el_max = data["envelope"]["elevation_min_deg"], data["envelope"]["elevation_max_deg"]
+    el = min(max(el, el_min + 0.5), el_max - 0.5)
+    data["positions"]["park"] = {"azimuth_deg": round(az, 3), "elevation_deg": round(el, 3)}
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
     path = tmp_path / "sim.toml"
@@ -397,3 +401,41 @@ def test_daemon_over_modbus_with_simulator_process(tmp_path):
         sim.send_signal(signal.SIGTERM)
         sim.wait(20)
         sim_log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_automatic_tracking_through_a_window_start_and_end(tmp_path):
+    """Waits pre-positioned for a window, tracks from its start; at its end leaves tracking."""
+    path, offset = make_config(tmp_path, into_s=-20.0)
+    d = DaemonProcess(path, time_offset_s=offset).wait_ready()
+    try:
+        st = d.status()
+        start_s = st["next_window"]["start_s"] if st["current_window"] is None else None
+        assert start_s is not None, st
+        assert st["state"] != "tracking"
+        st = d.wait_for(lambda s: s["state"] == "waiting", 20.0, "waiting at the pre-position")
+        assert st["time_s"] < start_s
+        st = d.wait_for(lambda s: s["state"] == "tracking", 40.0, "the window to open")
+        assert st["time_s"] >= start_s - 0.5
+        st = d.wait_for(lambda s: s["on_sun"], 20.0, "on the Sun")
+        assert st["current_window"]["start_s"] == start_s
+        assert d.stop() == 0
+    finally:
+        d.kill()
+    (tmp_path / "end").mkdir()
+    path, offset = make_config(tmp_path / "end", before_end_s=25.0)
+    d = DaemonProcess(path, time_offset_s=offset).wait_ready()
+    try:
+        st = d.wait_for(lambda s: s["state"] == "tracking" and s["current_window"], 20.0,
+                        "tracking near the window's end")
+        end_s = st["current_window"]["end_s"]
+        st = d.wait_for(lambda s: s["state"] != "tracking", 45.0, "the window to close")
+        assert st["time_s"] >= end_s - 0.5
+        assert st["current_window"] is None
+        events = httpx.get(f"{d.url}/api/v1/events", params={"limit": 50}, timeout=5).json()
+        assert any(e["kind"] == "state" and e["data"].get("from") == "tracking"
+                   for e in events), [e["message"] for e in events]
+        assert d.stop() == 0
+    finally:
+        d.kill()
