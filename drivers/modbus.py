@@ -334,6 +334,9 @@ class ModbusAxis:
         except CommsError as exc:
             self._pending = exc
             self.errors += 1
+        else:
+            # A later command got through: an earlier lost one is no longer "the last command".
+            self._pending = None
 
     @staticmethod
     def _clamp_counts(x: float) -> int:
