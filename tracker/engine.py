@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from tracker.clock import Clock
 from tracker.config import Boresight, Settings
 from tracker.control import AxisDemand, AxisLimits
 from tracker.envelope import Envelope
-from tracker.ephemeris import SunTrack
+from tracker.ephemeris import StaleIERSWarning, SunTrack
 from tracker.errors import EnvelopeError, StateError, TrackerError
 from tracker.machine import State, StateMachine
 from tracker.planner import Plan, Window, slew_time_s
@@ -115,6 +116,7 @@ class Engine:
         self.window: Window | None = None
         self._track: SunTrack | None = None
         self._plan: Plan | None = None
+        self._iers_warned: set[str] = set()
         self._last_cmd = {"azimuth": 0.0, "elevation": 0.0}
         self._states: dict[str, AxisState] = {}
         self._comms_since: dict[str, float] = {}
@@ -213,6 +215,19 @@ class Engine:
             self._acc = _Accumulator()
 
     def _ensure_ephemeris(self, t: float) -> None:
+        """Rebuild the Sun track/plan when needed; a stale IERS table is a warning event."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StaleIERSWarning)
+            self._build_ephemeris(t)
+        for w in caught:
+            if not issubclass(w.category, StaleIERSWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            elif str(w.message) not in self._iers_warned:
+                self._iers_warned.add(str(w.message))
+                self._event(t, "warning", f"stale IERS table: {w.message}",
+                            data={"iers": "stale"})
+
+    def _build_ephemeris(self, t: float) -> None:
         tr = self._track
         if tr is None or t < tr.start_s or t > tr.end_s - TRACK_MARGIN_S:
             site = self.settings.site
