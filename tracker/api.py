@@ -35,7 +35,6 @@ from tracker.errors import (
     ConfigError,
     EnvelopeError,
     EphemerisRangeError,
-    StateError,
     TimeInputError,
     TrackerError,
 )
@@ -145,10 +144,9 @@ def _unauthorized(backend: Backend) -> HTTPException:
 
 
 def _refusal_status(exc: TrackerError) -> int:
+    """422 for values (envelope, unknown boresight, range); 409 for state and the rest."""
     if isinstance(exc, EnvelopeError | ConfigError | ValueError | EphemerisRangeError):
         return 422
-    if isinstance(exc, StateError):
-        return 409
     return 409
 
 
