@@ -141,6 +141,7 @@ class Engine:
         self.pointing_sky = (float("nan"), float("nan"))
         self.target_sky = (float("nan"), float("nan"))
         self.demand_axes = (float("nan"), float("nan"))
+        self._demand_task: Task | None = None
         self.on_sun = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -394,7 +395,9 @@ class Engine:
 
     def _arrived(self) -> bool:
         da, de = self.demand_axes
-        if math.isnan(da):
+        # The demand must be the current task's: right after a new task (a wind stow while
+        # tracking) it is still the previous one, where the mount already is.
+        if math.isnan(da) or self._demand_task is not self.task:
             return False
         sa, se = self._states["azimuth"], self._states["elevation"]
         return (abs(sa.position_deg - da) < ARRIVED_DEG and abs(se.position_deg - de) < ARRIVED_DEG
@@ -516,6 +519,7 @@ class Engine:
                 velocities[name] = control.range_guard(lim, st.position_deg, v, dt)
         else:
             self.demand_axes = (demand[0].position_deg, demand[1].position_deg)
+            self._demand_task = self.task
             velocities = {}
             for name, d in zip(AXES, demand, strict=True):
                 cmd = control.axis_step(self._limits[name], d, self._states[name].position_deg,
