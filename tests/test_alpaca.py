@@ -96,7 +96,7 @@ def test_unimplemented_members_answer_0x400(scope):
         scope.FindHome()
 
 
-def test_transaction_ids_and_case_insensitive_put(daemon, scope):
+def test_transaction_ids_and_parameter_name_case(daemon, scope):
     base = f"{daemon.url}/api/v1/telescope/0"
     r1 = httpx.get(f"{base}/altitude", params={"clienttransactionid": "41"}, timeout=5).json()
     r2 = httpx.get(f"{base}/altitude", params={"ClientTransactionID": "42"}, timeout=5).json()
@@ -105,9 +105,14 @@ def test_transaction_ids_and_case_insensitive_put(daemon, scope):
     assert r1["ErrorNumber"] == 0 and r1["ErrorMessage"] == ""
     bad = httpx.get(f"{base}/altitude", params={"ClientTransactionID": "x"}, timeout=5).json()
     assert bad["ClientTransactionID"] == 0
-    # Form keys in any case; outside the envelope -> InvalidValue 0x401 with the reason.
+    # PUT form keys are case sensitive (Alpaca spec): a wrong capitalisation is HTTP 400.
     r = httpx.put(f"{base}/slewtoaltazasync",
                   data={"AZIMUTH": "180", "altitude": "31", "ClientTransactionID": "43"},
+                  timeout=5)
+    assert r.status_code == 400 and "'Azimuth'" in r.text
+    # Outside the envelope -> InvalidValue 0x401 with the reason.
+    r = httpx.put(f"{base}/slewtoaltazasync",
+                  data={"Azimuth": "180", "Altitude": "31", "ClientTransactionID": "43"},
                   timeout=5).json()
     assert r["ErrorNumber"] == 0x401 and "25" in r["ErrorMessage"]
     assert r["ClientTransactionID"] == 43 and "Value" not in r

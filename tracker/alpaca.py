@@ -4,9 +4,10 @@ Implements the Alpaca management API and the Telescope members an alt-az mount
 needs (see ``GET_MEMBERS``/``PUT_MEMBERS``); every other telescope member
 answers NotImplemented (0x400).  Responses carry ``ClientTransactionID`` (echoed,
 0 when missing or invalid), a ``ServerTransactionID`` counting up from 1,
-``ErrorNumber`` and ``ErrorMessage``.  ``PUT`` parameters are form-encoded; names
-are matched case-insensitively, as are ``GET`` query names.  Missing or
-unparseable parameters answer HTTP 400; values out of range answer InvalidValue
+``ErrorNumber`` and ``ErrorMessage``.  ``PUT`` parameters are form-encoded and their
+names are case sensitive, as the Alpaca specification requires (a wrongly
+capitalised name answers HTTP 400 naming the right spelling); ``GET`` query
+names are case insensitive.  Missing or unparseable parameters answer HTTP 400; values out of range answer InvalidValue
 (0x401); moves while parked InvalidWhileParked (0x408); members used while
 disconnected NotConnected (0x407).
 
@@ -68,14 +69,38 @@ class BadRequest(Exception):
     """Missing or unparseable parameter: HTTP 400 with a plain-text message."""
 
 
-def _param(params: dict[str, str], name: str) -> str:
-    value = params.get(name.lower())
+class _Params:
+    """Request parameters: GET names match in any case, PUT names only as specified."""
+
+    def __init__(self, items: Any, *, case_sensitive: bool) -> None:
+        self._items = {k.lower(): (k, v) for k, v in items}
+        self.case_sensitive = case_sensitive
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        hit = self._items.get(name.lower())
+        if hit is None:
+            return default
+        if self.case_sensitive and hit[0] != name:
+            raise BadRequest(f"parameter {hit[0]!r} must be spelt {name!r} "
+                             f"(Alpaca PUT parameter names are case sensitive)")
+        return hit[1]
+
+    def lookup(self, name: str) -> str | None:
+        """Like ``get`` but a wrongly capitalised name counts as missing (never raises)."""
+        hit = self._items.get(name.lower())
+        if hit is None or (self.case_sensitive and hit[0] != name):
+            return None
+        return hit[1]
+
+
+def _param(params: _Params, name: str) -> str:
+    value = params.get(name)
     if value is None:
         raise BadRequest(f"missing parameter {name}")
     return value
 
 
-def _float(params: dict[str, str], name: str) -> float:
+def _float(params: _Params, name: str) -> float:
     raw = _param(params, name)
     try:
         value = float(raw)
@@ -86,7 +111,7 @@ def _float(params: dict[str, str], name: str) -> float:
     return value
 
 
-def _int(params: dict[str, str], name: str) -> int:
+def _int(params: _Params, name: str) -> int:
     raw = _param(params, name)
     try:
         return int(raw)
@@ -94,7 +119,7 @@ def _int(params: dict[str, str], name: str) -> int:
         raise BadRequest(f"parameter {name}={raw!r} is not an integer") from None
 
 
-def _bool(params: dict[str, str], name: str) -> bool:
+def _bool(params: _Params, name: str) -> bool:
     raw = _param(params, name)
     low = raw.strip().lower()
     if low == "true":
@@ -104,8 +129,8 @@ def _bool(params: dict[str, str], name: str) -> bool:
     raise BadRequest(f"parameter {name}={raw!r} is not True or False")
 
 
-def _transaction_id(params: dict[str, str]) -> int:
-    raw = params.get("clienttransactionid")
+def _transaction_id(params: _Params) -> int:
+    raw = params.lookup("ClientTransactionID")
     try:
         value = int(raw) if raw is not None else 0
     except ValueError:
@@ -121,7 +146,7 @@ class AlpacaTelescope:
         self.settings = backend.settings
         self.connected = False
         self._server_ids = itertools.count(1)
-        self.get_members: dict[str, Callable[[dict[str, str]], Any]] = {
+        self.get_members: dict[str, Callable[[_Params], Any]] = {
             "connected": lambda p: self.connected,
             "connecting": lambda p: False,
             "name": lambda p: "helio-tracker",
@@ -148,7 +173,7 @@ class AlpacaTelescope:
             "devicestate": self._device_state,
             "axisrates": self._axis_rates,
         }
-        self.put_members: dict[str, Callable[[dict[str, str], str], Awaitable[None]]] = {
+        self.put_members: dict[str, Callable[[_Params, str], Awaitable[None]]] = {
             "connected": self._put_connected,
             "connect": self._connect,
             "disconnect": self._disconnect,
@@ -187,13 +212,13 @@ class AlpacaTelescope:
         if self._parked():
             raise AlpacaError(INVALID_WHILE_PARKED, f"{member} is invalid while parked: unpark first")
 
-    def _axis(self, params: dict[str, str]) -> int:
+    def _axis(self, params: _Params) -> int:
         axis = _int(params, "Axis")
         if axis not in (0, 1, 2):
             raise AlpacaError(INVALID_VALUE, f"Axis {axis} does not exist (0 azimuth, 1 altitude, 2 tertiary)")
         return axis
 
-    def _device_state(self, params: dict[str, str]) -> list[dict[str, Any]]:
+    def _device_state(self, params: _Params) -> list[dict[str, Any]]:
         """Platform 7 DeviceState: the operational properties in one call."""
         st = self._status()
         return [
@@ -206,10 +231,10 @@ class AlpacaTelescope:
             {"Name": "TimeStamp", "Value": str(st.get("time_utc", ""))},
         ]
 
-    def _can_move_axis(self, params: dict[str, str]) -> bool:
+    def _can_move_axis(self, params: _Params) -> bool:
         return self._axis(params) in (0, 1) and self._writes
 
-    def _axis_rates(self, params: dict[str, str]) -> list[dict[str, float]]:
+    def _axis_rates(self, params: _Params) -> list[dict[str, float]]:
         axis = self._axis(params)
         if axis == 2:
             return []
@@ -231,21 +256,21 @@ class AlpacaTelescope:
             raise AlpacaError(DRIVER_ERROR, str(exc)) from None
 
     # ------------------------------------------------------------------ PUT members
-    async def _put_connected(self, params: dict[str, str], source: str) -> None:
+    async def _put_connected(self, params: _Params, source: str) -> None:
         self.connected = _bool(params, "Connected")
 
-    async def _connect(self, params: dict[str, str], source: str) -> None:
+    async def _connect(self, params: _Params, source: str) -> None:
         self.connected = True
 
-    async def _disconnect(self, params: dict[str, str], source: str) -> None:
+    async def _disconnect(self, params: _Params, source: str) -> None:
         self.connected = False
 
-    async def _put_tracking(self, params: dict[str, str], source: str) -> None:
+    async def _put_tracking(self, params: _Params, source: str) -> None:
         on = _bool(params, "Tracking")
         self._need_writes("tracking")
         await self._engine("set_auto_tracking", source, on=on)
 
-    async def _slew_alt_az_async(self, params: dict[str, str], source: str) -> None:
+    async def _slew_alt_az_async(self, params: _Params, source: str) -> None:
         az_deg = _float(params, "Azimuth")
         el_deg = _float(params, "Altitude")
         self._need_writes("slewtoaltazasync")
@@ -256,12 +281,12 @@ class AlpacaTelescope:
         self._not_parked("slewtoaltazasync")
         await self._engine("goto", source, az_deg=az_deg, el_deg=el_deg, boresight=None, axes=False)
 
-    async def _abort_slew(self, params: dict[str, str], source: str) -> None:
+    async def _abort_slew(self, params: _Params, source: str) -> None:
         self._need_writes("abortslew")
         self._not_parked("abortslew")
         await self._engine("stop", source)
 
-    async def _move_axis(self, params: dict[str, str], source: str) -> None:
+    async def _move_axis(self, params: _Params, source: str) -> None:
         axis = self._axis(params)
         rate_deg_s = _float(params, "Rate")
         self._need_writes("moveaxis")
@@ -278,11 +303,11 @@ class AlpacaTelescope:
             await self._engine("jog", source, axis="az" if axis == 0 else "el",
                                rate_deg_s=rate_deg_s, seconds=MOVEAXIS_MAX_S)
 
-    async def _park(self, params: dict[str, str], source: str) -> None:
+    async def _park(self, params: _Params, source: str) -> None:
         self._need_writes("park")
         await self._engine("park", source)
 
-    async def _unpark(self, params: dict[str, str], source: str) -> None:
+    async def _unpark(self, params: _Params, source: str) -> None:
         self._need_writes("unpark")
         await self._engine("unpark", source)
 
@@ -305,9 +330,9 @@ class AlpacaTelescope:
                                      status_code=400)
         if request.method == "PUT":
             raw = (await request.body()).decode("utf-8", errors="replace")
-            params = {k.lower(): v for k, v in parse_qsl(raw, keep_blank_values=True)}
+            params = _Params(parse_qsl(raw, keep_blank_values=True), case_sensitive=True)
         else:
-            params = {k.lower(): v for k, v in request.query_params.items()}
+            params = _Params(request.query_params.items(), case_sensitive=False)
         client_tid = _transaction_id(params)
         member = member.lower()
         source = f"alpaca:{client_host(request)}"
@@ -349,7 +374,7 @@ def create_router(backend: Any) -> APIRouter:
     def management(request: Request, value: Any) -> Response:
         if not settings.api.alpaca_allow_remote and not is_loopback(client_host(request)):
             return PlainTextResponse("Alpaca is served to loopback clients only", status_code=403)
-        params = {k.lower(): v for k, v in request.query_params.items()}
+        params = _Params(request.query_params.items(), case_sensitive=False)
         return JSONResponse({"Value": value, "ClientTransactionID": _transaction_id(params),
                              "ServerTransactionID": next(server_ids),
                              "ErrorNumber": 0, "ErrorMessage": ""})
@@ -380,7 +405,7 @@ def create_router(backend: Any) -> APIRouter:
 
     @router.put("/api/v1/telescope/{device_number}/{member}")
     async def telescope_put(request: Request, device_number: str, member: str) -> Response:
-        """Alpaca Telescope methods and property writes (form-encoded, names case-insensitive)."""
+        """Alpaca Telescope methods and property writes (form-encoded, names case sensitive)."""
         return await scope.handle(request, device_number, member)
 
     router.alpaca_telescope = scope  # type: ignore[attr-defined]
