@@ -548,11 +548,15 @@ class SimMount:
 
     def step(self, dt_s: float) -> None:
         """Advance both axes, their watchdogs and the wind by ``dt_s`` simulated seconds."""
-        t_end = self.time_s + dt_s
-        if 0.0 < dt_s and t_end < self._next_wind_s:  # the common case, kept lean
+        if 0.0 < dt_s <= WIND_UPDATE_S:  # the common case, kept lean
+            # The wind is updated after the step that reaches its next update time
+            # (it changes slowly; splitting a control period for it would double the cost).
             self.azimuth.step(dt_s)
             self.elevation.step(dt_s)
-            self.time_s = t_end
+            t = self.time_s = self.time_s + dt_s
+            if t >= self._next_wind_s - 1e-9:
+                self._next_wind_s = max(self._next_wind_s + WIND_UPDATE_S, t)
+                self._update_wind()
             return
         if dt_s < 0.0:
             raise ValueError(f"cannot step the mount back in time ({dt_s} s)")

@@ -217,6 +217,10 @@ class Engine:
 
     def _ensure_ephemeris(self, t: float) -> None:
         """Rebuild the Sun track/plan when needed; a stale IERS table is a warning event."""
+        tr, pl = self._track, self._plan
+        if (tr is not None and pl is not None and tr.start_s <= t <= tr.end_s - TRACK_MARGIN_S
+                and t <= pl.end_s - TRACK_MARGIN_S):
+            return  # the common case: nothing to rebuild
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StaleIERSWarning)
             self._build_ephemeris(t)
