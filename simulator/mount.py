@@ -64,7 +64,7 @@ WIND_ACCEL_EL_DEG_S2_PER_M2_S2 = 4e-5
 #: Fault code reported for a drive fault without its own code (-> ``DRIVE_FAULT``).
 GENERIC_FAULT_CODE = 99
 #: Wind model update period and gust correlation time, seconds.
-WIND_UPDATE_S = 0.1
+WIND_UPDATE_S = 0.5
 WIND_CORRELATION_S = 20.0
 
 FAULT_TEXTS: dict[Condition, str] = {
@@ -535,7 +535,9 @@ class SimMount:
         w = self._wind_model_m_s
         w += (self._wind_mean_m_s - w) * k + self._wind_gust_m_s * math.sqrt(2.0 * k) * rng.gauss()
         self._wind_model_m_s = max(0.0, w)
-        self._wind_dir_deg = (self._wind_dir_deg + 0.5 * rng.gauss()) % 360.0
+        # Direction: a random walk of 0.5 deg per sqrt(0.1 s), whatever the update period.
+        self._wind_dir_deg = (self._wind_dir_deg
+                              + 0.5 * math.sqrt(WIND_UPDATE_S / 0.1) * rng.gauss()) % 360.0
         self._apply_wind()
 
     def _apply_wind(self) -> None:
