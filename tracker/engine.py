@@ -155,6 +155,7 @@ class Engine:
         self._ensure_ephemeris(t)
         for axis in self.axes.values():
             await axis.connect()
+        await self._clear_stale_watchdogs(t)
         resume = self.store.last_state() if self.store is not None else None
         if resume and resume.get("auto_tracking"):
             if not self.auto_tracking:
@@ -166,6 +167,16 @@ class Engine:
                     data={"auto_tracking": self.auto_tracking})
         self.machine.fire("enable", "start")
         await self._read(t)
+
+    async def _clear_stale_watchdogs(self, t: float) -> None:
+        """Reset drives that latched WATCHDOG while no controller ran (a daemon restart after
+        a crash): the lost heartbeat was this controller's absence, not a drive fault."""
+        for name, axis in self.axes.items():
+            st = await axis.read()
+            if st.condition is Condition.WATCHDOG:
+                await axis.reset()
+                self._event(t, "warning", f"{name}: drive watchdog latched while no controller "
+                            "was running (restart after a crash?); reset at start", source=name)
 
     async def shutdown(self) -> None:
         """Ramp both drives to zero, record it, flush and close the log."""
@@ -522,16 +533,19 @@ class Engine:
                 v = min(max(v, last - dv), last + dv)
                 velocities[name] = control.range_guard(lim, st.position_deg, v, dt)
         else:
-            self.demand_axes = (demand[0].position_deg, demand[1].position_deg)
+            d_az, d_el = demand
+            self.demand_axes = (d_az.position_deg, d_el.position_deg)
             self._demand_task = self.task
-            velocities = {}
-            for name, d in zip(AXES, demand, strict=True):
-                cmd = control.axis_step(self._limits[name], d, self._states[name].position_deg,
-                                        self._last_cmd[name], self._gain, dt)
-                velocities[name] = cmd.velocity_deg_s
-        for name in AXES:
-            await self.axes[name].command_velocity(velocities[name])
-            self._last_cmd[name] = velocities[name]
+            last, lim, gain = self._last_cmd, self._limits, self._gain
+            velocities = {
+                "azimuth": control.axis_step(lim["azimuth"], d_az, sa.position_deg,
+                                             last["azimuth"], gain, dt).velocity_deg_s,
+                "elevation": control.axis_step(lim["elevation"], d_el, se.position_deg,
+                                               last["elevation"], gain, dt).velocity_deg_s}
+        axes = self.axes
+        await axes["azimuth"].command_velocity(velocities["azimuth"])
+        await axes["elevation"].command_velocity(velocities["elevation"])
+        self._last_cmd = velocities
         self._log(t, state)
 
     def _geometry(self, boresight: str) -> Boresight:
