@@ -122,6 +122,7 @@ class Engine:
         self._comms_since: dict[str, float] = {}
         self._last_t: float | None = None
         self._jumped = False
+        self._drives_enabled = False
         self._sun = (0.0, 0.0, 0.0, 0.0)
         self._sun_az_axis_ref: float | None = None
         self._acquired_s: float | None = None      # when the current tracking (re)started
@@ -163,6 +164,7 @@ class Engine:
             self.auto_tracking = True
         for axis in self.axes.values():
             await axis.enable()
+        self._drives_enabled = True
         self._event(t, "info", f"engine started; auto tracking {'on' if self.auto_tracking else 'off'}",
                     data={"auto_tracking": self.auto_tracking})
         self.machine.fire("enable", "start")
@@ -518,6 +520,21 @@ class Engine:
             self.demand_axes = (float("nan"), float("nan"))
             self._log(t, state)
             return
+        if state is State.PARKED:
+            # Parked: drives disabled, brakes on (a parked magnet does not hold on its motors).
+            if self._drives_enabled:
+                for name in AXES:
+                    await self.axes[name].disable()
+                    self._last_cmd[name] = 0.0
+                self._drives_enabled = False
+                self._event(t, "info", "parked: drives disabled, brakes applied")
+            self.demand_axes = (float("nan"), float("nan"))
+            self._log(t, state)
+            return
+        if not self._drives_enabled:
+            for name in AXES:
+                await self.axes[name].enable()
+            self._drives_enabled = True
         demand = self._demand(t)
         dt = self.period_s
         if demand is None:
@@ -773,6 +790,7 @@ class Engine:
             await axis.reset()
         for axis in self.axes.values():
             await axis.enable()
+        self._drives_enabled = True
         await self._read(t)
 
         def do() -> None:
