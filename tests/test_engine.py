@@ -221,3 +221,13 @@ def _sun_at(settings, t_s):
     from tracker.ephemeris import sun_altaz
     s = settings.site
     return sun_altaz(t_s, s.latitude_deg, s.longitude_deg, s.height_m)
+
+
+@pytest.mark.slow
+@pytest.mark.network
+async def test_dry_run_over_modbus_tcp_tracks_as_well_as_in_process(sim) -> None:
+    w = first_window(sim)
+    report = await dryrun.run(sim, w.start_s - 600.0, 900.0, driver="modbus")
+    assert report.driver == "modbus" and report.faults == 0
+    assert report.efficiency >= 0.99
+    assert report.rms_error_arcsec <= 2.0 and report.max_error_arcsec <= 10.0

@@ -178,7 +178,10 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     engine = Engine(settings, axes, store, clock, wind_m_s=lambda: mount.wind_m_s,
                     true_direction=truth, pointing=pointing)
     end_s = start_s + duration_s
-    the_plan = make_plan(settings, start_s, end_s)
+    # Plan beyond both ends so windows cut by the span are whole (not dropped as too short),
+    # then count only their part inside the span.
+    the_plan = make_plan(settings, start_s - 86400.0, end_s + 86400.0)
+    in_span = [w for w in the_plan.windows if w.end_s > start_s and w.start_s < end_s]
     stats = _Stats()
     period = engine.period_s
     report_every = max(duration_s / 200.0, period)
@@ -217,7 +220,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
             await server.stop() if asyncio.iscoroutinefunction(getattr(server, "stop", None)) \
                 else server.stop()
     wall = time.perf_counter() - wall0
-    available = sum(max(0.0, min(w.end_s, end_s) - max(w.start_s, start_s)) for w in the_plan.windows)
+    available = sum(min(w.end_s, end_s) - max(w.start_s, start_s) for w in in_span)
     fault_events = [f"{iso_utc(f_time)} {text}" for f_time, text in engine.fault_history]
     return DryRunReport(
         config=config_name, driver=driver, start_utc=iso_utc(start_s), end_utc=iso_utc(end_s),
@@ -228,7 +231,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         p95_error_arcsec=_p95(stats.errors),
         true_rms_error_arcsec=_rms(stats.true_errors),
         true_max_error_arcsec=max(stats.true_errors) if stats.true_errors else None,
-        windows=len(the_plan.windows), faults=len(fault_events), fault_events=fault_events,
+        windows=len(in_span), faults=len(fault_events), fault_events=fault_events,
         state_seconds={k: round(v, 1) for k, v in stats.state_s.items()},
         ticks=ticks, wall_s=wall, sim_s=duration_s,
         speedup=duration_s / wall if wall > 0 else 0.0,
