@@ -12,6 +12,7 @@ envelope and the state before anything moves, and audited, accepted or not.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import warnings
@@ -123,6 +124,8 @@ class Engine:
         self._last_t: float | None = None
         self._jumped = False
         self._drives_enabled = False
+        #: Drives on a wire answer in parallel; in-process ones are cheaper one after the other.
+        self._concurrent_io = settings.drives.kind != "sim"
         self._sun = (0.0, 0.0, 0.0, 0.0)
         self._sun_az_axis_ref: float | None = None
         self._acquired_s: float | None = None      # when the current tracking (re)started
@@ -212,6 +215,10 @@ class Engine:
         await self._command(t)
 
     async def _read(self, t: float) -> None:
+        if self._concurrent_io:
+            az, el = await asyncio.gather(self.axes["azimuth"].read(), self.axes["elevation"].read())
+            self._states["azimuth"], self._states["elevation"] = az, el
+            return
         for name in AXES:
             self._states[name] = await self.axes[name].read()
 
@@ -431,7 +438,11 @@ class Engine:
         tr = self.settings.tracking
         err = self.error_arcsec
         if self._on_target_s is None:
-            if err <= self._tol_arcsec:
+            # On target only on the demanded cable-wrap turn: a slew the long way round passes
+            # the Sun's direction on the other turn, which is not the end of the acquisition.
+            da = self.demand_axes[0]
+            near = not math.isnan(da) and abs(self._states["azimuth"].position_deg - da) < 1.0
+            if err <= self._tol_arcsec and near:
                 self._on_target_s = t
             elif self._acquire_deadline_s is not None and t > self._acquire_deadline_s:
                 self._following_fault(t)
@@ -560,8 +571,12 @@ class Engine:
                 "elevation": control.axis_step(lim["elevation"], d_el, se.position_deg,
                                                last["elevation"], gain, dt).velocity_deg_s}
         axes = self.axes
-        await axes["azimuth"].command_velocity(velocities["azimuth"])
-        await axes["elevation"].command_velocity(velocities["elevation"])
+        if self._concurrent_io:
+            await asyncio.gather(axes["azimuth"].command_velocity(velocities["azimuth"]),
+                                 axes["elevation"].command_velocity(velocities["elevation"]))
+        else:
+            await axes["azimuth"].command_velocity(velocities["azimuth"])
+            await axes["elevation"].command_velocity(velocities["elevation"])
         self._last_cmd = velocities
         self._log(t, state)
 
