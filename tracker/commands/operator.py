@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,26 @@ from tracker.errors import ApiError
 EXIT_REFUSED = 3
 EXIT_UNREACHABLE = 4
 EXIT_TOKEN = 5
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is a finite number (``nan``/``inf`` are usage errors, exit status 2)."""
+
+    name = "float"
+
+    def __init__(self, gt: float | None = None) -> None:
+        self.gt = gt
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        if self.gt is not None and not number > self.gt:
+            self.fail(f"{number:g} is not > {self.gt:g}.", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
 
 
 def _exit_code(exc: ApiError) -> int:
@@ -215,8 +236,8 @@ def _done(opts: dict, result: dict, text: str) -> None:
 
 
 @click.command()
-@click.option("--az", "az_deg", type=float, required=True, help="Azimuth, deg from north through east.")
-@click.option("--el", "el_deg", type=float, required=True, help="Elevation, deg, up positive.")
+@click.option("--az", "az_deg", type=FINITE, required=True, help="Azimuth, deg from north through east.")
+@click.option("--el", "el_deg", type=FINITE, required=True, help="Elevation, deg, up positive.")
 @click.option("--boresight", default=None, help="Boresight name (default: the first).")
 @click.option("--axes", is_flag=True, help="AZ/EL are axis positions, not a sky direction.")
 @operator_command
@@ -230,8 +251,8 @@ def goto(opts: dict, az_deg: float, el_deg: float, boresight: str | None, axes: 
 
 @click.command()
 @click.option("--axis", type=click.Choice(["az", "el"]), required=True)
-@click.option("--rate", "rate_deg_s", type=float, required=True, help="deg/s, sign = direction.")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), required=True,
+@click.option("--rate", "rate_deg_s", type=FINITE, required=True, help="deg/s, sign = direction.")
+@click.option("--seconds", type=FiniteFloat(gt=0.0), required=True,
               help="Duration, seconds.")
 @operator_command
 def jog(opts: dict, axis: str, rate_deg_s: float, seconds: float) -> None:
