@@ -124,7 +124,7 @@ class SoakReport:
         p50 = rt[len(rt) // 2] if rt else float("nan")
         mx = rt[-1] if rt else float("nan")
         lines = [
-            f"soak: {self.days:g} simulated days, seed {self.seed}",
+            f"soak: {self.days:.2f} simulated days, seed {self.seed}",
             f"  faults injected  {len(self.injected)}  "
             + ", ".join(f"{k} {n}" for k, n in self.by_kind().items()),
             f"  faults logged    {sum(f.logged for f in self.injected)}",
@@ -265,7 +265,8 @@ class Soak:
             return False
         w = e._plan.window_at(t) if e._plan else None
         if w is not None and t > w.start_s + 60.0:
-            return e.machine.state is State.TRACKING and e.on_sun
+            return (e.machine.state is State.TRACKING and e.on_sun
+                    and e._on_target_s is not None)
         return e.machine.state is not State.STOWING
 
     # ------------------------------------------------------------------ the loop

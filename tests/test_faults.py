@@ -589,3 +589,30 @@ async def test_sqlite_locked(tmp_path, monkeypatch, scene):
 
 if __name__ == "__main__":
     write_docs()
+
+
+def _load_soak():
+    import importlib.util
+    if "benchmarks_soak" in sys.modules:
+        return sys.modules["benchmarks_soak"]
+    spec = importlib.util.spec_from_file_location("benchmarks_soak",
+                                                  ROOT / "benchmarks" / "soak.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks_soak"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+async def test_short_soak_every_fault_logged_and_recovered():
+    """6 simulated hours with a fault every 20 min on average (the full soak: benchmarks/soak.py)."""
+    soak = _load_soak()
+    settings = config.load(ROOT / "config" / "sim.toml")
+    rep = await soak.soak(settings, 1772359200.0, 0.25, seed=3, mean_interval_s=1200.0)
+    print(rep.summary())
+    assert not rep.exceptions, rep.exceptions[0]
+    assert len(rep.injected) >= 8
+    assert len({f.kind for f in rep.injected}) >= 4
+    assert all(f.logged for f in rep.injected), rep.summary()
+    assert all(f.recover_s is not None for f in rep.faults), rep.summary()
+    assert not rep.unexpected, rep.summary()
+    assert rep.inside_limits and rep.available_s > 3600.0 and rep.efficiency > 0.3
