@@ -426,6 +426,12 @@ async def test_estop(tmp_path, monkeypatch, scene):
 
         await fault_then_reset(rig, lambda: rig.faults.estop(True), "estop", repair=release,
                                state="estop")
+        db = sqlite3.connect(f"file:{rig.db_path}?mode=ro", uri=True)
+        resets = db.execute("SELECT source, ok, result FROM audit WHERE command = 'reset' "
+                            "ORDER BY id").fetchall()
+        db.close()
+        assert [r[1] for r in resets] == [0, 1], resets          # refused, then accepted
+        assert resets[0][0] == "api:127.0.0.1" and "estop" in resets[0][2], resets
 
 
 async def test_following_error(tmp_path, monkeypatch, scene):
