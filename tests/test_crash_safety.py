@@ -114,8 +114,8 @@ def test_sigkill_while_tracking_log_whole_and_back_on_the_sun(rehearsal):
     times = [t for (t,) in db.execute("SELECT time_s FROM samples ORDER BY time_s")]
     db.close()
     assert times[-1] >= t_kill - 2.0, (t_kill - times[-1])   # 1 s log interval + 1 s commit
-    on = [t for t in times if t > times[-1] - 5.0]
-    assert max(b - a for a, b in zip(on, on[1:], strict=False)) < 1.5
+    assert len(times) >= 5
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 1.5   # no gap
     # Restart: the stale watchdog latch is cleared at start, tracking resumes by itself.
     spawned = time.monotonic()
     d2 = r.daemon()
