@@ -1,7 +1,15 @@
-"""Harness for the fault matrix: the real daemon (``tracker.daemon.serve``) in this event loop,
-its drives over real Modbus TCP to a simulated mount served in the same loop.
+"""The fault matrix (issue 6): one end-to-end test per fault on the running daemon.
 
-Only two seams are used, both to reach things that cannot exist here otherwise:
+The real daemon (``tracker.daemon.serve``: control loop, engine, store, HTTP API) runs in
+this event loop, its drives over real Modbus TCP to a simulated mount served in the same
+loop; the clock is shifted into a long tracking window and the mount starts on the Sun.
+Each test injects one fault, checks the reaction and state through the API, the events
+table in the log file, that no axis left its hard limits (the simulator's record), and the
+operator's action through the API.  ``MATRIX`` is the table in docs/faults.md
+(``python -m tests.test_faults`` rewrites it).  Also: a short soak (benchmarks/soak.py).
+
+Three seams are patched (``Daemon`` only to keep a handle to stop it), the other two to
+reach things that cannot exist here otherwise: both to reach things that cannot exist here otherwise:
 ``tracker.daemon.SystemClock`` is wrapped so a test can step the daemon's clock (a system
 clock jump would disturb every other process), and ``tracker.daemon._build_axes`` returns
 the test's mount next to the real Modbus axes, so the daemon steps that mount in real time
