@@ -24,10 +24,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracker import __version__ as _version
 from tracker.auth import bearer_matches
@@ -191,7 +193,27 @@ def create_app(backend: Backend) -> FastAPI:
         # Without the offending input: it may be NaN/inf, which JSON cannot carry.
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid")),
                    "type": str(e.get("type", ""))} for e in exc.errors()]
+        # A malformed command from a client holding the token is a refused command: audit it
+        # (at most once per source per 10 s, like wrong tokens, so a flood cannot fill the log).
+        audit = getattr(backend, "audit_refused", None)
+        if (audit is not None and request.method == "POST"
+                and request.url.path.startswith(f"{API_PREFIX}/")
+                and bearer_matches(request.headers.get("authorization"), backend.token)):
+            why = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: "
+                            f"{e['msg']}" for e in errors)
+            audit(request.url.path.rsplit("/", 1)[-1], f"api:{client_host(request)}",
+                  f"invalid request: {why}"[:500])
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers a body it cannot decode (not UTF-8, ...) with a bare 400 "There was
+        # an error parsing the body": make it a 422 that says what is wrong, like bad JSON.
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return await _invalid(request, RequestValidationError([{
+                "loc": ("body",), "type": "json_invalid",
+                "msg": "the request body is not JSON text in UTF-8"}]))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
