@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import random
 import tempfile
 import time
 import tomllib
@@ -43,7 +42,8 @@ PRESETS = ["sim", "cast", "babyiaxo", "iaxo", "sim-modbus"]
 _PRESET_DATA = {p: tomllib.loads((ROOT / "config" / f"{p}.toml").read_text()) for p in PRESETS}
 def _fast(n: int) -> hypothesis.settings:
     return hypothesis.settings(max_examples=n, deadline=None,
-                               suppress_health_check=[HealthCheck.too_slow])
+                               suppress_health_check=[HealthCheck.too_slow],
+                               phases=[p for p in hypothesis.Phase if p.name != "explain"])
 
 
 def _leaves(data: dict, prefix: tuple = ()) -> list[tuple]:
@@ -636,3 +636,238 @@ def test_bad_payloads_over_real_http_are_4xx_audited_and_move_nothing(tmp_path):
         assert "Traceback" not in d.output(), d.output()[-3000:]
     finally:
         d.kill()
+
+
+# ----------------------------------------------------------------------------- garbled frames
+_ALLOWED_STALE = {"garbled_frame", "timeout", "link_down", "protocol_exception"}
+
+
+class ManglingProxy:
+    """A real TCP proxy between the Modbus driver and the simulator's Modbus TCP server that
+    mangles the server's replies one by one, as ``plan`` says (then passes them through)."""
+
+    def __init__(self, upstream_port: int, plan: list[tuple]) -> None:
+        self.upstream_port = upstream_port
+        self.plan = list(plan)
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> ManglingProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    def _mangle(self, data: bytes) -> bytes:
+        if not self.plan:
+            return data
+        op, *args = self.plan.pop(0)
+        if op == "random":
+            return args[0]
+        if op == "truncate":
+            return data[: args[0] % max(1, len(data))]
+        if op == "flip":            # a header byte: MBAP (0..6) or the function code (7)
+            i = args[0] % min(8, len(data))
+            return data[:i] + bytes([data[i] ^ (args[1] or 1)]) + data[i + 1:]
+        if op == "append":
+            return data + args[0]
+        if op == "drop":
+            return b""
+        if op == "twice":
+            return data + data
+        return data
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers += [writer, up_w]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, mangle) -> None:
+            try:
+                while data := await src.read(4096):
+                    out = mangle(data)
+                    if out:
+                        dst.write(out)
+                        await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        tasks = [asyncio.create_task(pump(reader, up_w, lambda d: d)),
+                 asyncio.create_task(pump(up_r, writer, self._mangle))]
+        self._tasks.update(tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        for w in self._writers:
+            w.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+_mutation = st.one_of(
+    st.tuples(st.just("random"), st.binary(min_size=1, max_size=40)),
+    st.tuples(st.just("truncate"), st.integers(0, 40)),
+    st.tuples(st.just("flip"), st.integers(0, 7), st.integers(1, 255)),
+    st.tuples(st.just("append"), st.binary(min_size=1, max_size=20)),
+    st.tuples(st.just("drop")),
+    st.tuples(st.just("twice")),
+    st.tuples(st.just("pass")),
+)
+
+
+async def _modbus_scenario(plan: list[tuple]) -> list[str]:
+    from drivers.modbus import make_modbus_axes
+    from simulator.modbus_server import start_modbus_tcp_server
+    from simulator.mount import SimMount
+    from tracker.clock import SimClock
+
+    settings = config.load(ROOT / "config" / "sim-modbus.toml")
+    md = settings.drives.modbus.model_copy(update={"timeout_s": 0.15})
+    settings = settings.model_copy(update={"drives": settings.drives.model_copy(
+        update={"modbus": md})})
+    mount = SimMount(settings)
+    handle, port = await start_modbus_tcp_server(mount)
+    proxy = await ManglingProxy(port, []).start()
+    clock = SimClock(1.8e9)
+    az = make_modbus_axes(settings, clock.now_s, port=proxy.port)["azimuth"]
+    truth = mount.azimuth.true_position_deg
+    seen = []
+    try:
+        await az.connect()
+        first = await az.read()
+        assert first.ok, first
+        proxy.plan = list(plan)
+        for i in range(len(plan)):
+            # Reads and heartbeats (a write) under the mangled replies: never an exception.
+            st_ = await az.read() if i % 2 == 0 else None
+            if st_ is not None:
+                seen.append(st_.condition.value)
+                assert st_.ok or st_.condition.value in _ALLOWED_STALE, st_
+                if st_.ok:
+                    # Whatever was received and accepted is what the drive has.
+                    assert st_.position_deg == pytest.approx(first.position_deg, abs=1e-6)
+                else:  # a stale reading, or a fresh one that reports the lost heartbeat
+                    assert not st_.fresh or st_.fault_text.startswith("last command failed")
+            else:
+                await az.heartbeat()
+        # Back to normal: the driver recovers by itself (reconnecting if it had to).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while True:
+            st_ = await az.read()
+            if st_.ok and st_.fresh:
+                break
+            assert st_.condition.value in _ALLOWED_STALE, st_
+            assert loop.time() < deadline, f"no recovery: {st_}"
+            await asyncio.sleep(0.05)
+        assert st_.position_deg == pytest.approx(first.position_deg, abs=1e-6)
+        # Nothing moved: the drive was never enabled or given a demand.
+        assert mount.azimuth.true_position_deg == truth
+        assert not mount.azimuth.enabled and mount.azimuth._v_demand == 0.0
+    finally:
+        await az.close()
+        await proxy.stop()
+        await handle.stop()
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.network
+@_fast(12)
+@given(plan=st.lists(_mutation, min_size=1, max_size=6))
+def test_garbled_modbus_replies_are_reported_never_raised_and_move_nothing(plan):
+    seen = asyncio.run(_modbus_scenario(plan))
+    hypothesis.event(" ".join(sorted(set(seen))) or "no reads")
+
+
+@pytest.mark.network
+def test_modbus_mangled_reply_kinds_map_to_conditions():
+    """Fixed cases: a reply with a bad MBAP protocol id is GARBLED_FRAME at once; a reply
+    that never comes, or comes truncated, is TIMEOUT."""
+    assert asyncio.run(_modbus_scenario([("flip", 2, 0xFF)]))[0] == "garbled_frame"
+    assert asyncio.run(_modbus_scenario([("drop",)]))[0] == "timeout"
+    assert asyncio.run(_modbus_scenario([("truncate", 5)]))[0] == "timeout"
+
+
+async def _serial_scenario(blobs: list[bytes]) -> list[str]:
+    from drivers.serial import make_serial_axes
+    from simulator.mount import SimMount
+    from simulator.serial_device import start_pty_server
+    from tracker.clock import SimClock
+
+    settings = config.load(ROOT / "config" / "sim.toml")
+    mount = SimMount(settings)
+    server = start_pty_server(mount)
+    serial_cfg = settings.drives.serial.model_copy(update={"port": server.path,
+                                                           "timeout_s": 0.08})
+    settings = settings.model_copy(update={"drives": settings.drives.model_copy(
+        update={"serial": serial_cfg})})
+    axes = make_serial_axes(settings, SimClock(1.79e9), backoff_min_s=0.02, backoff_max_s=0.1)
+    az = axes["azimuth"]
+    truth = mount.azimuth.true_position_deg
+    seen = []
+    try:
+        for ax in axes.values():
+            await ax.connect()
+        first = await az.read()
+        assert first.ok
+        for blob in blobs:
+            server.send_garbage(blob)
+            await asyncio.sleep(0)
+            st_ = await az.read()
+            seen.append(st_.condition.value)
+            assert st_.ok or st_.condition.value in _ALLOWED_STALE, st_
+            if st_.ok:
+                assert st_.position_deg == pytest.approx(first.position_deg, abs=1e-6)
+        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0
+        while not (st_ := await az.read()).ok:
+            assert loop.time() < deadline, st_
+        assert st_.position_deg == pytest.approx(first.position_deg, abs=1e-6)
+        assert mount.azimuth.true_position_deg == truth
+        assert not mount.azimuth.enabled and mount.azimuth._v_demand == 0.0
+    finally:
+        for ax in axes.values():
+            await ax.close()
+        server.stop()
+    return seen
+
+
+def _bad_crc(frame: bytes) -> bytes:
+    i = frame.index(b"*") + 1
+    cc = frame[i:i + 2]
+    wrong = b"00" if cc != b"00" else b"FF"
+    return frame[:i] + wrong + frame[i + 2:]
+
+
+_serial_blob = st.one_of(
+    st.binary(min_size=1, max_size=60),
+    st.lists(st.sampled_from(["OK", "ER", "A", "E", "+1.0", "-", "N", "0", "CK", "RD"]),
+             min_size=1, max_size=6).map(lambda w: sp_encode(1, w)),
+    st.lists(st.sampled_from(["OK", "A", "+1.5", "0"]), min_size=1, max_size=4).map(
+        lambda w: _bad_crc(sp_encode(1, w))),
+    st.tuples(st.binary(max_size=10), st.integers(1, 20)).map(
+        lambda t: sp_encode(2, ["OK", "A"])[: t[1]] + t[0]),       # truncated frames
+)
+
+
+def sp_encode(seq: int, words: list[str]) -> bytes:
+    from drivers import serial_protocol as sp
+
+    return sp.encode_frame(seq, words)
+
+
+@pytest.mark.slow
+@pytest.mark.network
+@_fast(12)
+@given(blobs=st.lists(_serial_blob, min_size=1, max_size=8))
+def test_garbled_serial_frames_are_reported_never_raised_and_move_nothing(blobs):
+    seen = asyncio.run(_serial_scenario(blobs))
+    hypothesis.event(" ".join(sorted(set(seen))))
