@@ -54,10 +54,10 @@ class SimulatedAxis:
                 fault_text="simulated link down" if self._connected else "not connected",
                 timestamp_s=now_s, fresh=False)
         s = self.sim
-        state = AxisState(
-            name=self.name, position_deg=s.encoder_deg, velocity_deg_s=s.velocity_deg_s,
-            enabled=s.enabled, moving=s.moving, limit=s.limit, condition=s.condition,
-            fault_code=s.fault_code, fault_text=s.fault_text, timestamp_s=now_s)
+        condition = s.condition
+        state = AxisState(self.name, s.encoder_deg, s.velocity_deg_s, s.enabled, s.moving,
+                          s.limit, condition, 0 if condition is Condition.OK else s.fault_code,
+                          s.fault_text, now_s)
         self._last = state
         return state
 
