@@ -47,7 +47,8 @@ def _print_info(as_json: bool) -> None:
                f"(observed to {iers['last_observed_date']}, predictions after)")
     click.echo(f"  age          {iers['age_days']:.1f} days since last observed value; "
                f"{iers['days_left']:.1f} days of table left; "
-               f"UT1 uncertainty now {iers['ut1_uncertainty_now_s'] * 1000:.1f} ms")
+               f"UT1 uncertainty now {iers['ut1_uncertainty_now_s'] * 1000:.1f} ms "
+               f"(up to {iers['ut1_uncertainty_now_s'] * 15.04107:.3f} arcsec on the sky from Earth rotation)")
     click.echo(f"leap seconds   table valid until {leap['expires']}"
                + (" (EXPIRED)" if leap["expired"] else f" ({leap['days_left']} days left)"))
     click.echo(f"ephemeris      {eph['reference']}")
