@@ -363,6 +363,17 @@ class AlpacaTelescope:
                                value=None, has_value=request.method == "GET")
 
 
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+#: Alpaca answers errors in the JSON body (HTTP 200), except these HTTP-level ones.
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _text("bad request: unknown device number, or a missing or malformed parameter"),
+    403: _text("Alpaca is served to loopback clients only (api.alpaca_allow_remote)"),
+}
+
+
 def create_router(backend: Any) -> APIRouter:
     """Routes for the Alpaca management API and ``/api/v1/telescope/{n}/{member}``."""
     router = APIRouter(tags=["alpaca"])
@@ -379,31 +390,31 @@ def create_router(backend: Any) -> APIRouter:
                              "ServerTransactionID": next(server_ids),
                              "ErrorNumber": 0, "ErrorMessage": ""})
 
-    @router.get("/management/apiversions")
+    @router.get("/management/apiversions", responses={403: _RESPONSES[403]})
     async def apiversions(request: Request) -> Response:
         """Alpaca API versions served: [1]."""
         return management(request, [1])
 
-    @router.get("/management/v1/description")
+    @router.get("/management/v1/description", responses={403: _RESPONSES[403]})
     async def description(request: Request) -> Response:
         """Alpaca server description."""
         return management(request, {
             "ServerName": "helio-tracker", "Manufacturer": "helio-tracker",
             "ManufacturerVersion": _version, "Location": settings.site.name})
 
-    @router.get("/management/v1/configureddevices")
+    @router.get("/management/v1/configureddevices", responses={403: _RESPONSES[403]})
     async def configureddevices(request: Request) -> Response:
         """The one device: Telescope 0."""
         return management(request, [{
             "DeviceName": f"helio-tracker {settings.site.name}", "DeviceType": "Telescope",
             "DeviceNumber": 0, "UniqueID": unique_id}])
 
-    @router.get("/api/v1/telescope/{device_number}/{member}")
+    @router.get("/api/v1/telescope/{device_number}/{member}", responses=_RESPONSES)
     async def telescope_get(request: Request, device_number: str, member: str) -> Response:
         """Alpaca Telescope properties (query parameters, names case-insensitive)."""
         return await scope.handle(request, device_number, member)
 
-    @router.put("/api/v1/telescope/{device_number}/{member}")
+    @router.put("/api/v1/telescope/{device_number}/{member}", responses=_RESPONSES)
     async def telescope_put(request: Request, device_number: str, member: str) -> Response:
         """Alpaca Telescope methods and property writes (form-encoded, names case sensitive)."""
         return await scope.handle(request, device_number, member)

@@ -84,7 +84,8 @@ class Backend(Protocol):
 
 # ----------------------------------------------------------------------------- request bodies
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no coercion ("10" is not a number, 0 is not false) in a command that moves a mount.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class GotoRequest(_Body):
@@ -122,6 +123,18 @@ class Refusal(BaseModel):
     detail: str
 
 
+class InvalidField(BaseModel):
+    loc: list[str | int] = Field(description="where: 'body'/'query' and the field name")
+    msg: str
+    type: str
+
+
+class InvalidRequest(BaseModel):
+    """A request the schema refuses (wrong type, out of range, missing, not JSON...)."""
+
+    detail: list[InvalidField]
+
+
 # ----------------------------------------------------------------------------- helpers
 def client_host(request: Request) -> str:
     return request.client.host if request.client else "unknown"
@@ -155,7 +168,12 @@ def _refusal_status(exc: TrackerError) -> int:
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"model": Refusal, "description": "missing or wrong bearer token"},
     409: {"model": Refusal, "description": "not allowed in the current state"},
-    422: {"description": "outside the envelope, or an invalid value"},
+    422: {"model": Refusal | InvalidRequest,
+          "description": "outside the envelope, or an invalid value"},
+}
+#: Reads with parameters: 422 for values the schema or the daemon refuses.
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": Refusal | InvalidRequest, "description": "an invalid parameter value"},
 }
 
 
@@ -234,7 +252,7 @@ def create_app(backend: Backend) -> FastAPI:
         """State, Sun position and rates, axes, pointing error, windows, faults, data ages, loop timing."""
         return Response(content=backend.status_json(), media_type="application/json")
 
-    @app.get(f"{API_PREFIX}/plan", dependencies=[Depends(read_access)])
+    @app.get(f"{API_PREFIX}/plan", dependencies=[Depends(read_access)], responses=_INVALID)
     async def plan(
         start_s: Annotated[float | None, Query(ge=PLAN_MIN_S, le=PLAN_MAX_S, description="UTC unix seconds (default: start of today, UTC)")] = None,
         end_s: Annotated[float | None, Query(ge=PLAN_MIN_S, le=PLAN_MAX_S, description="UTC unix seconds (default: start + 1 day)")] = None,
@@ -254,7 +272,7 @@ def create_app(backend: Backend) -> FastAPI:
         except (EphemerisRangeError, TimeInputError, ValueError) as exc:
             raise HTTPException(422, f"cannot plan {start_s}..{end_s}: {exc}") from None
 
-    @app.get(f"{API_PREFIX}/events", dependencies=[Depends(read_access)])
+    @app.get(f"{API_PREFIX}/events", dependencies=[Depends(read_access)], responses=_INVALID)
     async def events(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
