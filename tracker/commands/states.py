@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import click
 
@@ -20,5 +21,12 @@ def states(png: str | None) -> None:
         if exe is None:
             raise click.ClickException("graphviz 'dot' is not installed: no PNG written "
                                        "(apt-get install graphviz)")
-        subprocess.run([exe, "-Tpng", "-o", png], input=dot().encode(), check=True)
-        click.echo(f"wrote {png}", err=True)
+        # A fixed argv, no shell; the output path made absolute so that it can never be
+        # taken for an option of dot (a name starting with '-').
+        out = str(Path(png).resolve())
+        try:
+            subprocess.run([exe, "-Tpng", "-o", out], input=dot().encode(), check=True,
+                           timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise click.ClickException(f"graphviz 'dot' failed, no PNG written: {exc}") from None
+        click.echo(f"wrote {out}", err=True)
