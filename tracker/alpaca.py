@@ -60,9 +60,11 @@ _ALWAYS = {"connected", "connecting", "name", "description", "driverinfo", "driv
 class AlpacaError(Exception):
     """An Alpaca error: ``number`` goes to ErrorNumber (HTTP 200)."""
 
-    def __init__(self, number: int, message: str) -> None:
+    def __init__(self, number: int, message: str, *, audited: bool = False) -> None:
         super().__init__(message)
         self.number = number
+        #: True when the engine refused (and audited) the command itself.
+        self.audited = audited
 
 
 class BadRequest(Exception):
@@ -245,15 +247,15 @@ class AlpacaTelescope:
         try:
             await self.backend.command(name, source=source, **kwargs)
         except EnvelopeError as exc:
-            raise AlpacaError(INVALID_VALUE, str(exc)) from None
+            raise AlpacaError(INVALID_VALUE, str(exc), audited=True) from None
         except ConfigError as exc:
-            raise AlpacaError(INVALID_VALUE, str(exc)) from None
+            raise AlpacaError(INVALID_VALUE, str(exc), audited=True) from None
         except StateError as exc:
             if self._parked():
-                raise AlpacaError(INVALID_WHILE_PARKED, str(exc)) from None
-            raise AlpacaError(INVALID_OPERATION, str(exc)) from None
+                raise AlpacaError(INVALID_WHILE_PARKED, str(exc), audited=True) from None
+            raise AlpacaError(INVALID_OPERATION, str(exc), audited=True) from None
         except TrackerError as exc:
-            raise AlpacaError(DRIVER_ERROR, str(exc)) from None
+            raise AlpacaError(DRIVER_ERROR, str(exc), audited=True) from None
 
     # ------------------------------------------------------------------ PUT members
     async def _put_connected(self, params: _Params, source: str) -> None:
@@ -322,6 +324,13 @@ class AlpacaTelescope:
                      "ErrorNumber": number, "ErrorMessage": message})
         return JSONResponse(body)
 
+    def _audit_refused(self, member: str, source: str, reason: str) -> None:
+        """A write refused before the engine (parameters, writes off, not connected...):
+        audited like the API's refusals before the engine (once per source per 10 s)."""
+        audit = getattr(self.backend, "audit_refused", None)
+        if audit is not None:
+            audit(member, source, reason[:500])
+
     async def handle(self, request: Request, device_number: str, member: str) -> Response:
         if not self.settings.api.alpaca_allow_remote and not is_loopback(client_host(request)):
             return PlainTextResponse("Alpaca is served to loopback clients only", status_code=403)
@@ -353,9 +362,13 @@ class AlpacaTelescope:
             if exc.number != NOT_IMPLEMENTED:
                 log.info("alpaca %s %s from %s: error 0x%X %s", request.method, member,
                          source, exc.number, exc)
+            if request.method == "PUT" and not exc.audited:
+                self._audit_refused(member, source, f"alpaca error 0x{exc.number:X}: {exc}")
             return self._reply(client_tid, number=exc.number, message=str(exc),
                                value=None, has_value=request.method == "GET")
         except BadRequest as exc:
+            if request.method == "PUT":
+                self._audit_refused(member, source, f"bad request: {exc}")
             return PlainTextResponse(str(exc), status_code=400)
         except Exception as exc:  # never an HTTP 500 to an Alpaca client
             log.exception("alpaca %s %s failed", request.method, member)
