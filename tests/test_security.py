@@ -100,6 +100,26 @@ def test_every_command_needs_the_token_and_moves_nothing(daemon, command):
         assert not after["axes"][axis]["moving"]
 
 
+@pytest.mark.network
+@pytest.mark.slow
+def test_forwarded_headers_are_ignored_the_peer_address_counts(daemon):
+    """``X-Forwarded-For`` cannot make a client look local or hide it in the audit."""
+    spoof = {"X-Forwarded-For": "192.0.2.99", "X-Real-IP": "192.0.2.99",
+             "Forwarded": "for=192.0.2.99"}
+    last = max([e["id"] for e in httpx.get(f"{daemon.url}/api/v1/events",
+                                           params={"limit": 1}, timeout=5).json()] or [0])
+    # Peer 127.0.0.2 (another loopback address: its own audit rate limit).
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+                      timeout=5) as c:
+        r = c.post(f"{daemon.url}/api/v1/stop", headers={**spoof, "Authorization": "Bearer x"})
+        assert r.status_code == 401
+        assert c.get(f"{daemon.url}/api/v1/status", headers=spoof).status_code == 200
+    events = httpx.get(f"{daemon.url}/api/v1/events", params={"after_id": last, "limit": 100},
+                       timeout=5).json()
+    sources = {e["source"] for e in events if e["kind"] == "command"}
+    assert sources == {"api:127.0.0.2"}, sources
+
+
 def test_token_compared_with_hmac_compare_digest(monkeypatch):
     calls = []
     real = auth.hmac.compare_digest
@@ -241,6 +261,11 @@ async def test_every_command_is_audited_with_source_and_result(in_process):
         assert r.status_code == 200 and r.json()["ErrorNumber"] == 0
         r = await c.put(put + "slewtoaltazasync", data={"Azimuth": "180", "Altitude": "80"})
         assert r.status_code == 200 and r.json()["ErrorNumber"] == 0x401   # invalid value
+    async with client("127.0.0.5") as c:
+        # Refused by the Alpaca layer itself, before the engine: audited too.
+        r = await c.put("/api/v1/telescope/0/slewtoaltazasync",
+                        data={"Azimuth": "400", "Altitude": "10"})
+        assert r.status_code == 200 and r.json()["ErrorNumber"] == 0x401
 
     engine.store.flush()
     records = engine.store.audit_records(limit=100)
@@ -251,7 +276,9 @@ async def test_every_command_is_audited_with_source_and_result(in_process):
     assert ("api:127.0.0.3", "jog", False) in got
     assert ("alpaca:127.0.0.4", "stop", True) in got
     assert ("alpaca:127.0.0.4", "goto", False) in got
+    assert ("alpaca:127.0.0.5", "slewtoaltazasync", False) in got
     by_key = {(r["source"], r["command"], r["ok"]): r for r in records}
+    assert "Azimuth 400" in by_key[("alpaca:127.0.0.5", "slewtoaltazasync", False)]["result"]
     assert "elevation" in by_key[("api:127.0.0.1", "goto", False)]["result"]
     assert by_key[("api:127.0.0.1", "goto", False)]["args"]["el_deg"] == 80.0
     assert "token" in by_key[("api:127.0.0.2", "park", False)]["result"]
@@ -344,3 +371,22 @@ def test_states_png_runs_dot_with_a_fixed_argv(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["states", "--png", "x.png"])
     assert result.exit_code == 1 and "graphviz 'dot' failed" in result.output
     assert "Traceback" not in result.output
+
+
+async def test_remote_client_without_token_gets_only_the_openapi_document(in_process):
+    """A client on another machine cannot exist in this sandbox: the ASGI transport
+    presents the real app's requests as coming from 192.0.2.10 (TEST-NET-1)."""
+    app, engine, _ = in_process
+    before = (str(engine.state), engine.task, engine.auto_tracking)
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://tracker") as c:
+        assert (await c.get("/openapi.json")).status_code == 200
+        for path in ("status", "plan", "events", "info"):
+            assert (await c.get(f"/api/v1/{path}")).status_code == 401, path
+        for command in COMMANDS:
+            r = await c.post(f"/api/v1/{command}", json=_BODIES.get(command))
+            assert r.status_code == 401, command
+        assert (await c.get("/api/v1/telescope/0/connected")).status_code == 403
+        assert (await c.put("/api/v1/telescope/0/abortslew")).status_code == 403
+        assert (await c.get("/management/v1/configureddevices")).status_code == 403
+    assert (str(engine.state), engine.task, engine.auto_tracking) == before
