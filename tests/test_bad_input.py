@@ -871,3 +871,20 @@ def sp_encode(seq: int, words: list[str]) -> bytes:
 def test_garbled_serial_frames_are_reported_never_raised_and_move_nothing(blobs):
     seen = asyncio.run(_serial_scenario(blobs))
     hypothesis.event(" ".join(sorted(set(seen))))
+
+
+_site_number = st.one_of(_arg_text, st.floats(-400, 400).map(repr),
+                        st.floats(-2000, 20000).map(repr))
+
+
+@_fast(30)
+@given(lat=_site_number, lon=_site_number, height=_site_number)
+def test_cli_sun_bad_site_numbers_exit_2(lat, lon, height):
+    valid = (_finite_float(lat) and -90 <= float(lat) <= 90 and _finite_float(lon)
+             and -360 <= float(lon) <= 360 and _finite_float(height)
+             and -1000 <= float(height) <= 10000)
+    hypothesis.assume(not valid)
+    result, out = _run(["sun", f"--lat={lat}", f"--lon={lon}", f"--height={height}",
+                        "--time=2026-06-21T12:00:00Z"])
+    assert result.exit_code == 2, out
+    assert "error:" in out or "Invalid value" in out, out
