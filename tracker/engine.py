@@ -369,8 +369,11 @@ class Engine:
             state = m.state
         if state is State.TRACKING:
             w = self.window
-            if w is None or t >= w.end_s:
-                m.fire("close_window", "Sun left the envelope" if w else "no window")
+            # t < start: the clock jumped back to before the window (the Sun is not in the
+            # envelope there: tracking it raised every tick until the drives' watchdog tripped).
+            if w is None or t >= w.end_s or t < w.start_s:
+                m.fire("close_window", "no window" if w is None else "Sun left the envelope"
+                       if t >= w.end_s else "clock before the window start")
                 self._flush_sample(t)
                 self.window = None
                 self.task = HOLD
