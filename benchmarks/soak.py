@@ -18,7 +18,8 @@ e-stop faults, a ``state`` change to stowing for wind, a ``warning`` for a clock
 as *recovered* when the controller is back to normal: no fault, not stowed for wind, and
 on the Sun if a tracking window is open.  Prints: days, faults injected by kind, logged,
 recovered, time to recover (p50/max), tracking efficiency, unhandled exceptions, wall time;
-exits 1 if any fault was not logged or not recovered or any exception escaped a tick.
+exits 1 if any fault was not logged or not recovered, a fault happened that was not injected,
+an exception escaped a tick or an axis left its hard limits.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class SoakReport:
 
     @property
     def ok(self) -> bool:
-        return (not self.exceptions and self.inside_limits
+        return (not self.exceptions and self.inside_limits and not self.unexpected
                 and all(f.logged and f.recover_s is not None for f in self.faults))
 
     def summary(self) -> str:
