@@ -630,3 +630,24 @@ async def test_short_soak_every_fault_logged_and_recovered():
     assert all(f.recover_s is not None for f in rep.faults), rep.summary()
     assert not rep.unexpected, rep.summary()
     assert rep.inside_limits and rep.available_s > 3600.0 and rep.efficiency > 0.3
+
+
+async def test_clock_jump_back_before_the_window_start_is_no_fault():
+    """Engine level (simulated clock): tracking 10 min into a window, the clock jumps back 1 h
+    to where the Sun is below the envelope: the window closes, no tick raises, no fault."""
+    from tests.test_engine import Rig, first_window
+    from tracker.machine import State
+
+    sim = config.load(ROOT / "config" / "sim.toml")
+    w = first_window(sim)
+    rig = Rig(sim, w.start_s + 600.0, at=(w.entry_axis_az_deg, w.entry_axis_el_deg))
+    await rig.engine.start()
+    await rig.run(300.0, until=lambda e: e.on_sun)
+    assert rig.engine.machine.state is State.TRACKING
+    rig.clock.set(rig.clock.now_s() - 3600.0)
+    await rig.run(5.0)                         # a tick that raises fails this test
+    assert rig.engine.machine.state not in (State.FAULT, State.ESTOP, State.TRACKING)
+    assert not rig.engine.fault_history
+    await rig.run(3600.0, until=lambda e: e.on_sun)
+    assert rig.engine.machine.state is State.TRACKING and rig.engine.on_sun
+    rig.assert_inside_hard_limits()
