@@ -888,3 +888,26 @@ def test_cli_sun_bad_site_numbers_exit_2(lat, lon, height):
                         "--time=2026-06-21T12:00:00Z"])
     assert result.exit_code == 2, out
     assert "error:" in out or "Invalid value" in out, out
+
+
+_NUMBER_OPTIONS = [
+    (["goto", "--el=1"], "--az"), (["goto", "--az=1"], "--el"),
+    (["jog", "--axis=az", "--seconds=1"], "--rate"), (["jog", "--axis=az", "--rate=1"], "--seconds"),
+    (["status"], "--timeout"), (["status", "--watch"], "--interval"),
+    (["events", "--follow"], "--interval"),
+    (["plan", "--start=2026-01-01"], "--days"),
+    (["dry-run", "--start=2026-01-01T00:00:00Z"], "--hours"),
+    (["dry-run", "--start=2026-01-01T00:00:00Z"], "--days"),
+    (["exposure"], "--settle-s"),
+]
+
+
+@pytest.mark.parametrize(("args", "option"), _NUMBER_OPTIONS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_cli_non_finite_numbers_are_usage_errors(cli_env, args, option, value):
+    path, url = cli_env
+    extra = ["--config", str(path), "--url", url] if args[0] in (
+        "goto", "jog", "status", "events") else []
+    result, out = _run([*args, *extra, f"{option}={value}"])
+    assert result.exit_code == 2, out
+    assert f"Invalid value for '{option}'" in out and "not a finite number" in out, out

@@ -1,1 +1,26 @@
 """One module per CLI command (or command group); loaded only when used."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (a usage error, exit status 2).
+
+    Without bounds it is simply a finite float.  ``float("nan")`` passes every range
+    comparison, so a plain ``FloatRange`` lets it through to the code.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+#: A finite float, any value.
+FINITE = FiniteFloatRange()

@@ -8,14 +8,15 @@ import json
 import click
 
 from tracker import config as config_mod
+from tracker.commands import FiniteFloatRange
 
 
 @click.command("dry-run")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               default=str(config_mod.DEFAULT_CONFIG), show_default=True)
 @click.option("--start", required=True, help="Start time, ISO 8601 UTC (e.g. 2026-06-21T00:00:00Z).")
-@click.option("--hours", type=click.FloatRange(min=0, min_open=True), help="Length in hours.")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), help="Length in days.")
+@click.option("--hours", type=FiniteFloatRange(min=0, min_open=True), help="Length in hours.")
+@click.option("--days", type=FiniteFloatRange(min=0, min_open=True), help="Length in days.")
 @click.option("--driver", type=click.Choice(["sim", "modbus"]), default="sim", show_default=True,
               help="sim: in process; modbus: simulator behind a real Modbus TCP server on loopback.")
 @click.option("--db", type=click.Path(dir_okay=False), help="Write the tracking log here (SQLite).")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from tracker.commands import FiniteFloatRange
+
 
 def open_log(db: str | None, config_path: str | None):
     """(read-only store, settings or None) from ``--db``/``--config`` as both commands take.
@@ -43,7 +45,7 @@ def _fmt(v, unit: str = "", digits: int = 2) -> str:
 @click.option("--db", type=click.Path(dir_okay=False), help="Tracking log (SQLite file).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Config whose store.path is the log (default: config/sim.toml).")
-@click.option("--settle-s", type=click.FloatRange(min=0), default=None,
+@click.option("--settle-s", type=FiniteFloatRange(min=0), default=None,
               help="Seconds after the start of each tracking stretch left out of the error "
                    "statistics (default: tracking.settle_s of the config, else 30).")
 @click.option("--intervals", "intervals_csv", type=click.Path(dir_okay=False),

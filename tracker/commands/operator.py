@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -24,31 +23,13 @@ from typing import Any
 import click
 
 from tracker import config as config_mod
+from tracker.commands import FINITE, FiniteFloatRange
 from tracker.errors import ApiError
 
 EXIT_REFUSED = 3
 EXIT_UNREACHABLE = 4
 EXIT_TOKEN = 5
 
-
-class FiniteFloat(click.ParamType):
-    """A float that is a finite number (``nan``/``inf`` are usage errors, exit status 2)."""
-
-    name = "float"
-
-    def __init__(self, gt: float | None = None) -> None:
-        self.gt = gt
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        if self.gt is not None and not number > self.gt:
-            self.fail(f"{number:g} is not > {self.gt:g}.", param, ctx)
-        return number
-
-
-FINITE = FiniteFloat()
 
 
 def _exit_code(exc: ApiError) -> int:
@@ -93,7 +74,7 @@ def operator_command(func: Callable[..., Any]) -> Callable[..., Any]:
                   help="The daemon's config file (API port, token file). Default: config/sim.toml.")
     @click.option("--url", default=None, help="Daemon API URL, e.g. http://127.0.0.1:8470.")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-    @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=5.0,
+    @click.option("--timeout", "timeout_s", type=FiniteFloatRange(min=0.1), default=5.0,
                   show_default=True, help="HTTP timeout, seconds.")
     @functools.wraps(func)
     def wrapper(config_path: str | None, url: str | None, as_json: bool, timeout_s: float,
@@ -203,7 +184,7 @@ def render_status(st: dict) -> str:
 
 @click.command()
 @click.option("--watch", is_flag=True, help="Refresh the screen until Ctrl-C.")
-@click.option("--interval", "interval_s", type=click.FloatRange(min=0.2), default=1.0,
+@click.option("--interval", "interval_s", type=FiniteFloatRange(min=0.2), default=1.0,
               show_default=True, help="Refresh interval with --watch, seconds.")
 @operator_command
 def status(opts: dict, watch: bool, interval_s: float) -> None:
@@ -252,7 +233,7 @@ def goto(opts: dict, az_deg: float, el_deg: float, boresight: str | None, axes: 
 @click.command()
 @click.option("--axis", type=click.Choice(["az", "el"]), required=True)
 @click.option("--rate", "rate_deg_s", type=FINITE, required=True, help="deg/s, sign = direction.")
-@click.option("--seconds", type=FiniteFloat(gt=0.0), required=True,
+@click.option("--seconds", type=FiniteFloatRange(min=0, min_open=True), required=True,
               help="Duration, seconds.")
 @operator_command
 def jog(opts: dict, axis: str, rate_deg_s: float, seconds: float) -> None:
@@ -299,7 +280,7 @@ def _event_line(ev: dict) -> str:
 @click.command()
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--interval", "interval_s", type=click.FloatRange(min=0.2), default=1.0,
+@click.option("--interval", "interval_s", type=FiniteFloatRange(min=0.2), default=1.0,
               show_default=True, help="Poll interval with --follow, seconds.")
 @operator_command
 def events(opts: dict, follow: bool, limit: int, interval_s: float) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from tracker import config as config_mod
+from tracker.commands import FiniteFloatRange
 from tracker.errors import TimeInputError
 
 
@@ -33,7 +34,7 @@ def _hms(seconds: float) -> str:
               help="Config file (default: config/sim.toml).")
 @click.option("--start", "start", required=True,
               help="UTC date (YYYY-MM-DD) or ISO time; no zone means UTC.")
-@click.option("--days", type=click.FloatRange(min=0.0, min_open=True, max=3660.0), default=1.0,
+@click.option("--days", type=FiniteFloatRange(min=0.0, min_open=True, max=3660.0), default=1.0,
               show_default=True, help="Length of the plan in days.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
 def plan(config_path: str | None, start: str, days: float, as_json: bool) -> None:
