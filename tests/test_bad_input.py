@@ -899,6 +899,10 @@ _NUMBER_OPTIONS = [
     (["dry-run", "--start=2026-01-01T00:00:00Z"], "--hours"),
     (["dry-run", "--start=2026-01-01T00:00:00Z"], "--days"),
     (["exposure"], "--settle-s"),
+    (["simulate"], "--time-offset-s"),
+    (["calibrate", "simulate", "--out=x.csv"], "--sun-step-s"),
+    (["calibrate", "simulate", "--out=x.csv"], "--noise-arcsec"),
+    (["calibrate", "fit", "m.csv", "--out=x.toml"], "--reject-sigma"),
 ]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from tracker import calibration as cal
 from tracker import config as config_mod
+from tracker.commands import FiniteFloatRange
 from tracker.errors import TrackerError
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False),
@@ -45,9 +46,9 @@ def grid(config_path: str | None, n: int, seed: int | None, out: str | None) -> 
               help="Grid CSV (from 'calibrate grid'): simulate a surveyor's measurement.")
 @click.option("--sun-start", default=None, help="Sun-camera run start, ISO 8601 UTC (e.g. 2025-03-20T00:00:00Z).")
 @click.option("--sun-end", default=None, help="Sun-camera run end, ISO 8601 UTC.")
-@click.option("--sun-step-s", type=float, default=900.0, show_default=True,
+@click.option("--sun-step-s", type=FiniteFloatRange(min=0, min_open=True), default=900.0, show_default=True,
               help="Seconds between Sun-camera shots (only those with the Sun in the envelope are kept).")
-@click.option("--noise-arcsec", type=float, default=2.0, show_default=True,
+@click.option("--noise-arcsec", type=FiniteFloatRange(min=0), default=2.0, show_default=True,
               help="Measurement noise per sky coordinate (1 sigma).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Measurement CSV to write.")
@@ -96,7 +97,7 @@ def simulate(config_path: str | None, grid_path: str | None, sun_start: str | No
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model TOML to write.")
 @click.option("--terms", default=",".join(cal.DEFAULT_TERMS), show_default=True,
               help="Comma-separated pointing terms to fit.")
-@click.option("--reject-sigma", type=float, default=3.5, show_default=True,
+@click.option("--reject-sigma", type=FiniteFloatRange(min=0, min_open=True), default=3.5, show_default=True,
               help="Reject points whose residual exceeds this many sigma.")
 @_CONFIG
 def fit_cmd(measurements: str, out: str, terms: str, reject_sigma: float,
