@@ -915,3 +915,107 @@ def test_cli_non_finite_numbers_are_usage_errors(cli_env, args, option, value):
     result, out = _run([*args, *extra, f"{option}={value}"])
     assert result.exit_code == 2, out
     assert f"Invalid value for '{option}'" in out and "not a finite number" in out, out
+
+
+async def _modbus_rtu_scenario(plan: list[tuple]) -> list[str]:
+    """Modbus RTU over the simulator's pty pair; the server-to-client pump of its bridge
+    is replaced by one that mangles each reply (collected for 10 ms) as ``plan`` says."""
+    import os
+
+    from drivers.modbus import make_modbus_axes
+    from simulator.modbus_server import start_modbus_rtu_server
+    from simulator.mount import SimMount
+    from tracker.clock import SimClock
+
+    settings = config.load(ROOT / "config" / "sim-modbus.toml")
+    md = settings.drives.modbus.model_copy(update={"transport": "rtu", "timeout_s": 0.15})
+    settings = settings.model_copy(update={"drives": settings.drives.model_copy(
+        update={"modbus": md})})
+    mount = SimMount(settings)
+    handle, path = await start_modbus_rtu_server(mount)
+    bridge = handle._bridge
+    loop = asyncio.get_running_loop()
+    todo = []
+    pending = bytearray()
+
+    def flush() -> None:
+        data = bytes(pending)
+        pending.clear()
+        if todo:
+            op, *args = todo.pop(0)
+            if op == "random":
+                data = args[0]
+            elif op == "truncate":
+                data = data[: args[0] % max(1, len(data))]
+            elif op == "flip":                   # any byte: the CRC must catch it
+                i = (args[0] * 7 + args[1]) % len(data)
+                data = data[:i] + bytes([data[i] ^ (args[1] or 1)]) + data[i + 1:]
+            elif op == "badcrc":
+                data = data[:-1] + bytes([data[-1] ^ 0xFF])
+            elif op == "append":
+                data = data + args[0]
+            elif op == "drop":
+                data = b""
+            elif op == "twice":
+                data = data + data
+        if data:
+            os.write(bridge.m_client, data)
+
+    def pump() -> None:
+        try:
+            chunk = os.read(bridge.m_server, 4096)
+        except OSError:
+            return
+        if not pending:
+            loop.call_later(0.01, flush)
+        pending.extend(chunk)
+
+    loop.remove_reader(bridge.m_server)
+    loop.add_reader(bridge.m_server, pump)
+    clock = SimClock(1.8e9)
+    az = make_modbus_axes(settings, clock.now_s, serial_port=path)["azimuth"]
+    truth = mount.azimuth.true_position_deg
+    seen = []
+    try:
+        await az.connect()
+        first = await az.read()
+        assert first.ok, first
+        todo[:] = plan
+        for _ in plan:
+            st_ = await az.read()
+            seen.append(st_.condition.value)
+            assert st_.ok or st_.condition.value in _ALLOWED_STALE, st_
+            if st_.ok:
+                assert st_.position_deg == pytest.approx(first.position_deg, abs=1e-6)
+        todo.clear()
+        deadline = loop.time() + 5.0
+        while not ((st_ := await az.read()).ok and st_.fresh):
+            assert st_.condition.value in _ALLOWED_STALE, st_
+            assert loop.time() < deadline, f"no recovery: {st_}"
+            await asyncio.sleep(0.05)
+        assert st_.position_deg == pytest.approx(first.position_deg, abs=1e-6)
+        assert mount.azimuth.true_position_deg == truth
+        assert not mount.azimuth.enabled and mount.azimuth._v_demand == 0.0
+    finally:
+        await az.close()
+        await handle.stop()
+    return seen
+
+
+_rtu_mutation = st.one_of(_mutation, st.tuples(st.just("badcrc")))
+
+
+@pytest.mark.slow
+@pytest.mark.network
+@_fast(10)
+@given(plan=st.lists(_rtu_mutation, min_size=1, max_size=5))
+def test_garbled_modbus_rtu_replies_are_reported_never_raised_and_move_nothing(plan):
+    seen = asyncio.run(_modbus_rtu_scenario(plan))
+    hypothesis.event(" ".join(sorted(set(seen))))
+
+
+@pytest.mark.network
+def test_modbus_rtu_bad_crc_and_flipped_bytes_are_garbled_frames():
+    assert asyncio.run(_modbus_rtu_scenario([("badcrc",)])) == ["garbled_frame"]
+    assert asyncio.run(_modbus_rtu_scenario([("flip", 3, 0x10)])) == ["garbled_frame"]
+    assert asyncio.run(_modbus_rtu_scenario([("drop",)])) == ["timeout"]
