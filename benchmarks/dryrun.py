@@ -46,8 +46,10 @@ def main() -> None:
           f"{'rms_as':>6} {'max_as':>6} {'flt':>3}")
     day = asyncio.run(dryrun.run(settings, start_s, args.days * 86400.0))
     print(row(f"in-process, {args.days:g} day(s)", day))
-    w = plan(settings, start_s, start_s + 86400.0).windows[0]
-    t0 = max(start_s, w.start_s - 600.0)
+    # The first window that opens after the start: the mount pre-positions as in operation.
+    w = next(w for w in plan(settings, start_s, start_s + 2 * 86400.0).windows
+             if w.start_s > start_s + 600.0 and not w.clipped_start)
+    t0 = w.start_s - 600.0
     mb = asyncio.run(dryrun.run(settings, t0, args.modbus_hours * 3600.0, driver="modbus"))
     print(row(f"Modbus TCP loopback, {args.modbus_hours:g} h", mb))
     sec_per_day = day.wall_s / (day.sim_s / 86400.0)
