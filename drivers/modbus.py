@@ -17,6 +17,7 @@ the configured timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -177,10 +178,12 @@ class ModbusLink:
                 raise CommsError(Condition.LINK_DOWN, f"{self.where}: connection lost") from None
             msg = str(exc)
             if "No response" in msg:
+                self._resync()
                 raise CommsError(Condition.TIMEOUT,
                                  f"{self.where}: no answer within {self.timeout_s} s") from None
             if "transaction id" in msg or "device id" in msg:
                 # the answer to an earlier, timed-out request arrived late
+                self._resync()
                 raise CommsError(Condition.TIMEOUT, f"{self.where}: late reply: {msg}") from None
             raise CommsError(Condition.GARBLED_FRAME, f"{self.where}: bad reply: {msg}") from None
         except (TimeoutError, ModbusException, OSError) as exc:
@@ -193,11 +196,21 @@ class ModbusLink:
             raise CommsError(Condition.PROTOCOL_EXCEPTION,
                              f"Modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
         if rr.function_code != function_code:
-            # RTU has no transaction ids: a late answer to an earlier request
+            # A late answer to an earlier request (pymodbus does not always match ids)
+            self._resync()
             raise CommsError(Condition.TIMEOUT,
                              f"{self.where}: late reply (function {rr.function_code}, "
                              f"expected {function_code})")
         return rr.registers
+
+    def _resync(self) -> None:
+        """After a timeout, drop the connection so that no late reply to the timed-out
+        request can ever be taken for the answer to a later one (pymodbus does not reliably
+        reject replies by transaction id).  The next transaction reconnects at once."""
+        self._up = False
+        self._next_attempt_s = 0.0
+        with contextlib.suppress(Exception):
+            self.client.close()
 
     async def read_registers(self, device_id: int, address: int, count: int) -> list[int]:
         regs = await self._call(lambda: self.client.read_holding_registers(
