@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 #: Velocity-loop time constant of the drives (inertia), seconds.
 VELOCITY_TAU_S = 0.05
 #: Longest internal integration step, seconds (larger ``dt`` is sub-stepped).  The
-#: velocity response is integrated exactly for a held reference, so this can be a
-#: good fraction of the control period; 50 ms keeps a 10 Hz dry run at 2 sub-steps.
-MAX_SUBSTEP_S = 0.05
+#: velocity response is integrated exactly for a held reference (and to second order
+#: for a ramping one), so one 10 Hz control period is one sub-step.
+MAX_SUBSTEP_S = 0.1
 #: Drive's own position-loop gain, 1/s.
 POSITION_GAIN_PER_S = 4.0
 #: Below this speed an axis counts as not moving, deg/s (0.36 arcsec/s).

@@ -97,26 +97,29 @@ class _Stats:
         self.errors: list[float] = []
         self.true_errors: list[float] = []
         self.tracked_s = 0.0
-        self.state_s: dict[str, float] = {}
+        self.state_s: dict[State, float] = {}
         #: Decimated series for the plot: (t, sun az, sun el, pointing az, pointing el, error, state)
         self.series: list[tuple[float, float, float, float, float, float, str]] = []
         self._next_sample_t = -math.inf
 
     def add(self, engine: Engine, dt: float, t: float) -> None:
-        st = engine.machine.state.value
-        self.state_s[st] = self.state_s.get(st, 0.0) + dt
+        state = engine.machine.state
+        self.state_s[state] = self.state_s.get(state, 0.0) + dt
         if t >= self._next_sample_t:
             self._next_sample_t = t + SERIES_STEP_S
             sun = engine._sun
-            self.series.append((t, sun[0], sun[1], *engine.pointing_sky, engine.error_arcsec, st))
-        if engine.machine.state is not State.TRACKING:
+            self.series.append((t, sun[0], sun[1], *engine.pointing_sky, engine.error_arcsec,
+                                state.value))
+        if state is not State.TRACKING:
             return
         if engine.on_sun:
             self.tracked_s += dt
-        if engine.settled and engine.error_arcsec == engine.error_arcsec:
-            self.errors.append(engine.error_arcsec)
-            if engine.true_error_arcsec == engine.true_error_arcsec:
-                self.true_errors.append(engine.true_error_arcsec)
+        err = engine.error_arcsec
+        if err == err and engine.settled:
+            self.errors.append(err)
+            true_err = engine.true_error_arcsec
+            if true_err == true_err:
+                self.true_errors.append(true_err)
 
 
 def _rms(xs: list[float]) -> float | None:
@@ -232,7 +235,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         true_rms_error_arcsec=_rms(stats.true_errors),
         true_max_error_arcsec=max(stats.true_errors) if stats.true_errors else None,
         windows=len(in_span), faults=len(fault_events), fault_events=fault_events,
-        state_seconds={k: round(v, 1) for k, v in stats.state_s.items()},
+        state_seconds={k.value: round(v, 1) for k, v in stats.state_s.items()},
         ticks=ticks, wall_s=wall, sim_s=duration_s,
         speedup=duration_s / wall if wall > 0 else 0.0,
         db=str(db_path) if db_path else None, series=stats.series)
