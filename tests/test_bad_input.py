@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from tests.test_daemon import DaemonProcess, free_port, make_config
+from tests.toml_dump import dump_toml, toml_str, toml_value  # noqa: F401
 from tracker import config
 from tracker.cli import main as cli_main
 from tracker.errors import ConfigError
@@ -79,49 +80,6 @@ def _fresh(preset: str) -> dict:
     if "modbus" in data.get("drives", {}):
         data["drives"]["modbus"]["register_map"] = str(ROOT / "config" / "modbus_map.toml")
     return data
-
-
-def _toml_str(text: str) -> str:
-    """A TOML basic string (every Unicode scalar value may appear, controls escaped)."""
-    out = []
-    for ch in text:
-        if ch in '"\\' or ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return _toml_str(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(v)
-
-
-def dump_toml(data: dict, prefix: str = "") -> str:
-    """Tables, arrays of tables and inline values (enough for the config files)."""
-    lines, tables = [], []
-    for key, value in data.items():
-        if isinstance(value, dict) or (isinstance(value, list) and value
-                                       and all(isinstance(x, dict) for x in value)):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    out = "\n".join(lines) + ("\n" if lines else "")
-    for key, value in tables:
-        name = f"{prefix}{key}"
-        for item in (value if isinstance(value, list) else [value]):
-            header = f"[[{name}]]" if isinstance(value, list) else f"[{name}]"
-            out += f"\n{header}\n" + dump_toml(item, f"{name}.")
-    return out
 
 
 def _write(data: dict) -> tuple[tempfile.TemporaryDirectory, Path]:

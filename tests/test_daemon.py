@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.toml_dump import dump_toml
 from tracker import auth, config
 from tracker.daemon import LoopStats, time_offset_refusal
 from tracker.errors import ConfigError
@@ -33,41 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TRACKER = str(Path(sys.executable).parent / "tracker")
 
 # --------------------------------------------------------------------------- harness
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(v)
-
-
-def dump_toml(data: dict, prefix: str = "") -> str:
-    """Enough TOML for our config files (tables, arrays of tables, inline values)."""
-    lines, tables = [], []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    out = "\n".join(lines) + ("\n" if lines else "")
-    for key, value in tables:
-        name = f"{prefix}{key}"
-        if isinstance(value, list):
-            for item in value:
-                out += f"\n[[{name}]]\n" + dump_toml(item, f"{name}.")
-        else:
-            out += f"\n[{name}]\n" + dump_toml(value, f"{name}.")
-    return out
 
 
 def free_port() -> int:
