@@ -85,6 +85,21 @@ class AxisState:
         return self.condition is Condition.OK
 
 
+def stale_state(name: str, last: AxisState | None, condition: Condition, text: str,
+                timestamp_s: float) -> AxisState:
+    """A reading for a link problem: the last good values (NaN position before the first),
+    ``condition`` and ``text``, and ``fresh=False``."""
+    return AxisState(
+        name=name,
+        position_deg=last.position_deg if last else float("nan"),
+        velocity_deg_s=last.velocity_deg_s if last else 0.0,
+        enabled=last.enabled if last else False,
+        moving=last.moving if last else False,
+        limit=last.limit if last else Limit.NONE,
+        condition=condition, fault_code=0, fault_text=text,
+        timestamp_s=timestamp_s, fresh=False)
+
+
 @runtime_checkable
 class Axis(Protocol):
     """An axis drive.  All methods are coroutines and never raise for device problems."""

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from drivers.base import AxisState, Condition, Limit, condition_for_code
+from drivers.base import AxisState, Condition, Limit, condition_for_code, stale_state
 from drivers.modbus_map import RegisterMap, map_for
 
 log = logging.getLogger(__name__)
@@ -283,16 +283,7 @@ class ModbusAxis:
 
     def _stale(self, err: CommsError, now_s: float) -> AxisState:
         self.errors += 1
-        last = self._last
-        return AxisState(
-            name=self.name,
-            position_deg=last.position_deg if last else float("nan"),
-            velocity_deg_s=last.velocity_deg_s if last else 0.0,
-            enabled=last.enabled if last else False,
-            moving=last.moving if last else False,
-            limit=last.limit if last else Limit.NONE,
-            condition=err.condition, fault_code=0, fault_text=err.text,
-            timestamp_s=now_s, fresh=False)
+        return stale_state(self.name, self._last, err.condition, err.text, now_s)
 
     async def read(self) -> AxisState:
         m = self.map

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from drivers.base import AxisState, Condition, Limit
+from drivers.base import AxisState, Condition, stale_state
 from simulator.mount import SimAxis
 
 
@@ -41,18 +41,9 @@ class SimulatedAxis:
     async def read(self) -> AxisState:
         now_s = self._clock()
         if not self._live():
-            last = self._last
-            return AxisState(
-                name=self.name,
-                position_deg=last.position_deg if last else float("nan"),
-                velocity_deg_s=last.velocity_deg_s if last else 0.0,
-                enabled=last.enabled if last else False,
-                moving=last.moving if last else False,
-                limit=last.limit if last else Limit.NONE,
-                condition=Condition.LINK_DOWN,
-                fault_code=0,
-                fault_text="simulated link down" if self._connected else "not connected",
-                timestamp_s=now_s, fresh=False)
+            return stale_state(self.name, self._last, Condition.LINK_DOWN,
+                               "simulated link down" if self._connected else "not connected",
+                               now_s)
         s = self.sim
         condition = s.condition
         state = AxisState(self.name, s.encoder_deg, s.velocity_deg_s, s.enabled, s.moving,
