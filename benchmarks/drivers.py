@@ -35,7 +35,7 @@ CONFIG = ROOT / "config" / "sim-modbus.toml"
 
 def start_server() -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tracker.cli import main; main()", "simulate",
+        [sys.executable, "-c", "from tracker.cli.main import main; main()", "simulate",
          "--config", str(CONFIG), "--modbus-port", "0"],
         stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
     assert proc.stdout is not None

@@ -53,9 +53,9 @@ def main() -> None:
     from astropy.coordinates import AltAz, EarthLocation, get_body
     from skyfield.api import wgs84
 
-    from tracker.datasources import skyfield_de421
-    from tracker.ephemeris import SunTrack, sun_altaz
-    from tracker.timeinput import unix_to_time
+    from tracker.astro.datasources import skyfield_de421
+    from tracker.astro.ephemeris import SunTrack, sun_altaz
+    from tracker.astro.timeinput import unix_to_time
     t_import = time.perf_counter() - t_import
 
     start = dt.datetime(args.year, 1, 1, tzinfo=dt.UTC).timestamp()
@@ -150,7 +150,7 @@ def main() -> None:
           f"{ok(track_err <= 0.01)}")
     print("note: astropy's get_body('sun') -> AltAz includes a spurious deflection of the Sun's\n"
           "light by the Sun (up to ~6 arcsec on rare days, e.g. 2023-07-13); sun_altaz omits it\n"
-          "(see tracker/ephemeris.py), so 'vs astropy' can exceed 1 arcsec on such days.")
+          "(see tracker/astro/ephemeris.py), so 'vs astropy' can exceed 1 arcsec on such days.")
     print(f"year build (planner budget ~2 s): {build_year_s:.2f} s  {ok(build_year_s <= 2.0)}")
 
 

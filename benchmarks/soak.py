@@ -2,10 +2,10 @@
 
     python benchmarks/soak.py [--days 30] [--seed 1] [--mean-interval-h 2] [--config config/sim.toml]
 
-The dry-run engine path (``tracker.engine.Engine`` on a ``SimClock``, the simulated mount
+The dry-run engine path (``tracker.loop.engine.Engine`` on a ``SimClock``, the simulated mount
 through in-process ``SimulatedAxis`` drives, the SQLite tracking log), stepped at the control
 rate (longer idle steps only while parked or stowed with nothing due, as in
-``tracker.dryrun``).  Faults arrive as a Poisson process (mean ``--mean-interval-h``,
+``tracker.service.dryrun``).  Faults arrive as a Poisson process (mean ``--mean-interval-h``,
 counted from the recovery of the previous fault, so faults do not overlap): drive trips,
 comms loss (``SimulatedAxis.set_link(False)`` for 2-60 s), encoder jumps, e-stops (released
 after 1-5 min), wind gusts above the stow limit (5-30 min), clock jumps of +-1 h.  An
@@ -39,18 +39,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drivers.base import Condition  # noqa: E402
+from tracker.mount.axis import Condition  # noqa: E402
 from simulator.axis import SimulatedAxis  # noqa: E402
 from simulator.mount import SimMount  # noqa: E402
 from tracker import config  # noqa: E402
 from tracker.clock import SimClock  # noqa: E402
-from tracker.dryrun import _quiet  # noqa: E402
-from tracker.engine import Engine  # noqa: E402
+from tracker.service.dryrun import _quiet  # noqa: E402
+from tracker.loop.engine import Engine  # noqa: E402
 from tracker.errors import TrackerError  # noqa: E402
-from tracker.machine import State  # noqa: E402
-from tracker.planner import plan as make_plan  # noqa: E402
-from tracker.store import TrackingStore  # noqa: E402
-from tracker.timeinput import to_unix_s  # noqa: E402
+from tracker.control.machine import State  # noqa: E402
+from tracker.planning.planner import plan as make_plan  # noqa: E402
+from tracker.log.store import TrackingStore  # noqa: E402
+from tracker.astro.timeinput import to_unix_s  # noqa: E402
 
 log = logging.getLogger("soak")
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from drivers.base import AxisState, Condition, Limit, condition_for_code, stale_state
+from tracker.mount.axis import AxisState, Condition, Limit, condition_for_code, stale_state
 from drivers.modbus_map import RegisterMap, map_for
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class ModbusLink:
 
 
 class ModbusAxis:
-    """One axis drive on a ``ModbusLink`` (``drivers.base.Axis``).
+    """One axis drive on a ``ModbusLink`` (``tracker.mount.axis.Axis``).
 
     ``clock()`` gives reading timestamps (UTC unix seconds).  Positions are
     axis degrees as the drive's encoder reports them.

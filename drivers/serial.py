@@ -17,7 +17,7 @@ reported in ``AxisState.condition``:
   garbled: ``GARBLED_FRAME``);
 - the port cannot be opened or fails: ``LINK_DOWN``; reopened on later calls
   with a bounded exponential backoff (``backoff_min_s`` doubling to ``backoff_max_s``);
-- drive faults: the condition of the reported fault code (``drivers.base.FAULT_CODES``).
+- drive faults: the condition of the reported fault code (``tracker.mount.axis.FAULT_CODES``).
 
 Garbage bytes between frames and replies to earlier requests (a late reply
 after a timeout: its sequence number is stale) are discarded.  With a comms
@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 import serial
 
 from drivers import serial_protocol as sp
-from drivers.base import Axis, AxisState, Condition, Limit, condition_for_code
+from tracker.mount.axis import Axis, AxisState, Condition, Limit, condition_for_code
 from tracker.clock import Clock
 from tracker.config import Settings
 

@@ -36,7 +36,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.base import Limit
+from tracker.mount.axis import Limit
 from tracker.errors import TrackerError
 
 #: Longest frame (bytes, including ``\r\n``) either side sends or accepts.

@@ -1,4 +1,4 @@
-"""``SimulatedAxis``: the ``drivers.base.Axis`` interface in process, over a ``SimAxis``.
+"""``SimulatedAxis``: the ``tracker.mount.axis.Axis`` interface in process, over a ``SimAxis``.
 
 No wire in between: commands go straight to the simulated drive.  The only comms
 fault that makes sense in process is a lost link (``link_down``): then commands
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from drivers.base import AxisState, Condition, stale_state
+from tracker.mount.axis import AxisState, Condition, stale_state
 from simulator.mount import SimAxis
 
 

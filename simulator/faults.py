@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from drivers.base import Condition
+from tracker.mount.axis import Condition
 from simulator.mount import SimMount
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.base import Limit
+from tracker.mount.axis import Limit
 from drivers.modbus_map import RegisterMap, map_for
 from simulator.mount import SimAxis, SimMount
 

@@ -41,7 +41,7 @@ import math
 import random
 import time
 
-from drivers.base import CONDITION_CODES, Condition, Limit
+from tracker.mount.axis import CONDITION_CODES, Condition, Limit
 from tracker.config import Settings
 
 log = logging.getLogger(__name__)

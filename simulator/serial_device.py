@@ -45,7 +45,7 @@ import tty
 from collections.abc import Iterator
 
 from drivers import serial_protocol as sp
-from drivers.base import Condition
+from tracker.mount.axis import Condition
 from simulator.mount import SimAxis, SimMount, run_realtime
 
 log = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from tracker import config as config_mod
-from tracker.calibration import (
+from tracker.mount.calibration import (
     DEFAULT_TEMPERATURE_C,
     Measurement,
     apparent_sun_axis_direction,
     standard_pressure_hpa,
 )
-from tracker.pointing import PointingModel
+from tracker.mount.pointing import PointingModel
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.test_daemon import DaemonProcess, make_config
-from tracker.api import is_loopback
+from tracker.service.api import is_loopback
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -240,14 +240,14 @@ async def test_remote_clients_need_the_token_for_reads_and_get_no_alpaca(tmp_pat
     """A client on another machine cannot exist in this sandbox: the real app, engine,
     simulated drives and store run in process, and the ASGI transport presents the
     request as coming from 192.0.2.10 (TEST-NET-1).  Everything else is real."""
-    from drivers.factory import make_axes
+    from tracker.service.compose import make_axes
     from simulator.mount import SimMount
     from tracker import config
-    from tracker.api import create_app
+    from tracker.service.api import create_app
     from tracker.clock import SystemClock
-    from tracker.daemon import Daemon
-    from tracker.engine import Engine
-    from tracker.store import TrackingStore
+    from tracker.service.daemon import Daemon
+    from tracker.loop.engine import Engine
+    from tracker.log.store import TrackingStore
 
     path, _ = make_config(tmp_path, window=False)
     settings = config.load(path)

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from tests.test_daemon import DaemonProcess, free_port, make_config
 from tests.toml_dump import dump_toml, toml_str, toml_value  # noqa: F401
 from tracker import config
-from tracker.cli import main as cli_main
+from tracker.cli.main import main as cli_main
 from tracker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -442,13 +442,13 @@ _TYPED = {
 async def app_engine(tmp_path):
     """The real app, engine, simulated drives and SQLite log, in process (no control loop
     runs, so the engine's task and state are exactly what the commands left)."""
-    from drivers.factory import make_axes
+    from tracker.service.compose import make_axes
     from simulator.mount import SimMount
-    from tracker.api import create_app
+    from tracker.service.api import create_app
     from tracker.clock import SystemClock
-    from tracker.daemon import Daemon
-    from tracker.engine import Engine
-    from tracker.store import TrackingStore
+    from tracker.service.daemon import Daemon
+    from tracker.loop.engine import Engine
+    from tracker.log.store import TrackingStore
 
     path, _ = make_config(tmp_path, window=False)
     settings = config.load(path)

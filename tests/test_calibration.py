@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from simulator.truth import simulate_grid, simulate_sun_camera, true_direction, truth_model
 from tests.conftest import CONFIG_DIR, arcsecond
 from tracker import config
-from tracker.calibration import (
+from tracker.mount.calibration import (
     COLUMNS,
     CalibrationError,
     Measurement,
@@ -23,8 +23,8 @@ from tracker.calibration import (
     resolve_sun,
     write_measurements,
 )
-from tracker.cli import main
-from tracker.pointing import PointingModel
+from tracker.cli.main import main
+from tracker.mount.pointing import PointingModel
 
 #: Five misalignment terms of 10-300 arcsec: the simulated mount's truth.
 TRUTH = {"IA": 250.0, "IE": -80.0, "NPAE": 40.0, "AN": -150.0, "AW": 60.0}

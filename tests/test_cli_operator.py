@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.test_daemon import TRACKER, DaemonProcess, free_port, make_config
-from tracker.cli import main
+from tracker.cli.main import main
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from tests.conftest import CONFIG_DIR, PRESETS
 from tracker import config
-from tracker.cli import main
+from tracker.cli.main import main
 from tracker.errors import ConfigError
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import AxisState, Condition
+from tracker.mount.axis import AxisState, Condition
 from drivers.modbus import make_modbus_axes
 from tests.test_daemon import TRACKER, DaemonProcess, free_port, make_config
 from tracker import config

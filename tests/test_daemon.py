@@ -26,8 +26,9 @@ import httpx
 import pytest
 
 from tests.toml_dump import dump_toml
-from tracker import auth, config
-from tracker.daemon import LoopStats, time_offset_refusal
+from tracker import config
+from tracker.service import auth
+from tracker.service.daemon import LoopStats, time_offset_refusal
 from tracker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ def window_time(settings: config.Settings, *, into_s: float = 120.0,
                 before_end_s: float | None = None) -> tuple[float, dict]:
     """A time ``into_s`` after the start (or ``before_end_s`` before the end) of the next
     tracking window longer than 30 min, and that window."""
-    from tracker.planner import plan
+    from tracker.planning.planner import plan
 
     start = time.time()
     p = plan(settings, start, start + 2 * 86400.0)

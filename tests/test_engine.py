@@ -9,14 +9,15 @@ import pytest
 from simulator.axis import SimulatedAxis
 from simulator.mount import SimMount
 from tests.conftest import CONFIG_DIR
-from tracker import config, dryrun
+from tracker import config
+from tracker.service import dryrun
 from tracker.clock import SimClock
-from tracker.engine import Engine
+from tracker.loop.engine import Engine
 from tracker.errors import EnvelopeError, StateError
-from tracker.machine import State
-from tracker.planner import plan
-from tracker.store import TrackingStore
-from tracker.timeinput import to_unix_s
+from tracker.control.machine import State
+from tracker.planning.planner import plan
+from tracker.log.store import TrackingStore
+from tracker.astro.timeinput import to_unix_s
 
 DAY = "2026-03-20T00:00:00Z"
 
@@ -105,7 +106,7 @@ async def test_drive_trip_during_tracking_stops_and_needs_a_reset(sim) -> None:
     await rig.engine.start()
     await rig.run(400.0, until=lambda e: e.on_sun)
     assert rig.engine.machine.state is State.TRACKING
-    from drivers.base import Condition
+    from tracker.mount.axis import Condition
     rig.mount.elevation.trip(Condition.OVERCURRENT)
     await rig.run(1.0)
     e = rig.engine
@@ -185,8 +186,8 @@ async def test_dry_run_report_over_a_window(sim) -> None:
 def test_engine_module_is_importable_without_simulator() -> None:
     import sys
 
-    import tracker.engine  # noqa: F401
-    assert "tracker.engine" in sys.modules
+    import tracker.loop.engine  # noqa: F401
+    assert "tracker.loop.engine" in sys.modules
     src = (CONFIG_DIR.parent / "tracker" / "engine.py").read_text()
     assert "import simulator" not in src and "from simulator" not in src
 
@@ -218,7 +219,7 @@ async def test_clock_jump_is_reported_and_tracking_recovers(sim, tmp_path, jump_
 
 
 def _sun_at(settings, t_s):
-    from tracker.ephemeris import sun_altaz
+    from tracker.astro.ephemeris import sun_altaz
     s = settings.site
     return sun_altaz(t_s, s.latitude_deg, s.longitude_deg, s.height_m)
 

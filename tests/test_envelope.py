@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import CONFIG_DIR
 from tracker import config
-from tracker.envelope import Envelope
+from tracker.mount.envelope import Envelope
 from tracker.errors import EnvelopeError
 
 

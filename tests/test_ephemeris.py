@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from tracker.ephemeris import SiteError, SunTrack, sun_altaz, sun_rates
+from tracker.astro.ephemeris import SiteError, SunTrack, sun_altaz, sun_rates
 from tracker.errors import EphemerisRangeError, TimeInputError
-from tracker.timeinput import parse_iso_utc, to_time, to_unix_s
+from tracker.astro.timeinput import parse_iso_utc, to_time, to_unix_s
 
 arcsecond = 1.0 / 3600.0
 HAMBURG = (53.5775, 9.8797, 10.0)
@@ -89,7 +89,7 @@ def test_leap_second_2016():
 def test_against_skyfield_de421():
     from skyfield.api import wgs84
 
-    from tracker.datasources import skyfield_de421
+    from tracker.astro.datasources import skyfield_de421
 
     ts, eph = skyfield_de421()
     earth, sun = eph["earth"], eph["sun"]
@@ -121,7 +121,7 @@ def test_no_spurious_self_deflection_where_raw_astropy_has_it():
     """
     from skyfield.api import wgs84
 
-    from tracker.datasources import skyfield_de421
+    from tracker.astro.datasources import skyfield_de421
 
     lat, lon, h = -33.0, 151.0, 100.0
     unix = to_unix_s("2023-07-13T00:00:00Z") + np.arange(0.0, 6 * 3600.0, 600.0)

@@ -1,6 +1,6 @@
 """The fault matrix (issue 6): one end-to-end test per fault on the running daemon.
 
-The real daemon (``tracker.daemon.serve``: control loop, engine, store, HTTP API) runs in
+The real daemon (``tracker.service.daemon.serve``: control loop, engine, store, HTTP API) runs in
 this event loop, its drives over real Modbus TCP to a simulated mount served in the same
 loop; the clock is shifted into a long tracking window and the mount starts on the Sun.
 Each test injects one fault, checks the reaction and state through the API, the events
@@ -10,8 +10,8 @@ operator's action through the API.  ``MATRIX`` is the table in docs/faults.md
 
 Three seams are patched (``Daemon`` only to keep a handle to stop it), the other two to
 reach things that cannot exist here otherwise: both to reach things that cannot exist here otherwise:
-``tracker.daemon.SystemClock`` is wrapped so a test can step the daemon's clock (a system
-clock jump would disturb every other process), and ``tracker.daemon._build_axes`` returns
+``tracker.service.daemon.SystemClock`` is wrapped so a test can step the daemon's clock (a system
+clock jump would disturb every other process), and ``tracker.service.daemon._build_axes`` returns
 the test's mount next to the real Modbus axes, so the daemon steps that mount in real time
 and reads its wind (the wind sensor a site would wire; Modbus drives carry no wind input).
 """
@@ -35,18 +35,18 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-import tracker.daemon as daemon_mod
-from drivers.base import Condition
-from drivers.factory import make_axes
+import tracker.service.daemon as daemon_mod
+from tracker.mount.axis import Condition
+from tracker.service.compose import make_axes
 from simulator.faults import FaultInjector
 from simulator.modbus_server import start_modbus_tcp_server
 from simulator.mount import SimMount
 from tracker import config
 from tracker.clock import SystemClock
-from tracker.datasources import StaleIERSWarning, iers_mjd_range
-from tracker.envelope import Envelope
-from tracker.ephemeris import sun_altaz
-from tracker.planner import plan
+from tracker.astro.datasources import StaleIERSWarning, iers_mjd_range
+from tracker.mount.envelope import Envelope
+from tracker.astro.ephemeris import sun_altaz
+from tracker.planning.planner import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -636,7 +636,7 @@ async def test_clock_jump_back_before_the_window_start_is_no_fault():
     """Engine level (simulated clock): tracking 10 min into a window, the clock jumps back 1 h
     to where the Sun is below the envelope: the window closes, no tick raises, no fault."""
     from tests.test_engine import Rig, first_window
-    from tracker.machine import State
+    from tracker.control.machine import State
 
     sim = config.load(ROOT / "config" / "sim.toml")
     w = first_window(sim)

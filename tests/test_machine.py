@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from tracker.cli import main
+from tracker.cli.main import main
 from tracker.errors import StateError
-from tracker.machine import TRANSITIONS, State, StateMachine, dot, mermaid
+from tracker.control.machine import TRANSITIONS, State, StateMachine, dot, mermaid
 
 
 def make(ok=True):

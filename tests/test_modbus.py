@@ -13,7 +13,7 @@ import socket
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.base import Axis, Condition, Limit
+from tracker.mount.axis import Axis, Condition, Limit
 from drivers.modbus import ModbusAxis, make_modbus_axes
 from drivers.modbus_map import load_map, parse_map
 from simulator.faults import FaultInjector

@@ -12,8 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tracker.datasources import StaleIERSWarning, data_sources, iers_mjd_range, skyfield_de421
-from tracker.ephemeris import SunTrack, sun_altaz, sun_rates
+from tracker.astro.datasources import StaleIERSWarning, data_sources, iers_mjd_range, skyfield_de421
+from tracker.astro.ephemeris import SunTrack, sun_altaz, sun_rates
 
 HAMBURG = (53.5775, 9.8797, 10.0)
 TWO_YEARS_S = 2 * 365.25 * 86400.0
@@ -102,8 +102,8 @@ def test_fresh_process_never_opens_a_socket():
         socket.socket.connect = refuse
         socket.create_connection = refuse
         socket.getaddrinfo = refuse
-        from tracker.ephemeris import SunTrack, sun_altaz
-        from tracker.datasources import StaleIERSWarning
+        from tracker.astro.ephemeris import SunTrack, sun_altaz
+        from tracker.astro.datasources import StaleIERSWarning
         now = time.time()
         print(sun_altaz(now, 53.5775, 9.8797, 10.0))
         with warnings.catch_warnings(record=True) as w:

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from tests.conftest import CONFIG_DIR, arcsecond
 from tests.test_envelope import load_preset
-from tracker import planner
-from tracker.cli import main
-from tracker.envelope import Envelope
+from tracker.planning import planner
+from tracker.cli.main import main
+from tracker.mount.envelope import Envelope
 from tracker.errors import TimeInputError
 
 DAY_S = 86400.0
@@ -243,7 +243,7 @@ def test_narrow_wrap_forces_split_and_unwind():
 
 def test_split_near_the_span_end_stays_inside_the_track():
     """The plan ends 56 s after the wrap limit: no part 2, no evaluation beyond the span."""
-    from tracker.ephemeris import SunTrack
+    from tracker.astro.ephemeris import SunTrack
     s = load_preset("iaxo", azimuth_min_deg=0.0, azimuth_max_deg=380.0)
     t0 = JUNE1_S + 12 * 3600.0
     t1 = datetime(2026, 6, 2, 0, 44, tzinfo=UTC).timestamp()

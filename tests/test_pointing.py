@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import CONFIG_DIR, arcsecond
 from tracker import config
 from tracker.errors import ConfigError
-from tracker.pointing import STANDARD_TERMS, TERMS, PointingModel, basis
+from tracker.mount.pointing import STANDARD_TERMS, TERMS, PointingModel, basis
 
 RNG = np.random.default_rng(7)
 

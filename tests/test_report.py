@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from tests.conftest import CONFIG_DIR
 from tracker import config
-from tracker.cli import main
-from tracker.store import Sample, TrackingStore
+from tracker.cli.main import main
+from tracker.log.store import Sample, TrackingStore
 
 T0_S = 1_782_864_000.0   # 2026-07-01T00:00:00Z
 DAYS = 2
@@ -27,8 +27,8 @@ OFFSET_AZ_ARCSEC, OFFSET_EL_ARCSEC = 0.8, -0.3
 
 def _synthetic_log(path):
     """Write the log; return what was written (per-day on-Sun seconds, fault time...)."""
-    from tracker.ephemeris import SunTrack
-    from tracker.planner import plan
+    from tracker.astro.ephemeris import SunTrack
+    from tracker.planning.planner import plan
 
     s = config.load(CONFIG_DIR / "cast.toml")
     p = plan(s, T0_S, T0_S + DAYS * 86400)
@@ -108,7 +108,7 @@ def log(tmp_path_factory):
 
 @pytest.mark.slow
 def test_report_figures_files_and_plots(log, tmp_path):
-    from tracker.report import build_report, write_report
+    from tracker.log.report import build_report, write_report
 
     path, truth = log
     settings = config.load(CONFIG_DIR / "cast.toml")
@@ -207,7 +207,7 @@ def test_cli_exposure_and_report(log, tmp_path):
 @pytest.mark.slow
 async def test_report_from_a_real_dry_run_log(tmp_path):
     """The path a new user takes: dry run -> tracker exposure / tracker report."""
-    from tracker import dryrun
+    from tracker.service import dryrun
 
     settings = config.load(CONFIG_DIR / "sim.toml")
     db = tmp_path / "dry.sqlite"

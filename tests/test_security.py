@@ -25,7 +25,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.test_daemon import TRACKER, DaemonProcess, free_port, make_config
-from tracker import auth, config
+from tracker import config
+from tracker.service import auth
 from tracker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,13 +213,13 @@ def test_daemon_refuses_to_start_with_a_group_or_world_readable_token(tmp_path, 
 @pytest.fixture
 async def in_process(tmp_path):
     """The real app (Alpaca on), engine, simulated drives and SQLite log, in process."""
-    from drivers.factory import make_axes
+    from tracker.service.compose import make_axes
     from simulator.mount import SimMount
-    from tracker.api import create_app
+    from tracker.service.api import create_app
     from tracker.clock import SystemClock
-    from tracker.daemon import Daemon
-    from tracker.engine import Engine
-    from tracker.store import TrackingStore
+    from tracker.service.daemon import Daemon
+    from tracker.loop.engine import Engine
+    from tracker.log.store import TrackingStore
 
     path, _ = make_config(tmp_path, window=False, tracking={"auto_track": False},
                           api={"alpaca_enabled": True, "alpaca_writes": True})
@@ -301,7 +302,7 @@ _SPAWN |= {("asyncio", "create_subprocess_shell"), ("asyncio", "create_subproces
 
 #: Every place the shipped code starts a process, and why it takes no user input.
 ALLOWED = {
-    ("tracker/commands/states.py", "subprocess.run"):
+    ("tracker/cli/states.py", "subprocess.run"):
         "graphviz dot: argv [which('dot'), '-Tpng', '-o', <absolute output path>], no shell",
     ("benchmarks/drivers.py", "subprocess.Popen"):
         "benchmark starts `tracker simulate` with a fixed argv (sys.executable, constants)",
@@ -337,7 +338,7 @@ def test_no_shell_and_every_subprocess_is_known_with_a_fixed_argv():
         # ... and no shell is asked for.
         assert "shell" not in kw or (isinstance(kw["shell"], ast.Constant)
                                      and kw["shell"].value is False), f
-    states = [n for f, _, n in calls if f == "tracker/commands/states.py"]
+    states = [n for f, _, n in calls if f == "tracker/cli/states.py"]
     assert len(states) == 1
     assert [ast.unparse(x) for x in states[0].args[0].elts] == ["exe", "'-Tpng'", "'-o'", "out"]
 
@@ -356,7 +357,7 @@ def test_states_png_runs_dot_with_a_fixed_argv(tmp_path, monkeypatch):
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
-    from tracker.cli import main
+    from tracker.cli.main import main
 
     evil = "-Tsvg; touch pwned $(touch pwned2).png"
     result = CliRunner().invoke(main, ["states", "--png", evil])

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers import serial_protocol as sp
-from drivers.base import Axis, Condition, Limit
+from tracker.mount.axis import Axis, Condition, Limit
 from drivers.serial import SerialAxis, SerialLink, make_serial_axes
 from simulator.mount import SimMount
 from simulator.serial_device import PtyServer, start_pty_server
@@ -379,7 +379,7 @@ async def test_missing_port_is_link_down_with_bounded_backoff(tmp_path, sim_sett
 
 
 async def test_factory_builds_serial_axes_with_a_callable_clock(rig):
-    from drivers.factory import make_axes
+    from tracker.service.compose import make_axes
 
     settings = rig.settings.model_copy(
         update={"drives": rig.settings.drives.model_copy(update={"kind": "serial"})})

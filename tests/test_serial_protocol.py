@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import serial_protocol as sp
-from drivers.base import Limit
+from tracker.mount.axis import Limit
 
 finite_deg = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, allow_infinity=False)
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from drivers.base import Axis, Condition, Limit
-from drivers.factory import make_axes
+from tracker.mount.axis import Axis, Condition, Limit
+from tracker.service.compose import make_axes
 from simulator.axis import SimulatedAxis
 from simulator.faults import FaultInjector
 from simulator.mount import SimMount, run_realtime

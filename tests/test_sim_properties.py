@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from drivers.base import Condition
+from tracker.mount.axis import Condition
 from simulator.mount import SimMount
 from tests.conftest import CONFIG_DIR
 from tracker import config

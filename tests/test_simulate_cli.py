@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from drivers.base import Condition
+from tracker.mount.axis import Condition
 from drivers.modbus import make_modbus_axes
 from tests.conftest import CONFIG_DIR, ROOT
 from tracker import config
 
 pytestmark = pytest.mark.network
 
-CMD = [sys.executable, "-c", "from tracker.cli import main; main()", "simulate"]
+CMD = [sys.executable, "-c", "from tracker.cli.main import main; main()", "simulate"]
 
 
 def start(*args: str, stdin=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:

@@ -26,7 +26,7 @@ COMMIT_INTERVAL_S = 1.0  # => at most 10 samples pending
 
 WRITER = r"""
 import sys
-from tracker.store import Sample, TrackingStore
+from tracker.log.store import Sample, TrackingStore
 
 path = sys.argv[1]
 store = TrackingStore(path, commit_interval_s=1.0)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tracker.cli import main
-from tracker.ephemeris import sun_altaz, sun_rates
+from tracker.cli.main import main
+from tracker.astro.ephemeris import sun_altaz, sun_rates
 
 CAST = Path(__file__).resolve().parent.parent / "config" / "cast.toml"
 SIM_SITE = (53.5775, 9.8797, 10.0)  # config/sim.toml, the default
@@ -72,7 +72,7 @@ def test_default_time_is_now():
     row = json.loads(result.output)
     import time
     now = time.time()
-    from tracker.timeinput import to_unix_s
+    from tracker.astro.timeinput import to_unix_s
     assert abs(to_unix_s(row["time_utc"]) - now) < 60.0
 
 
@@ -114,7 +114,7 @@ def test_beyond_iers_table_warns_but_answers():
 def test_real_subprocess():
     script = Path(sys.executable).parent / "tracker"
     cmd = [str(script)] if script.exists() else [
-        sys.executable, "-c", "from tracker.cli import main; main()"]
+        sys.executable, "-c", "from tracker.cli.main import main; main()"]
     proc = subprocess.run(cmd + ["sun", "--time", "2024-06-21T12:00:00Z", "--json"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,1 @@
+"""Sun position, time scales and their data sources (IERS, leap seconds, ephemeris)."""

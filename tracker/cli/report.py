@@ -1,0 +1,43 @@
+"""``tracker report``: exposure report (JSON, CSV, PNG plots) for a period of the tracking log."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("report")
+@click.option("--from", "start", metavar="ISO|DATE",
+              help="Start (UTC date or ISO 8601 with zone); default: the log's first sample.")
+@click.option("--to", "end", metavar="ISO|DATE",
+              help="End, exclusive (a date means its 00:00 UTC); default: the log's last sample.")
+@click.option("--db", type=click.Path(dir_okay=False), help="Tracking log (SQLite file).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config of the installation (site, envelope, plan); default: the one the "
+                   "log names, else config/sim.toml.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="report",
+              show_default=True, help="Folder for report.json, the CSV files and the plots.")
+@click.option("--sky-days", type=click.IntRange(min=0), default=7, show_default=True,
+              help="Daily sky charts for at most this many days.")
+@click.option("--no-plots", is_flag=True, help="JSON and CSV only.")
+def report(start, end, db, config_path, out_dir, sky_days, no_plots) -> None:
+    """Per-day exposure, error statistics, time in each state, faults; JSON, CSV and PNG."""
+    from tracker.cli.exposure import open_log
+    from tracker.log.report import build_report, resolve_range, write_report
+
+    store, settings = open_log(db, config_path)
+    try:
+        t0, t1 = resolve_range(store, start, end)
+        rep = build_report(store, t0, t1, settings=settings)
+        paths = write_report(rep, out_dir, store=store, settings=settings, plots=not no_plots,
+                             sky_days=sky_days)
+    finally:
+        store.close()
+    tot = rep["total"]
+    click.echo(f"{rep['from_utc']} .. {rep['to_utc']}: on-Sun {tot['on_sun_s'] / 3600:.3f} h, "
+               f"tracking {tot['tracking_s'] / 3600:.3f} h"
+               + (f", efficiency {tot['efficiency']:.4f}" if tot.get("efficiency") else "")
+               + f", {len(rep['faults'])} faults, {len(rep['intervals'])} intervals")
+    if settings is None:
+        click.echo("no config for this log: no sky charts or planned windows (give --config)")
+    for p in paths:
+        click.echo(f"  wrote {p}")

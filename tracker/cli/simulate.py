@@ -1,0 +1,134 @@
+"""``tracker simulate``: the simulated mount in real time behind real protocol servers.
+
+Runs a ``SimMount`` stepped from ``time.monotonic()`` behind a Modbus TCP server
+(and, with ``--serial-pty``, the serial device on a pseudo-terminal), prints
+where it listens and runs until SIGINT/SIGTERM.  An operator rehearses with
+the real daemon pointed at it (``config/sim-modbus.toml``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+import click
+
+from tracker import config as config_mod
+from tracker.cli.options import FINITE
+from tracker.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+async def _read_commands(faults, stop_event: asyncio.Event) -> None:
+    """Read fault-injection commands from stdin (one a line) until EOF or stop."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (OSError, ValueError) as exc:
+        log.warning("stdin commands unavailable: %s", exc)
+        return
+    try:
+        while not stop_event.is_set():
+            line = await reader.readline()
+            if not line:
+                return
+            reply = faults.command(line.decode("utf-8", "replace"))
+            if reply:
+                click.echo(reply)
+    finally:
+        transport.close()
+
+
+async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: float,
+               stdin_commands: bool = False, ready=None) -> None:
+    from simulator.modbus_server import start_modbus_tcp_server
+    from simulator.mount import SimMount, run_realtime
+
+    mount = SimMount(settings)
+    host = settings.drives.modbus.host
+    handle, port = await start_modbus_tcp_server(mount, host=host, port=modbus_port)
+    stops = [handle.stop]
+    click.echo(f"modbus tcp {host}:{port} (azimuth device {handle.device_ids['azimuth']}, "
+               f"elevation device {handle.device_ids['elevation']})")
+    serial_stop = None
+    if serial_pty:
+        try:
+            from simulator.serial_device import start_pty_server
+        except ImportError as exc:
+            await handle.stop()
+            raise ConfigError(f"--serial-pty: the serial device simulator is not available ({exc})"
+                              ) from None
+        result = start_pty_server(mount)
+        if asyncio.iscoroutine(result):
+            result = await result
+        pty_path, serial_stop = result
+        click.echo(f"serial pty {pty_path}")
+    if time_offset_s:
+        click.echo(f"time offset {time_offset_s:+.3f} s (give the daemon the same --time-offset-s)")
+    click.echo("running; Ctrl-C to stop", err=False)
+    stepper = asyncio.create_task(run_realtime(mount), name="sim-mount-realtime")
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+    if ready is not None:
+        ready(mount, handle)
+    reader = None
+    if stdin_commands:
+        from simulator.faults import FaultInjector
+
+        click.echo("fault commands on stdin ('help' lists them)")
+        reader = asyncio.create_task(_read_commands(FaultInjector(mount, server=handle), stop_event))
+    try:
+        await stop_event.wait()
+    finally:
+        for task in (stepper, reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if serial_stop is not None:
+            r = serial_stop()
+            if asyncio.iscoroutine(r):
+                await r
+        for stop in stops:
+            await stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    click.echo("stopped")
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default config/sim.toml).")
+@click.option("--modbus-port", type=click.IntRange(0, 65535), default=None,
+              help="Modbus TCP port (default: drives.modbus.port; 0 = any free port).")
+@click.option("--serial-pty", is_flag=True, help="Also serve the serial device on a pty.")
+@click.option("--time-offset-s", type=FINITE, default=0.0,
+              help="Clock offset the rehearsal runs at (shown; pass the same to the daemon).")
+@click.option("--stdin-commands/--no-stdin-commands", default=None,
+              help="Read fault-injection commands from stdin (default: when stdin is a terminal).")
+def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
+             time_offset_s: float, stdin_commands: bool | None) -> None:
+    """Run the simulated mount in real time behind a Modbus TCP server (and a serial pty).
+
+    With stdin commands an operator injects faults while rehearsing: e.g.
+    ``trip azimuth overcurrent``, ``estop on``, ``wind 18``, ``drop``; ``help`` lists them.
+    """
+    settings = config_mod.load(config_path)
+    port = settings.drives.modbus.port if modbus_port is None else modbus_port
+    if stdin_commands is None:
+        stdin_commands = sys.stdin is not None and sys.stdin.isatty()
+    try:
+        asyncio.run(_run(settings, port, serial_pty, time_offset_s, stdin_commands))
+    except OSError as exc:
+        raise ConfigError(f"cannot serve on port {port}: {exc.strerror or exc}",
+                          key="--modbus-port", value=port) from None

@@ -1,0 +1,1 @@
+"""The control law and the state machine: pure functions of state and time."""

@@ -1,0 +1,1 @@
+"""The tracking log (SQLite), exposure, reports."""

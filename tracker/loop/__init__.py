@@ -1,0 +1,1 @@
+"""The control tick: small parts called in one order by the engine."""

@@ -1,0 +1,1 @@
+"""Tracking windows inside the envelope."""

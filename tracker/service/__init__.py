@@ -1,0 +1,1 @@
+"""Composition root and the service: daemon, HTTP API, Alpaca, auth, client, dry run."""

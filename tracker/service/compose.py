@@ -1,0 +1,49 @@
+"""Choose and build the axis drivers a config asks for (``drives.kind``).
+
+- ``sim``: in-process ``SimulatedAxis`` objects over a ``SimMount`` (pass ``mount``);
+- ``modbus``: ``drivers.modbus`` over TCP or RTU;
+- ``serial``: ``drivers.serial`` (imported only when used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from tracker.mount.axis import Axis
+from tracker.errors import ConfigError
+
+
+def as_time_callable(clock: Any) -> Callable[[], float]:
+    """Accept a ``tracker.clock`` object (``now_s()``) or a plain callable (UTC unix s)."""
+    now_s = getattr(clock, "now_s", None)
+    if callable(now_s):
+        return now_s
+    if callable(clock):
+        return clock
+    raise TypeError("clock must be a callable returning UTC unix seconds or have now_s()")
+
+
+def make_axes(settings, *, clock: Any, mount=None) -> dict[str, Axis]:
+    """``{"azimuth": Axis, "elevation": Axis}`` for ``settings.drives.kind``.
+
+    ``clock`` stamps the readings; ``mount`` (a ``simulator.mount.SimMount``) is
+    required for ``kind = "sim"``.
+    """
+    now = as_time_callable(clock)
+    kind = settings.drives.kind
+    if kind == "sim":
+        if mount is None:
+            raise ConfigError("drives.kind = 'sim' needs a simulated mount (mount=SimMount(...))",
+                              key="drives.kind", value=kind)
+        from simulator.axis import SimulatedAxis
+        return {name: SimulatedAxis(mount.axes[name], now) for name in ("azimuth", "elevation")}
+    if kind == "modbus":
+        from drivers.modbus import make_modbus_axes
+        return dict(make_modbus_axes(settings, now))
+    if kind == "serial":
+        serial = importlib.import_module("drivers.serial")
+        return dict(serial.make_serial_axes(settings, now))
+    raise ConfigError(f"unknown drives.kind {kind!r}", key="drives.kind", value=kind,
+                      allowed="sim, modbus, serial")

@@ -1,0 +1,252 @@
+"""Dry runs: the real engine, store and drivers against the simulated mount on a simulated clock.
+
+The same ``Engine.tick`` as the daemon, called once per control period of
+simulated time, with the simulator stepped by the same period in between, as
+fast as the CPU allows.  ``driver="modbus"`` puts the simulator behind a real
+Modbus TCP server on a free loopback port and drives it through the real
+Modbus driver.
+
+While the mount is parked or waiting with nothing to do (the automation would
+not change anything for minutes), the loop may take longer steps of up to
+``idle_step_s``; the drives are still commanded and heartbeated every step, the
+watchdog is longer than the step, and every step that has a task in motion runs
+at the full control rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tracker.clock import SimClock
+from tracker.config import Settings
+from tracker.loop.engine import Engine, iso_utc
+from tracker.control.machine import State
+from tracker.planning.planner import plan as make_plan
+from tracker.mount.pointing import PointingModel
+
+log = logging.getLogger(__name__)
+
+#: Step of the series kept for the plot (s).
+SERIES_STEP_S = 30.0
+#: Below this axis speed (deg/s) a parked or stowed mount counts as still (wind jitter is less).
+QUIET_SPEED_DEG_S = 1e-3
+
+
+@dataclass
+class DryRunReport:
+    """Figures of a dry run.  Errors in arc-seconds over tracking after the settle time."""
+
+    config: str
+    driver: str
+    start_utc: str
+    end_utc: str
+    available_s: float
+    tracked_s: float
+    efficiency: float
+    rms_error_arcsec: float | None
+    max_error_arcsec: float | None
+    p95_error_arcsec: float | None
+    true_rms_error_arcsec: float | None
+    true_max_error_arcsec: float | None
+    windows: int
+    faults: int
+    fault_events: list[str] = field(default_factory=list)
+    state_seconds: dict[str, float] = field(default_factory=dict)
+    ticks: int = 0
+    wall_s: float = 0.0
+    sim_s: float = 0.0
+    speedup: float = 0.0
+    db: str | None = None
+    series: list = field(default_factory=list, repr=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("series")
+        return d
+
+    def summary(self) -> str:
+        def f(x: float | None, fmt: str = ".2f") -> str:
+            return "n/a" if x is None else format(x, fmt)
+        return "\n".join([
+            f"dry run {self.start_utc} .. {self.end_utc} ({self.config}, driver {self.driver})",
+            f"  windows      {self.windows}, available {self.available_s:.0f} s",
+            f"  tracked      {self.tracked_s:.0f} s on-Sun  (efficiency {self.efficiency:.4f})",
+            f"  error        rms {f(self.rms_error_arcsec)} arcsec, p95 "
+            f"{f(self.p95_error_arcsec)}, max {f(self.max_error_arcsec)} arcsec (after settling)",
+            *([f"  true error   rms {f(self.true_rms_error_arcsec)} arcsec, max "
+               f"{f(self.true_max_error_arcsec)} arcsec (simulator truth, incl. misalignment)"]
+              if self.true_rms_error_arcsec is not None else []),
+            f"  faults       {self.faults}",
+            f"  speed        {self.sim_s:.0f} s simulated in {self.wall_s:.1f} s wall "
+            f"({self.speedup:.0f}x real time, {self.ticks} ticks)",
+        ])
+
+
+class _Stats:
+    """Running error statistics over tracking ticks past the settle time."""
+
+    def __init__(self) -> None:
+        self.errors: list[float] = []
+        self.true_errors: list[float] = []
+        self.tracked_s = 0.0
+        self.state_s: dict[State, float] = {}
+        #: Decimated series for the plot: (t, sun az, sun el, pointing az, pointing el, error, state)
+        self.series: list[tuple[float, float, float, float, float, float, str]] = []
+        self._next_sample_t = -math.inf
+
+    def add(self, engine: Engine, dt: float, t: float) -> None:
+        state = engine.machine.state
+        self.state_s[state] = self.state_s.get(state, 0.0) + dt
+        if t >= self._next_sample_t:
+            self._next_sample_t = t + SERIES_STEP_S
+            sun = engine._sun
+            self.series.append((t, sun[0], sun[1], *engine.pointing_sky, engine.error_arcsec,
+                                state.value))
+        if state is not State.TRACKING:
+            return
+        if engine.on_sun:
+            self.tracked_s += dt
+        err = engine.error_arcsec
+        if err == err and engine.settled:
+            self.errors.append(err)
+            true_err = engine.true_error_arcsec
+            if true_err == true_err:
+                self.true_errors.append(true_err)
+
+
+def _rms(xs: list[float]) -> float | None:
+    return math.sqrt(sum(x * x for x in xs) / len(xs)) if xs else None
+
+
+def _p95(xs: list[float]) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(0.95 * len(s)))]
+
+
+async def run(settings: Settings, start_s: float, duration_s: float, *, driver: str = "sim",
+              db_path: str | Path | None = None, idle_step_s: float = 0.5,
+              progress: Callable[[float], None] | None = None,
+              config_name: str = "", pointing: PointingModel | None = None) -> DryRunReport:
+    """Run the controller for ``duration_s`` simulated seconds from ``start_s`` (UTC unix s).
+
+    ``progress`` is called with the simulated seconds done so far (about 200 times).
+    """
+    from simulator.axis import SimulatedAxis
+    from simulator.mount import SimMount
+    from simulator.truth import true_direction
+    from tracker.log.store import TrackingStore
+
+    if not settings.tracking.auto_track:
+        # A dry run rehearses automatic operation, whatever the preset's start-up default.
+        settings = settings.model_copy(update={
+            "tracking": settings.tracking.model_copy(update={"auto_track": True})})
+    clock = SimClock(start_s)
+    mount = SimMount(settings)
+    # A dry run's log is reproducible, so it commits once a simulated minute without
+    # a full sync (the daemon keeps the defaults: every second, synchronous=FULL).
+    store = (TrackingStore(db_path, clock=clock.now_s, commit_interval_s=60.0,
+                           synchronous="NORMAL") if db_path else None)
+    if store is not None:
+        store.set_meta(site=settings.site.name, config=config_name, mode=f"dry-run/{driver}")
+    server = None
+    if driver == "sim":
+        axes = {name: SimulatedAxis(mount.axes[name], clock.now_s) for name in ("azimuth", "elevation")}
+    elif driver == "modbus":
+        from tracker.service.compose import make_axes
+        from simulator.modbus_server import start_modbus_tcp_server
+        server, port = await start_modbus_tcp_server(mount, host="127.0.0.1", port=0)
+        modbus = settings.drives.modbus.model_copy(update={"host": "127.0.0.1", "port": port,
+                                                           "transport": "tcp"})
+        drives = settings.drives.model_copy(update={"kind": "modbus", "modbus": modbus})
+        settings = settings.model_copy(update={"drives": drives})
+        axes = make_axes(settings, clock=clock.now_s)
+    else:
+        raise ValueError(f"unknown dry-run driver {driver!r}: use 'sim' or 'modbus'")
+    misaligned = any(v != 0.0 for v in settings.simulator.misalignment.model_dump().values())
+    truth = None
+    if misaligned:
+        def truth() -> tuple[float, float]:
+            return true_direction(settings, mount.azimuth.true_position_deg,
+                                  mount.elevation.true_position_deg)
+    engine = Engine(settings, axes, store, clock, wind_m_s=lambda: mount.wind_m_s,
+                    true_direction=truth, pointing=pointing)
+    end_s = start_s + duration_s
+    # Plan beyond both ends so windows cut by the span are whole (not dropped as too short),
+    # then count only their part inside the span.
+    the_plan = make_plan(settings, start_s - 86400.0, end_s + 86400.0)
+    in_span = [w for w in the_plan.windows if w.end_s > start_s and w.start_s < end_s]
+    stats = _Stats()
+    period = engine.period_s
+    report_every = max(duration_s / 200.0, period)
+    next_report = start_s
+    wall0 = time.perf_counter()
+    ticks = 0
+    try:
+        await engine.start()
+        # Park the start-up objects (astropy, numpy, tables) out of the cyclic collector's
+        # way, so its frequent young-generation passes stay cheap (as the daemon does).
+        gc.collect()
+        gc.freeze()
+        while clock.now_s() < end_s - 1e-9:
+            t = clock.now_s()
+            await engine.tick()
+            ticks += 1
+            dt = period
+            if idle_step_s > period and _quiet(engine):
+                nxt = engine._plan.next_window(t) if engine._plan else None
+                horizon = (nxt.preposition_by_s - 3600.0) if nxt else end_s
+                if t + idle_step_s < horizon:
+                    dt = idle_step_s
+            dt = min(dt, end_s - t)
+            mount.step(dt)
+            clock.advance(dt)
+            stats.add(engine, dt, t + dt)
+            if progress is not None and t >= next_report:
+                progress(t - start_s)
+                next_report = t + report_every
+        if progress is not None:
+            progress(duration_s)
+    finally:
+        gc.unfreeze()
+        await engine.shutdown()
+        if server is not None:
+            await server.stop() if asyncio.iscoroutinefunction(getattr(server, "stop", None)) \
+                else server.stop()
+    wall = time.perf_counter() - wall0
+    available = sum(min(w.end_s, end_s) - max(w.start_s, start_s) for w in in_span)
+    fault_events = [f"{iso_utc(f_time)} {text}" for f_time, text in engine.fault_history]
+    return DryRunReport(
+        config=config_name, driver=driver, start_utc=iso_utc(start_s), end_utc=iso_utc(end_s),
+        available_s=available, tracked_s=stats.tracked_s,
+        efficiency=stats.tracked_s / available if available > 0 else 0.0,
+        rms_error_arcsec=_rms(stats.errors),
+        max_error_arcsec=max(stats.errors) if stats.errors else None,
+        p95_error_arcsec=_p95(stats.errors),
+        true_rms_error_arcsec=_rms(stats.true_errors),
+        true_max_error_arcsec=max(stats.true_errors) if stats.true_errors else None,
+        windows=len(in_span), faults=len(fault_events), fault_events=fault_events,
+        state_seconds={k.value: round(v, 1) for k, v in stats.state_s.items()},
+        ticks=ticks, wall_s=wall, sim_s=duration_s,
+        speedup=duration_s / wall if wall > 0 else 0.0,
+        db=str(db_path) if db_path else None, series=stats.series)
+
+
+def _quiet(engine: Engine) -> bool:
+    """True when nothing is moving and nothing is due: parked, stowed, or idle in a fault."""
+    return (engine.machine.state in (State.PARKED, State.STOWED)
+            and engine.task.kind in ("hold", "axes")
+            and all(abs(s.velocity_deg_s) < QUIET_SPEED_DEG_S for s in engine._states.values()))
+
+
+def write_report(report: DryRunReport, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report.to_json(), indent=2) + "\n")
