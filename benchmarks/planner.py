@@ -37,8 +37,8 @@ def main() -> None:
     t1 = datetime(args.year + 1, 1, 1, tzinfo=UTC).timestamp()
 
     w0 = time.perf_counter()
-    from tracker.planning import planner
     from tracker.astro.ephemeris import SunTrack
+    from tracker.planning import planner
     warm = _load("cast")
     planner.plan(warm, t0, t0 + 86400.0)
     print(f"warm-up (imports, IERS tables, one day): {time.perf_counter() - w0:.2f} s")

@@ -39,18 +39,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracker.mount.axis import Condition  # noqa: E402
 from simulator.axis import SimulatedAxis  # noqa: E402
 from simulator.mount import SimMount  # noqa: E402
 from tracker import config  # noqa: E402
-from tracker.clock import SimClock  # noqa: E402
-from tracker.service.dryrun import _quiet  # noqa: E402
-from tracker.loop.engine import Engine  # noqa: E402
-from tracker.errors import TrackerError  # noqa: E402
-from tracker.control.machine import State  # noqa: E402
-from tracker.planning.planner import plan as make_plan  # noqa: E402
-from tracker.log.store import TrackingStore  # noqa: E402
 from tracker.astro.timeinput import to_unix_s  # noqa: E402
+from tracker.clock import SimClock  # noqa: E402
+from tracker.control.machine import State  # noqa: E402
+from tracker.errors import TrackerError  # noqa: E402
+from tracker.log.store import TrackingStore  # noqa: E402
+from tracker.loop.engine import Engine  # noqa: E402
+from tracker.mount.axis import Condition  # noqa: E402
+from tracker.planning.planner import plan as make_plan  # noqa: E402
+from tracker.service.dryrun import _quiet  # noqa: E402
 
 log = logging.getLogger("soak")
 
@@ -252,6 +252,7 @@ class Soak:
             elif action == "reset":
                 try:
                     await self.engine.reset(source="soak-operator")
+                    await self.engine.set_auto_tracking(True, source="soak-operator")
                     self.report.resets += 1
                 except TrackerError:
                     self.report.refused_resets += 1
@@ -260,14 +261,13 @@ class Soak:
 
     def _normal(self, t: float) -> bool:
         e = self.engine
-        if e.machine.state in (State.FAULT, State.ESTOP) or e._fault_pending or e._wind_stowed:
+        if e.machine.state in (State.FAULT, State.ESTOP) or e.status()['fault_pending'] or e.status()['wind_stowed']:
             return False
         if self._actions:
             return False
-        w = e._plan.window_at(t) if e._plan else None
+        w = e.plan_now.window_at(t) if e.plan_now else None
         if w is not None and t > w.start_s + 60.0:
-            return (e.machine.state is State.TRACKING and e.on_sun
-                    and e._on_target_s is not None)
+            return e.machine.state is State.TRACKING and e.on_sun
         return e.machine.state is not State.STOWING
 
     # ------------------------------------------------------------------ the loop
@@ -296,7 +296,7 @@ class Soak:
                 rep.ticks += 1
                 dt = period
                 if self.active is None and _quiet(e):
-                    nxt = e._plan.next_window(t) if e._plan else None
+                    nxt = e.plan_now.next_window(t) if e.plan_now else None
                     horizon = (nxt.preposition_by_s - 3600.0) if nxt else math.inf
                     until_fault = (self.next_fault_elapsed_s - self.elapsed_s)
                     if t + 0.5 < horizon and until_fault > 0.5:

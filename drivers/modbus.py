@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from tracker.mount.axis import AxisState, Condition, Limit, condition_for_code, stale_state
 from drivers.modbus_map import RegisterMap, map_for
+from tracker.mount.axis import AxisState, Condition, Limit, condition_for_code, stale_state
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,9 @@ class ModbusAxis:
     ``clock()`` gives reading timestamps (UTC unix seconds).  Positions are
     axis degrees as the drive's encoder reports them.
     """
+
+    #: On a wire: the engine reads and commands both axes concurrently.
+    concurrent_io = True
 
     def __init__(self, name: str, link: ModbusLink, device_id: int, regmap: RegisterMap,
                  clock: Callable[[], float]) -> None:

@@ -38,9 +38,9 @@ from dataclasses import dataclass, replace
 import serial
 
 from drivers import serial_protocol as sp
-from tracker.mount.axis import Axis, AxisState, Condition, Limit, condition_for_code
 from tracker.clock import Clock
 from tracker.config import Settings
+from tracker.mount.axis import Axis, AxisState, Condition, Limit, condition_for_code
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,9 @@ class SerialAxis:
     unix seconds).  ``last_command_condition``/``last_command_detail`` tell how the
     last command went (commands return nothing).
     """
+
+    #: On a wire: the engine reads and commands both axes concurrently.
+    concurrent_io = True
 
     def __init__(self, name: str, link: SerialLink, clock: Clock | Callable[[], float]) -> None:
         if name not in sp.AXIS_LETTERS:

@@ -36,8 +36,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tracker.mount.axis import Limit
 from tracker.errors import TrackerError
+from tracker.mount.axis import Limit
 
 #: Longest frame (bytes, including ``\r\n``) either side sends or accepts.
 MAX_FRAME_BYTES = 160

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tracker.mount.axis import AxisState, Condition, stale_state
 from simulator.mount import SimAxis
+from tracker.mount.axis import AxisState, Condition, stale_state
 
 
 class SimulatedAxis:
     """An ``Axis`` over one ``SimAxis``; ``clock()`` gives the reading timestamps (UTC unix s)."""
+
+    #: In process: one axis after the other is cheaper than asyncio.gather.
+    concurrent_io = False
 
     def __init__(self, sim: SimAxis, clock: Callable[[], float]) -> None:
         self.name = sim.name

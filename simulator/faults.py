@@ -27,8 +27,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from tracker.mount.axis import Condition
 from simulator.mount import SimMount
+from tracker.mount.axis import Condition
 
 log = logging.getLogger(__name__)
 

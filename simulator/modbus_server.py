@@ -27,9 +27,9 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from tracker.mount.axis import Limit
 from drivers.modbus_map import RegisterMap, map_for
 from simulator.mount import SimAxis, SimMount
+from tracker.mount.axis import Limit
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ import math
 import random
 import time
 
-from tracker.mount.axis import CONDITION_CODES, Condition, Limit
 from tracker.config import Settings
+from tracker.mount.axis import CONDITION_CODES, Condition, Limit
 
 log = logging.getLogger(__name__)
 

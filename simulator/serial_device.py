@@ -45,8 +45,8 @@ import tty
 from collections.abc import Iterator
 
 from drivers import serial_protocol as sp
-from tracker.mount.axis import Condition
 from simulator.mount import SimAxis, SimMount, run_realtime
+from tracker.mount.axis import Condition
 
 log = logging.getLogger(__name__)
 

@@ -240,14 +240,14 @@ async def test_remote_clients_need_the_token_for_reads_and_get_no_alpaca(tmp_pat
     """A client on another machine cannot exist in this sandbox: the real app, engine,
     simulated drives and store run in process, and the ASGI transport presents the
     request as coming from 192.0.2.10 (TEST-NET-1).  Everything else is real."""
-    from tracker.service.compose import make_axes
     from simulator.mount import SimMount
     from tracker import config
-    from tracker.service.api import create_app
     from tracker.clock import SystemClock
-    from tracker.service.daemon import Daemon
-    from tracker.loop.engine import Engine
     from tracker.log.store import TrackingStore
+    from tracker.loop.engine import Engine
+    from tracker.service.api import create_app
+    from tracker.service.compose import make_axes
+    from tracker.service.daemon import Daemon
 
     path, _ = make_config(tmp_path, window=False)
     settings = config.load(path)

@@ -442,13 +442,13 @@ _TYPED = {
 async def app_engine(tmp_path):
     """The real app, engine, simulated drives and SQLite log, in process (no control loop
     runs, so the engine's task and state are exactly what the commands left)."""
-    from tracker.service.compose import make_axes
     from simulator.mount import SimMount
-    from tracker.service.api import create_app
     from tracker.clock import SystemClock
-    from tracker.service.daemon import Daemon
-    from tracker.loop.engine import Engine
     from tracker.log.store import TrackingStore
+    from tracker.loop.engine import Engine
+    from tracker.service.api import create_app
+    from tracker.service.compose import make_axes
+    from tracker.service.daemon import Daemon
 
     path, _ = make_config(tmp_path, window=False)
     settings = config.load(path)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from simulator.truth import simulate_grid, simulate_sun_camera, true_direction, truth_model
 from tests.conftest import CONFIG_DIR, arcsecond
 from tracker import config
+from tracker.cli.main import main
 from tracker.mount.calibration import (
     COLUMNS,
     CalibrationError,
@@ -23,7 +24,6 @@ from tracker.mount.calibration import (
     resolve_sun,
     write_measurements,
 )
-from tracker.cli.main import main
 from tracker.mount.pointing import PointingModel
 
 #: Five misalignment terms of 10-300 arcsec: the simulated mount's truth.

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import arcsecond
-from tracker.control.law import AxisDemand, AxisLimits, axis_step, great_circle_arcsec, nearest_turn_deg
+from tracker.control.law import (
+    AxisDemand,
+    AxisLimits,
+    axis_step,
+    great_circle_arcsec,
+    nearest_turn_deg,
+)
 
 LIM = AxisLimits(min_deg=-25.0, max_deg=25.0, max_speed_deg_s=0.5, max_accel_deg_s2=0.05)
 DT = 0.1

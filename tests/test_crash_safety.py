@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tracker.mount.axis import AxisState, Condition
 from drivers.modbus import make_modbus_axes
 from tests.test_daemon import TRACKER, DaemonProcess, free_port, make_config
 from tracker import config
+from tracker.mount.axis import AxisState, Condition
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.network]
 

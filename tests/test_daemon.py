@@ -27,9 +27,9 @@ import pytest
 
 from tests.toml_dump import dump_toml
 from tracker import config
+from tracker.errors import ConfigError
 from tracker.service import auth
 from tracker.service.daemon import LoopStats, time_offset_refusal
-from tracker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACKER = str(Path(sys.executable).parent / "tracker")

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import CONFIG_DIR
 from tracker import config
-from tracker.mount.envelope import Envelope
 from tracker.errors import EnvelopeError
+from tracker.mount.envelope import Envelope
 
 
 def load_preset(name: str, **envelope_overrides) -> config.Settings:

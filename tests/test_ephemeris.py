@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tracker.astro.ephemeris import SiteError, SunTrack, sun_altaz, sun_rates
-from tracker.errors import EphemerisRangeError, TimeInputError
 from tracker.astro.timeinput import parse_iso_utc, to_time, to_unix_s
+from tracker.errors import EphemerisRangeError, TimeInputError
 
 arcsecond = 1.0 / 3600.0
 HAMBURG = (53.5775, 9.8797, 10.0)

@@ -36,17 +36,17 @@ import httpx
 import pytest
 
 import tracker.service.daemon as daemon_mod
-from tracker.mount.axis import Condition
-from tracker.service.compose import make_axes
 from simulator.faults import FaultInjector
 from simulator.modbus_server import start_modbus_tcp_server
 from simulator.mount import SimMount
 from tracker import config
-from tracker.clock import SystemClock
 from tracker.astro.datasources import StaleIERSWarning, iers_mjd_range
-from tracker.mount.envelope import Envelope
 from tracker.astro.ephemeris import sun_altaz
+from tracker.clock import SystemClock
+from tracker.mount.axis import Condition
+from tracker.mount.envelope import Envelope
 from tracker.planning.planner import plan
+from tracker.service.compose import make_axes
 
 ROOT = Path(__file__).resolve().parent.parent
 

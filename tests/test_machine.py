@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from tracker.cli.main import main
-from tracker.errors import StateError
 from tracker.control.machine import TRANSITIONS, State, StateMachine, dot, mermaid
+from tracker.errors import StateError
 
 
 def make(ok=True):
@@ -19,12 +19,14 @@ def make(ok=True):
 
 def test_a_day_of_automatic_tracking_is_logged_with_causes() -> None:
     m, changes = make()
-    for trigger in ["enable", "slew", "arrive", "open_window", "close_window", "park", "parked"]:
+    for trigger in ["enable", "slew", "arrive", "open_window", "acquired", "close_window",
+                    "park", "parked"]:
         m.fire(trigger, f"because {trigger}")
     assert m.state is State.PARKED
-    assert [c[1] for c in changes] == [State.IDLE, State.SLEWING, State.WAITING, State.TRACKING,
-                                       State.IDLE, State.PARKING, State.PARKED]
-    assert changes[3] == (State.WAITING, State.TRACKING, "open_window", "because open_window")
+    assert [c[1] for c in changes] == [State.IDLE, State.SLEWING, State.WAITING, State.ACQUIRING,
+                                       State.TRACKING, State.IDLE, State.PARKING, State.PARKED]
+    assert changes[3] == (State.WAITING, State.ACQUIRING, "open_window", "because open_window")
+    assert changes[4] == (State.ACQUIRING, State.TRACKING, "acquired", "because acquired")
 
 
 def test_fault_needs_reset_and_reset_is_guarded() -> None:
@@ -54,15 +56,28 @@ def test_estop_from_anywhere_and_only_reset_leaves_it() -> None:
         assert m.state is State.IDLE
 
 
-def test_wind_stow_is_the_only_motion_out_of_fault() -> None:
+def test_nothing_moves_out_of_fault_but_reset() -> None:
     m, _ = make()
     m.fire("enable")
     m.fire("fault")
     allowed = {t for t, srcs, _ in TRANSITIONS
                if State.FAULT in (srcs if isinstance(srcs, list) else [srcs])}
-    assert allowed == {"stow", "fault", "estop", "reset", "disable"}
-    m.fire("stow", "wind 18 m/s")
-    assert m.state is State.STOWING
+    assert allowed == {"fault", "estop", "reset", "disable"}
+    with pytest.raises(StateError, match="'stow' is not allowed while fault"):
+        m.fire("stow", "wind 18 m/s")
+
+
+def test_parked_is_left_only_by_unpark_or_the_automation() -> None:
+    m, _ = make()
+    m.fire("enable")
+    m.fire("park")
+    m.fire("parked")
+    allowed = {t for t, srcs, _ in TRANSITIONS
+               if State.PARKED in (srcs if isinstance(srcs, list) else [srcs])}
+    assert allowed == {"unpark", "slew", "open_window", "fault", "estop", "disable"}
+    for trigger in ("manual", "stow", "hold"):
+        with pytest.raises(StateError):
+            m.fire(trigger)
 
 
 def test_manual_interrupts_tracking() -> None:
@@ -84,3 +99,4 @@ def test_diagram_is_generated_from_the_table() -> None:
     assert dot().count("->") == n_edges
     result = CliRunner().invoke(main, ["states"])
     assert result.exit_code == 0 and "tracking --> idle: close_window" in result.output
+    assert "acquiring --> tracking: acquired" in result.output

@@ -13,7 +13,6 @@ import socket
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from tracker.mount.axis import Axis, Condition, Limit
 from drivers.modbus import ModbusAxis, make_modbus_axes
 from drivers.modbus_map import load_map, parse_map
 from simulator.faults import FaultInjector
@@ -23,6 +22,7 @@ from tests.conftest import CONFIG_DIR, arcsecond
 from tracker import config
 from tracker.clock import SimClock
 from tracker.errors import ConfigError
+from tracker.mount.axis import Axis, Condition, Limit
 
 pytestmark = pytest.mark.network
 

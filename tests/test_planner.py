@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from tests.conftest import CONFIG_DIR, arcsecond
 from tests.test_envelope import load_preset
-from tracker.planning import planner
 from tracker.cli.main import main
-from tracker.mount.envelope import Envelope
 from tracker.errors import TimeInputError
+from tracker.mount.envelope import Envelope
+from tracker.planning import planner
 
 DAY_S = 86400.0
 Y2026_S = datetime(2026, 1, 1, tzinfo=UTC).timestamp()

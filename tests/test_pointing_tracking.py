@@ -9,10 +9,10 @@ import pytest
 from simulator.truth import simulate_grid
 from tests.conftest import CONFIG_DIR
 from tracker import config
-from tracker.service import dryrun
 from tracker.mount.calibration import fit, plan_grid
-from tracker.planning.planner import plan
 from tracker.mount.pointing import PointingModel
+from tracker.planning.planner import plan
+from tracker.service import dryrun
 
 MISALIGNMENT = {"ia_arcsec": 250.0, "ie_arcsec": -80.0, "npae_arcsec": 40.0,
                 "an_arcsec": -150.0, "aw_arcsec": 60.0}

@@ -26,8 +26,8 @@ from click.testing import CliRunner
 
 from tests.test_daemon import TRACKER, DaemonProcess, free_port, make_config
 from tracker import config
-from tracker.service import auth
 from tracker.errors import ConfigError
+from tracker.service import auth
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["goto", "jog", "track", "stop", "park", "unpark", "stow", "reset"]
@@ -213,13 +213,13 @@ def test_daemon_refuses_to_start_with_a_group_or_world_readable_token(tmp_path, 
 @pytest.fixture
 async def in_process(tmp_path):
     """The real app (Alpaca on), engine, simulated drives and SQLite log, in process."""
-    from tracker.service.compose import make_axes
     from simulator.mount import SimMount
-    from tracker.service.api import create_app
     from tracker.clock import SystemClock
-    from tracker.service.daemon import Daemon
-    from tracker.loop.engine import Engine
     from tracker.log.store import TrackingStore
+    from tracker.loop.engine import Engine
+    from tracker.service.api import create_app
+    from tracker.service.compose import make_axes
+    from tracker.service.daemon import Daemon
 
     path, _ = make_config(tmp_path, window=False, tracking={"auto_track": False},
                           api={"alpaca_enabled": True, "alpaca_writes": True})

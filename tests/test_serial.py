@@ -20,13 +20,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers import serial_protocol as sp
-from tracker.mount.axis import Axis, Condition, Limit
 from drivers.serial import SerialAxis, SerialLink, make_serial_axes
 from simulator.mount import SimMount
 from simulator.serial_device import PtyServer, start_pty_server
 from tracker import config
 from tracker.clock import SimClock
 from tracker.config import Settings
+from tracker.mount.axis import Axis, Condition, Limit
 
 pytestmark = pytest.mark.network
 

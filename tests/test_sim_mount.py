@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from tracker.mount.axis import Axis, Condition, Limit
-from tracker.service.compose import make_axes
 from simulator.axis import SimulatedAxis
 from simulator.faults import FaultInjector
 from simulator.mount import SimMount, run_realtime
 from tests.conftest import arcsecond
 from tracker.clock import SimClock
 from tracker.errors import ConfigError
+from tracker.mount.axis import Axis, Condition, Limit
+from tracker.service.compose import make_axes
 
 
 def with_sim(settings, **changes):

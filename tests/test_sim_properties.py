@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tracker.mount.axis import Condition
 from simulator.mount import SimMount
 from tests.conftest import CONFIG_DIR
 from tracker import config
+from tracker.mount.axis import Condition
 
 PRESETS = {name: config.load(CONFIG_DIR / f"{name}.toml") for name in ("sim", "cast", "iaxo")}
 

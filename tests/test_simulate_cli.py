@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from tracker.mount.axis import Condition
 from drivers.modbus import make_modbus_axes
 from tests.conftest import CONFIG_DIR, ROOT
 from tracker import config
+from tracker.mount.axis import Condition
 
 pytestmark = pytest.mark.network
 

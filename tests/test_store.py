@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 
 from tracker.log.exposure import ExposureAccumulator, offsets_arcsec, weighted_stats
-from tracker.log.store import SAMPLE_DTYPE, SAMPLE_FIELDS, Sample, StoreError, TrackingStore, iso_utc
+from tracker.log.store import (
+    SAMPLE_DTYPE,
+    SAMPLE_FIELDS,
+    Sample,
+    StoreError,
+    TrackingStore,
+    iso_utc,
+)
 
 T0_S = 1_782_864_000.0  # 2026-07-01T00:00:00Z
 

@@ -141,6 +141,9 @@ class Tracking(_Section):
     preposition_margin_s: NonNegative = 120.0
     settle_s: NonNegative = 30.0
     auto_track: bool = False
+    #: After a fault or e-stop is reset, resume automatic tracking by itself (default: no,
+    #: an operator command 'track on' is needed).
+    resume_after_reset: bool = False
 
 
 class Weather(_Section):

@@ -39,8 +39,8 @@ import numpy as np
 
 from tracker.astro.datasources import StaleIERSWarning, check_iers_range, ensure_offline
 from tracker.astro.datasources import quiet_astropy as _quiet_astropy
-from tracker.errors import EphemerisRangeError, TimeInputError, TrackerError
 from tracker.astro.timeinput import to_time, to_unix_s, unix_to_time
+from tracker.errors import EphemerisRangeError, TimeInputError, TrackerError
 
 ensure_offline()
 

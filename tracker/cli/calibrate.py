@@ -7,10 +7,10 @@ import datetime as _dt
 import click
 import numpy as np
 
-from tracker.mount import calibration as cal
 from tracker import config as config_mod
 from tracker.cli.options import FiniteFloatRange
 from tracker.errors import TrackerError
+from tracker.mount import calibration as cal
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                        default=None, help="Config file (default: config/sim.toml).")

@@ -30,9 +30,9 @@ def dry_run(config_path: str, start: str, hours: float | None, days: float | Non
     """Run the real state machine, control law, store and drivers on the simulator, accelerated."""
     from tqdm import tqdm
 
-    from tracker.service import dryrun
-    from tracker.planning.planner import plan as make_plan
     from tracker.astro.timeinput import to_unix_s
+    from tracker.planning.planner import plan as make_plan
+    from tracker.service import dryrun
 
     if (hours is None) == (days is None):
         raise click.UsageError("give exactly one of --hours or --days")

@@ -66,7 +66,6 @@ def axis_step(limits: AxisLimits, demand: AxisDemand, measured_deg: float,
     position outside it.
     """
     a = limits.max_accel_deg_s2
-    vmax = limits.max_speed_deg_s
     target = demand.position_deg
     if target < limits.min_deg:
         target = limits.min_deg
@@ -79,17 +78,19 @@ def axis_step(limits: AxisLimits, demand: AxisDemand, measured_deg: float,
     if abs(correction) > cap:
         correction = math.copysign(cap, error)
     v = demand.rate_deg_s + correction
-    # Speed limit, then acceleration limit against the last command.
-    if v > vmax:
-        v = vmax
-    elif v < -vmax:
-        v = -vmax
-    dv = a * dt_s
-    if v > last_velocity_deg_s + dv:
-        v = last_velocity_deg_s + dv
-    elif v < last_velocity_deg_s - dv:
-        v = last_velocity_deg_s - dv
-    return AxisCommand(range_guard(limits, measured_deg, v, dt_s), error)
+    return AxisCommand(velocity_step(limits, v, measured_deg, last_velocity_deg_s, dt_s), error)
+
+
+def velocity_step(limits: AxisLimits, velocity_deg_s: float, measured_deg: float,
+                  last_velocity_deg_s: float, dt_s: float) -> float:
+    """A wanted velocity made safe to command: speed limit, then the acceleration limit
+    against the last command (a ramp), then the range guard.  Used for every command:
+    position steps, holds (0) and jogs."""
+    vmax = limits.max_speed_deg_s
+    v = min(max(velocity_deg_s, -vmax), vmax)
+    dv = limits.max_accel_deg_s2 * dt_s
+    v = min(max(v, last_velocity_deg_s - dv), last_velocity_deg_s + dv)
+    return range_guard(limits, measured_deg, v, dt_s)
 
 
 def range_guard(limits: AxisLimits, position_deg: float, velocity_deg_s: float,

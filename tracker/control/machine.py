@@ -9,8 +9,10 @@ raises ``StateError`` and changes nothing.
 Safety rules encoded here:
 - ``fault`` and ``estop`` are left only by the operator's ``reset`` (guarded:
   the cause must have cleared), never by the automation;
-- from ``fault`` the only motion is ``stow``, and the engine calls it only for
-  wind when the configuration allows it;
+- nothing leaves ``fault`` or ``estop`` but ``reset`` (and a deeper fault);
+- ``parked`` is left by ``unpark`` (operator) or by the automation's ``slew``/``open_window``
+  when automatic tracking was on when it parked (the engine refuses operator motion while
+  parked);
 - a manual command (goto, jog) is accepted only from a state where the drives
   are healthy.
 """
@@ -31,7 +33,8 @@ class State(enum.Enum):
     IDLE = "idle"            # enabled, holding position, no task
     SLEWING = "slewing"      # moving to a window's pre-position point
     WAITING = "waiting"      # pre-positioned, waiting for the window to open
-    TRACKING = "tracking"    # following the Sun through a window
+    ACQUIRING = "acquiring"  # a window is open: moving onto the Sun (not yet on it)
+    TRACKING = "tracking"    # following the Sun through a window, acquired
     PARKING = "parking"      # moving to the park position
     PARKED = "parked"        # at park (background data taking)
     MANUAL = "manual"        # operator goto / jog
@@ -42,30 +45,47 @@ class State(enum.Enum):
 
 
 S = State
-MOVING = [S.IDLE, S.SLEWING, S.WAITING, S.TRACKING, S.PARKING, S.PARKED, S.MANUAL,
+MOVING = [S.IDLE, S.SLEWING, S.WAITING, S.ACQUIRING, S.TRACKING, S.PARKING, S.PARKED, S.MANUAL,
           S.STOWING, S.STOWED]
 """States with healthy, enabled drives (where motion commands may be accepted)."""
 
 #: (trigger, sources, dest): the whole behaviour, as data.  Guards are named in GUARDS.
 TRANSITIONS: list[tuple[str, list[State] | State, State]] = [
     ("enable", S.OFF, S.IDLE),
-    ("slew", [S.IDLE, S.PARKED, S.WAITING, S.TRACKING, S.STOWED, S.SLEWING], S.SLEWING),
+    ("slew", [S.IDLE, S.PARKED, S.WAITING, S.ACQUIRING, S.TRACKING, S.STOWED, S.SLEWING],
+     S.SLEWING),
     ("arrive", S.SLEWING, S.WAITING),
-    ("open_window", [S.WAITING, S.SLEWING, S.IDLE, S.PARKED, S.STOWED], S.TRACKING),
-    ("close_window", S.TRACKING, S.IDLE),
-    ("park", [S.IDLE, S.SLEWING, S.WAITING, S.TRACKING, S.MANUAL, S.STOWED, S.PARKING], S.PARKING),
+    ("open_window", [S.WAITING, S.SLEWING, S.IDLE, S.PARKED, S.STOWED], S.ACQUIRING),
+    ("acquired", S.ACQUIRING, S.TRACKING),
+    ("reacquire", S.TRACKING, S.ACQUIRING),
+    ("close_window", [S.ACQUIRING, S.TRACKING], S.IDLE),
+    ("park", [S.IDLE, S.SLEWING, S.WAITING, S.ACQUIRING, S.TRACKING, S.MANUAL, S.STOWED,
+              S.PARKING], S.PARKING),
     ("parked", S.PARKING, S.PARKED),
-    ("manual", [S.IDLE, S.SLEWING, S.WAITING, S.TRACKING, S.PARKING, S.PARKED, S.MANUAL,
-                S.STOWED], S.MANUAL),
-    ("hold", [S.MANUAL, S.SLEWING, S.WAITING, S.TRACKING, S.PARKING, S.STOWING, S.IDLE], S.IDLE),
-    ("stow", [S.IDLE, S.SLEWING, S.WAITING, S.TRACKING, S.PARKING, S.PARKED, S.MANUAL,
-              S.FAULT, S.STOWING], S.STOWING),
+    ("manual", [S.IDLE, S.SLEWING, S.WAITING, S.ACQUIRING, S.TRACKING, S.PARKING, S.MANUAL,
+                S.STOWED, S.STOWING], S.MANUAL),
+    ("hold", [S.MANUAL, S.SLEWING, S.WAITING, S.ACQUIRING, S.TRACKING, S.PARKING, S.STOWING,
+              S.IDLE], S.IDLE),
+    ("unpark", S.PARKED, S.IDLE),
+    ("stow", [S.IDLE, S.SLEWING, S.WAITING, S.ACQUIRING, S.TRACKING, S.PARKING, S.MANUAL,
+              S.STOWING, S.STOWED], S.STOWING),
     ("stowed", S.STOWING, S.STOWED),
     ("fault", [S.OFF, *MOVING, S.FAULT], S.FAULT),
     ("estop", [S.OFF, *MOVING, S.FAULT, S.ESTOP], S.ESTOP),
     ("reset", [S.FAULT, S.ESTOP], S.IDLE),
     ("disable", [*MOVING, S.FAULT], S.OFF),
 ]
+
+_NEXT: dict[tuple[State, str], State] = {}
+for _trigger, _sources, _dest in TRANSITIONS:
+    for _src in (_sources if isinstance(_sources, list) else [_sources]):
+        _NEXT[(_src, _trigger)] = _dest
+
+
+def next_state(state: State, trigger: str) -> State | None:
+    """The state ``trigger`` leads to from ``state`` (guards not evaluated), or None."""
+    return _NEXT.get((state, trigger))
+
 
 #: trigger -> name of the guard (a method of the machine's owner given to StateMachine).
 GUARDS: dict[str, str] = {"reset": "can_reset"}

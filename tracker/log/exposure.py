@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracker.log.store import iso_utc
+from tracker.timefmt import iso_utc
 
 _EPS_S = 1e-6
 

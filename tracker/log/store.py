@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from tracker.errors import TrackerError
+from tracker.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +128,6 @@ _INSERT_SAMPLE = (f"INSERT INTO samples ({', '.join(SAMPLE_FIELDS)}) "
                   f"VALUES ({', '.join('?' * len(SAMPLE_FIELDS))})")
 
 
-def iso_utc(t_s: float) -> str:
-    """UTC unix seconds -> ISO 8601 with 'Z' (millisecond resolution when not whole)."""
-    whole = math.floor(t_s)
-    ms = round((t_s - whole) * 1000.0)
-    if ms == 1000:
-        whole, ms = whole + 1, 0
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
 
 
 def _sample_row(s: Sample) -> tuple:

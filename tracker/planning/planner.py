@@ -28,12 +28,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
-from tracker.mount.envelope import Envelope
 from tracker.errors import TimeInputError
+from tracker.mount.envelope import Envelope
+from tracker.timefmt import iso_utc as _iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ DEFAULT_STEP_S = 30.0
 
 
 def iso_utc(t_s: float) -> str:
-    """Unix seconds -> ISO 8601 UTC with a 'Z', whole seconds (rounded)."""
-    return datetime.fromtimestamp(round(t_s), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Unix seconds -> ISO 8601 UTC with a 'Z', whole seconds (rounded): plan times."""
+    return _iso_utc(round(t_s))
 
 
 @dataclass(frozen=True)

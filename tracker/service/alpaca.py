@@ -33,8 +33,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from tracker import __version__ as _version
-from tracker.service.api import client_host, is_loopback
 from tracker.errors import ConfigError, EnvelopeError, StateError, TrackerError
+from tracker.service.auth import client_host, is_loopback
 
 log = logging.getLogger(__name__)
 

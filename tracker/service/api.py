@@ -17,7 +17,6 @@ tick, so a busy API never stretches the control period.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracker import __version__ as _version
-from tracker.service.auth import bearer_matches
 from tracker.errors import (
     ConfigError,
     EnvelopeError,
@@ -40,6 +38,7 @@ from tracker.errors import (
     TimeInputError,
     TrackerError,
 )
+from tracker.service.auth import bearer_matches, client_host, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -136,20 +135,6 @@ class InvalidRequest(BaseModel):
 
 
 # ----------------------------------------------------------------------------- helpers
-def client_host(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback)."""
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(addr, "ipv4_mapped", None)
-    return bool(addr.is_loopback or (mapped is not None and mapped.is_loopback))
-
-
 def _unauthorized(backend: Backend) -> HTTPException:
     return HTTPException(
         status_code=401,

@@ -9,11 +9,13 @@ compared in constant time (``hmac.compare_digest``).
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Any
 
 from tracker.errors import ApiError, ConfigError
 
@@ -100,3 +102,18 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+def client_host(request: Any) -> str:
+    """The peer address of an HTTP request (never a forwarded header)."""
+    return request.client.host if request.client else "unknown"
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback)."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return bool(addr.is_loopback or (mapped is not None and mapped.is_loopback))

@@ -11,8 +11,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from tracker.mount.axis import Axis
 from tracker.errors import ConfigError
+from tracker.mount.axis import Axis
 
 
 def as_time_callable(clock: Any) -> Callable[[], float]:

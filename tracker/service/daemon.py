@@ -1,23 +1,27 @@
-"""The control daemon: one asyncio loop running the control loop and the HTTP API.
+"""The control daemon: the control loop on its own thread, the HTTP API on the main one.
 
 ``run_daemon`` wires the clock, the axis drives (for ``drives.kind = "sim"`` the
-simulated mount runs in this process, stepped in real time), the tracking log,
-the engine and the API server (uvicorn, serving in the same loop).  The control
+simulated mount runs on the control thread, stepped in real time), the tracking log,
+the engine and the API server (uvicorn, on the main thread's event loop).  No request
+runs on the control thread: a client can make the API slow, never the loop.  The control
 loop ticks the engine at ``tracking.control_rate_hz`` on absolute deadlines
 (``deadline_k = start + k * period``, so errors never accumulate) and measures
 its own period; a tick that ends after the next deadline counts as an overrun
 and the missed deadlines are skipped, not replayed.  After every tick it takes
 the status snapshot the API serves, so API requests never touch the drives.
 
-Commands from the API run between two ticks (one lock), so a tick never sees a
-half-applied command.  SIGTERM/SIGINT: stop the API, stop the drives with a
+Commands from the API are validated into typed commands, then handed to the control loop
+and run between two ticks (one lock), so a tick never sees a half-applied command; the
+snapshot is replaced whole after every tick and read without locks.  SIGTERM/SIGINT: stop the API, stop the drives with a
 controlled ramp (``engine.shutdown()``), flush and close the log, exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import gc
 import ipaddress
 import json
@@ -25,15 +29,22 @@ import logging
 import math
 import signal
 import socket
+import threading
 import time
 from collections import deque
-from collections.abc import Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tracker.service.auth import ensure_token, token_path
 from tracker.clock import SystemClock
 from tracker.errors import ConfigError, StateError
+from tracker.loop.commands import Goto, Jog, Park, Reset, Stop, Stow, Track, Unpark
+from tracker.service.auth import ensure_token, token_path
+
+#: API command names -> typed commands (``tracker.loop.commands``).
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "goto": Goto, "jog": Jog, "stop": Stop, "park": Park, "unpark": Unpark, "stow": Stow,
+    "reset": Reset, "set_auto_tracking": Track, "track": Track}
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +148,14 @@ class Daemon:
         self._snapshot: dict = {}
         self._snapshot_json: bytes | None = None
         self._stop = asyncio.Event()
+        self._stop_requested = threading.Event()
         self._refusal_logged: dict[str, float] = {}
         self._plan_lock = asyncio.Lock()
         self._plans: dict[tuple[float, float], tuple[float, dict]] = {}
         self.started_monotonic = time.monotonic()
+        #: The event loop the engine ticks on (its own thread in ``serve``), or None when the
+        #: caller drives the engine on its own loop.
+        self._control_loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ backend for the API
     def status(self) -> dict:
@@ -159,15 +174,38 @@ class Daemon:
     def now_s(self) -> float:
         return self.clock.now_s()
 
+    async def _on_control(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``fn()`` on the control loop (between two ticks) and await its result here.
+
+        When the control loop runs on its own thread (the daemon) this hops threads; when it
+        is this loop (tests driving an engine directly) it runs here under the tick lock.
+        """
+        control = self._control_loop
+        if control is None or control is asyncio.get_running_loop():
+            async with self.lock:
+                return await fn()
+
+        async def guarded() -> Any:
+            async with self.lock:
+                return await fn()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(guarded(), control))
+
     async def command(self, name: str, *, source: str, **kwargs: Any) -> None:
-        method = getattr(self.engine, name)
+        """Build the typed command ``name`` and execute it on the engine (see
+        ``tracker.loop.commands``); refusals raise with the engine's reason."""
+        maker = COMMANDS.get(name)
+        if maker is None:
+            raise StateError(f"unknown command {name!r}")
+        cmd = maker(**kwargs)
         if self.stopping:
             raise StateError("the daemon is shutting down: command not accepted")
-        async with self.lock:
+
+        async def run() -> None:
             if self.stopping:
                 raise StateError("the daemon is shutting down: command not accepted")
-            await method(**kwargs, source=source)
-        self._refresh_snapshot()
+            await self.engine.execute(cmd, source=source)
+            self._refresh_snapshot()
+        await self._on_control(run)
 
     def audit_refused(self, command: str, source: str, reason: str) -> None:
         """Record a command refused before the engine (bad token), at most once per source per 10 s."""
@@ -177,7 +215,13 @@ class Daemon:
         self._refusal_logged[source] = now
         store = getattr(self.engine, "store", None)
         if store is not None:
-            store.audit(self.clock.now_s(), source, command, {}, False, reason)
+            t = self.clock.now_s()
+            write = functools.partial(store.audit, t, source, command, {}, False, reason)
+            control = self._control_loop
+            if control is None or control.is_closed():
+                write()
+            else:   # the store belongs to the control thread
+                control.call_soon_threadsafe(write)
 
     async def plan(self, start_s: float, end_s: float) -> dict:
         """Plans are computed in a worker thread, one at a time, and cached for PLAN_CACHE_S."""
@@ -195,7 +239,9 @@ class Daemon:
             return result
 
     async def events(self, *, limit: int, after_id: int) -> list[dict]:
-        return self.engine.events(limit=limit, after_id=after_id)
+        async def read() -> list[dict]:
+            return self.engine.events(limit=limit, after_id=after_id)
+        return await self._on_control(read)
 
     # ------------------------------------------------------------------ control loop
     def _refresh_snapshot(self) -> None:
@@ -252,11 +298,24 @@ class Daemon:
                     last_overrun_log = start
 
     def stop(self) -> None:
+        """Ask the control loop to end after its current tick (from any thread)."""
+        self._stop_requested.set()
+        control = self._control_loop
+        if control is not None and not control.is_closed():
+            try:
+                if control is asyncio.get_running_loop():
+                    self._stop.set()
+                    return
+            except RuntimeError:
+                pass
+            with contextlib.suppress(RuntimeError):
+                control.call_soon_threadsafe(self._stop.set)
+                return
         self._stop.set()
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stop_requested.is_set()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -307,15 +366,64 @@ def _build_axes(settings: Any, clock: Any) -> tuple[Mapping[str, Any], Any]:
     return make_axes(settings, clock=clock, mount=mount), mount
 
 
+def _run_control_thread(daemon: Daemon, mount: Any, started: concurrent.futures.Future,
+                        finished: concurrent.futures.Future) -> None:
+    """The control thread: its own event loop with the engine, the drives, the log and (for
+    ``drives.kind = "sim"``) the simulated mount.  Nothing a client sends runs here except
+    the validated commands handed over by ``Daemon.command``."""
+    engine = daemon.engine
+
+    async def main() -> bool:
+        daemon._stop = asyncio.Event()
+        daemon._control_loop = asyncio.get_running_loop()
+        if daemon._stop_requested.is_set():
+            daemon._stop.set()
+        sim: asyncio.Task | None = None
+        if mount is not None:
+            from simulator.mount import run_realtime
+            sim = asyncio.create_task(run_realtime(mount), name="sim-mount")
+        ok = True
+        try:
+            try:
+                await engine.start()
+                daemon._refresh_snapshot()
+            except BaseException as exc:
+                started.set_exception(exc)
+                raise
+            started.set_result(None)
+            await daemon.control_loop()
+        finally:
+            if started.done() and started.exception() is None:
+                try:
+                    async with daemon.lock:
+                        await asyncio.wait_for(engine.shutdown(), SHUTDOWN_TIMEOUT_S)
+                except Exception:
+                    log.exception("engine shutdown failed")
+                    ok = False
+            if sim is not None:
+                sim.cancel()
+                await asyncio.gather(sim, return_exceptions=True)
+        return ok
+
+    try:
+        finished.set_result(asyncio.run(main()))
+    except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+        if not started.done():
+            started.set_exception(exc)
+        finished.set_exception(exc)
+
+
 async def serve(settings: Any, *, api_port: int | None = None, db_path: str | None = None,
                 time_offset_s: float = 0.0, ready: Any = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the exit status (0 after a clean stop).
 
-    ``ready``: optional callable receiving the API base URL once the API listens.
+    The engine ticks on its own thread and event loop (``_run_control_thread``); this loop
+    serves the HTTP API.  ``ready``: optional callable receiving the API base URL once the
+    API listens.
     """
-    from tracker.service.api import create_app
-    from tracker.loop.engine import Engine
     from tracker.log.store import TrackingStore
+    from tracker.loop.engine import Engine
+    from tracker.service.api import create_app
 
     refusal = time_offset_refusal(settings, time_offset_s)
     if refusal:
@@ -329,73 +437,62 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         log.warning("daemon clock shifted by %+.1f s from the system clock (simulated drives)",
                     time_offset_s)
     store_path = Path(db_path if db_path is not None else settings.store.path).expanduser()
-    store = TrackingStore(store_path, clock=clock)
-    axes, mount = _build_axes(settings, clock)
+    try:
+        store = TrackingStore(store_path, clock=clock)
+        axes, mount = _build_axes(settings, clock)
+    except BaseException:
+        sock.close()
+        raise
     extra = {"wind_m_s": lambda: mount.wind_m_s} if mount is not None else {}
     engine = Engine(settings, axes, store, clock, **extra)
     daemon = Daemon(settings, engine, clock, token=token)
     loop = asyncio.get_running_loop()
-    tasks: list[asyncio.Task] = []
-    if mount is not None:
-        from simulator.mount import run_realtime
-
-        tasks.append(asyncio.create_task(run_realtime(mount), name="sim-mount"))
+    started: concurrent.futures.Future = concurrent.futures.Future()
+    finished: concurrent.futures.Future = concurrent.futures.Future()
+    thread = threading.Thread(target=_run_control_thread, args=(daemon, mount, started, finished),
+                              name="control-loop", daemon=True)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stop)
-    server = _make_server(create_app(daemon), sock)
-    running: list[asyncio.Task] = []
-    drives_stopped = False
     failed = False
-
-    async def stop_drives() -> bool:
-        """The engine's controlled stop, between ticks and commands; True if it went well."""
-        try:
-            async with daemon.lock:
-                await asyncio.wait_for(engine.shutdown(), SHUTDOWN_TIMEOUT_S)
-        except Exception:
-            log.exception("engine shutdown failed")
-            return False
-        return True
-
+    api: asyncio.Task | None = None
+    server = None
+    thread.start()
     try:
-        await engine.start()
-        daemon._refresh_snapshot()
+        await asyncio.wrap_future(started)
         # Move the start-up objects (astropy, numpy, tables) out of the collector's way:
         # later full collections then scan only what the running daemon allocates.
         gc.collect()
         gc.freeze()
+        server = _make_server(create_app(daemon), sock)
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
-        control = asyncio.create_task(daemon.control_loop(), name="control-loop")
-        running += [api, control]
         url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
         log.info("daemon running: API on %s, state %s, drives %s, log %s", url, engine.state,
                  settings.drives.kind, store_path)
         if ready is not None:
             ready(url)
-        stop_wait = asyncio.create_task(daemon._stop.wait())
-        done, _ = await asyncio.wait({control, api, stop_wait},
-                                     return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
-        for task in (control, api):
-            if task in done and task.exception() is not None:
-                log.error("%s ended: %r", task.get_name(), task.exception())
-                failed = True
-        # Commands are refused from here on; the loop ends after its current tick.
+        control_done = asyncio.wrap_future(finished)
+        done, _ = await asyncio.wait({control_done, api}, return_when=asyncio.FIRST_COMPLETED)
+        if api in done and api.exception() is not None:
+            log.error("api ended: %r", api.exception())
+            failed = True
+        # Commands are refused from here on; the control loop ends after its current tick and
+        # stops the drives with a controlled ramp, then flushes and closes the log.
         daemon.stop()
-        server.should_exit = True
-        await asyncio.gather(control, return_exceptions=True)
         log.info("stopping: controlled stop of the drives, flushing the log")
-        failed |= not await stop_drives()
-        drives_stopped = True
+        try:
+            failed |= not await control_done
+        except Exception as exc:
+            log.error("control loop ended: %r", exc)
+            failed = True
+        server.should_exit = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(api, return_exceptions=True), 5.0)
     finally:
         daemon.stop()
-        if not drives_stopped:
-            failed |= not await stop_drives()
-        for task in running + tasks:
-            task.cancel()
-        await asyncio.gather(*running, *tasks, return_exceptions=True)
+        await asyncio.to_thread(thread.join, SHUTDOWN_TIMEOUT_S + 5.0)
+        if api is not None and not api.done():
+            api.cancel()
+            await asyncio.gather(api, return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         sock.close()

@@ -27,10 +27,11 @@ from pathlib import Path
 
 from tracker.clock import SimClock
 from tracker.config import Settings
-from tracker.loop.engine import Engine, iso_utc
 from tracker.control.machine import State
-from tracker.planning.planner import plan as make_plan
+from tracker.loop.engine import Engine, iso_utc
+from tracker.loop.tasks import TaskKind
 from tracker.mount.pointing import PointingModel
+from tracker.planning.planner import plan as make_plan
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class _Stats:
         self.state_s[state] = self.state_s.get(state, 0.0) + dt
         if t >= self._next_sample_t:
             self._next_sample_t = t + SERIES_STEP_S
-            sun = engine._sun
+            sun = engine.sun
             self.series.append((t, sun[0], sun[1], *engine.pointing_sky, engine.error_arcsec,
                                 state.value))
         if state is not State.TRACKING:
@@ -162,8 +163,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     if driver == "sim":
         axes = {name: SimulatedAxis(mount.axes[name], clock.now_s) for name in ("azimuth", "elevation")}
     elif driver == "modbus":
-        from tracker.service.compose import make_axes
         from simulator.modbus_server import start_modbus_tcp_server
+        from tracker.service.compose import make_axes
         server, port = await start_modbus_tcp_server(mount, host="127.0.0.1", port=0)
         modbus = settings.drives.modbus.model_copy(update={"host": "127.0.0.1", "port": port,
                                                            "transport": "tcp"})
@@ -203,7 +204,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
             ticks += 1
             dt = period
             if idle_step_s > period and _quiet(engine):
-                nxt = engine._plan.next_window(t) if engine._plan else None
+                nxt = engine.plan_now.next_window(t) if engine.plan_now else None
                 horizon = (nxt.preposition_by_s - 3600.0) if nxt else end_s
                 if t + idle_step_s < horizon:
                     dt = idle_step_s
@@ -244,8 +245,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
 def _quiet(engine: Engine) -> bool:
     """True when nothing is moving and nothing is due: parked, stowed, or idle in a fault."""
     return (engine.machine.state in (State.PARKED, State.STOWED)
-            and engine.task.kind in ("hold", "axes")
-            and all(abs(s.velocity_deg_s) < QUIET_SPEED_DEG_S for s in engine._states.values()))
+            and engine.task.kind in (TaskKind.HOLD, TaskKind.AXES)
+            and all(abs(s.velocity_deg_s) < QUIET_SPEED_DEG_S for s in engine.axis_states.values()))
 
 
 def write_report(report: DryRunReport, path: str | Path) -> None:

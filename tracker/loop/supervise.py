@@ -1,0 +1,190 @@
+"""Supervisors: each looks at one concern and returns a verdict; none changes the task.
+
+- ``ClockSupervisor``: steps of the UTC clock, seen against the monotonic clock;
+- ``DriveSupervisor``: drive conditions (a link problem must last ``COMMS_GRACE_S``);
+- ``WindSupervisor``: wind above the stow limit, calm again;
+- ``AcquisitionSupervisor``: acquiring the Sun within its time budget, then following
+  errors while tracking.
+
+The engine calls them in that order each tick and acts on their verdicts.  Durations are
+measured on the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from tracker.config import Settings
+from tracker.mount.axis import AxisState, Condition
+
+AXES = ("azimuth", "elevation")
+#: A comms condition must persist this long before it is a fault (single lost frames are not).
+COMMS_GRACE_S = 0.5
+#: A UTC step this much larger than the monotonic step is a clock jump (s).
+CLOCK_JUMP_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClockVerdict:
+    """``jump_s``: the UTC step beyond the elapsed monotonic time, or None (no jump)."""
+
+    jump_s: float | None = None
+
+
+class ClockSupervisor:
+    """Detects steps of the UTC clock: the UTC time moved differently from monotonic time."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, float] | None = None
+
+    def check(self, t_s: float, mono_s: float) -> ClockVerdict:
+        last = self._last
+        self._last = (t_s, mono_s)
+        if last is None:
+            return ClockVerdict()
+        step = (t_s - last[0]) - (mono_s - last[1])
+        return ClockVerdict(step) if abs(step) > CLOCK_JUMP_S else ClockVerdict()
+
+
+@dataclass(frozen=True, slots=True)
+class DriveVerdict:
+    """Drives that are not OK now (link problems only after the grace time)."""
+
+    problems: tuple[tuple[str, AxisState], ...] = ()
+    estop: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        return "; ".join(f"{n}: {st.condition.value}"
+                         + (f" ({st.fault_text})" if st.fault_text
+                            and st.fault_text != st.condition.value else "")
+                         for n, st in self.problems)
+
+
+class DriveSupervisor:
+    """Turns both axes' readings into a verdict, with a grace time for link problems."""
+
+    def __init__(self) -> None:
+        self._comms_since: dict[str, float] = {}
+
+    def check(self, mono_s: float, states: dict[str, AxisState]) -> DriveVerdict:
+        if not self._comms_since and all(states[n].condition is Condition.OK for n in AXES):
+            return DriveVerdict()
+        problems = []
+        estop = False
+        for name in AXES:
+            st = states[name]
+            if st.condition is Condition.OK:
+                self._comms_since.pop(name, None)
+                continue
+            if st.condition.is_comms:
+                since = self._comms_since.setdefault(name, mono_s)
+                if mono_s - since < COMMS_GRACE_S:
+                    continue
+            estop |= st.condition is Condition.ESTOP
+            problems.append((name, st))
+        return DriveVerdict(tuple(problems), estop)
+
+    def clear(self) -> None:
+        self._comms_since.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class WindVerdict:
+    """``stow``: the wind is over the stow limit (with the cause); ``calm``: it has been
+    below the resume limit for the calm time while stowed for wind."""
+
+    wind_m_s: float | None = None
+    stow: str = ""
+    calm: bool = False
+
+
+class WindSupervisor:
+    """The wind rule: stow above ``wind_stow_m_s``; calm after ``calm_s`` below resume."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.w = settings.weather
+        self._calm_since: float | None = None
+
+    def check(self, mono_s: float, wind_m_s: float | None, *, stowed_for_wind: bool) -> WindVerdict:
+        w = self.w
+        if wind_m_s is None or not math.isfinite(wind_m_s):
+            return WindVerdict(None)
+        if wind_m_s > w.wind_stow_m_s:
+            self._calm_since = None
+            if w.auto_stow and not stowed_for_wind:
+                return WindVerdict(wind_m_s, stow=f"wind {wind_m_s:.1f} m/s above "
+                                   f"{w.wind_stow_m_s:g} m/s")
+            return WindVerdict(wind_m_s)
+        if stowed_for_wind and wind_m_s < w.wind_resume_m_s:
+            if self._calm_since is None:
+                self._calm_since = mono_s
+            return WindVerdict(wind_m_s, calm=mono_s - self._calm_since >= w.calm_s)
+        self._calm_since = None
+        return WindVerdict(wind_m_s)
+
+
+@dataclass(frozen=True, slots=True)
+class AcquisitionVerdict:
+    """``acquired``: first within tolerance on the demanded turn; ``fault``: the reason an
+    acquisition ran out of time or a following error lasted too long ("" if none)."""
+
+    acquired: bool = False
+    fault: str = ""
+
+
+@dataclass(slots=True)
+class AcquisitionSupervisor:
+    """Acquisition budget and following-error supervision for one window.
+
+    Until the mount first reaches the Sun (error within tolerance, on the demanded cable
+    wrap turn) it has ``deadline_mono_s`` to get there; from then on an error above the
+    following-error limit for longer than the grace time, after the settle time, is a fault.
+    """
+
+    settings: Settings
+    deadline_mono_s: float | None = None
+    on_target_mono_s: float | None = None
+    _ferr_since: float | None = field(default=None)
+
+    def start(self, deadline_mono_s: float | None) -> None:
+        self.deadline_mono_s = deadline_mono_s
+        self.on_target_mono_s = None
+        self._ferr_since = None
+
+    def settled(self, mono_s: float) -> bool:
+        """True once on the Sun for at least the settle time."""
+        return (self.on_target_mono_s is not None
+                and mono_s - self.on_target_mono_s >= self.settings.tracking.settle_s)
+
+    def check_acquiring(self, mono_s: float, error_arcsec: float, on_demanded_turn: bool
+                        ) -> AcquisitionVerdict:
+        tr = self.settings.tracking
+        if error_arcsec <= tr.on_sun_tolerance_arcsec and on_demanded_turn:
+            self.on_target_mono_s = mono_s
+            return AcquisitionVerdict(acquired=True)
+        if self.deadline_mono_s is not None and mono_s > self.deadline_mono_s:
+            return AcquisitionVerdict(fault=f"acquisition timed out: pointing error "
+                                      f"{error_arcsec:.0f} arcsec at the end of the slew "
+                                      f"budget")
+        return AcquisitionVerdict()
+
+    def check_tracking(self, mono_s: float, error_arcsec: float) -> AcquisitionVerdict:
+        tr = self.settings.tracking
+        if not self.settled(mono_s):
+            return AcquisitionVerdict()
+        if error_arcsec > tr.following_error_limit_arcsec:
+            if self._ferr_since is None:
+                self._ferr_since = mono_s
+            elif mono_s - self._ferr_since > tr.following_error_grace_s:
+                return AcquisitionVerdict(fault=(
+                    f"following error: {error_arcsec:.0f} arcsec for more than "
+                    f"{tr.following_error_grace_s:g} s (limit "
+                    f"{tr.following_error_limit_arcsec:g})"))
+        else:
+            self._ferr_since = None
+        return AcquisitionVerdict()

@@ -1,0 +1,61 @@
+"""The three frames a direction passes through, one function per transform.
+
+- **sky**: geometric topocentric (azimuth from north through east, elevation up; degrees;
+  no refraction) of one boresight's line of sight;
+- **mount**: the mechanical axis angles that point that boresight there (the boresight's
+  fixed azimuth offset and elevation sign applied; on a cable wrap the azimuth keeps its
+  turn, so it is not reduced mod 360);
+- **encoder**: what the axis encoders read when the mechanical axis is at a mount angle
+  (the pointing model's terms).
+
+``sky -> mount`` is ``Envelope`` geometry, ``mount -> encoder`` is the ``PointingModel``.
+"""
+
+from __future__ import annotations
+
+from tracker.control.law import nearest_turn_deg
+from tracker.mount.envelope import Envelope
+from tracker.mount.pointing import PointingModel
+
+
+class Frames:
+    """Transforms between the sky, mount and encoder frames for one envelope and model."""
+
+    def __init__(self, envelope: Envelope, pointing: PointingModel) -> None:
+        self.envelope = envelope
+        self.pointing = pointing
+
+    def sky_to_mount(self, boresight: str, az_deg: float, el_deg: float, *,
+                     near_az_deg: float | None = None) -> tuple[float, float]:
+        """Mount angles pointing ``boresight`` at the sky direction, inside the envelope.
+
+        On a cable wrap the turn nearest ``near_az_deg``; ``EnvelopeError`` if none fits.
+        """
+        return self.envelope.sky_to_axes(boresight, az_deg, el_deg, near_az_deg=near_az_deg)
+
+    def sky_to_mount_continuous(self, boresight: str, az_deg: float, el_deg: float,
+                                ref_az_deg: float) -> tuple[float, float]:
+        """Mount angles for a moving target: the azimuth turn nearest ``ref_az_deg`` (the
+        previous tick's), with no envelope check, so a tracked azimuth never jumps 360 deg."""
+        b = self.envelope.boresight(boresight)
+        return (nearest_turn_deg(az_deg - b.azimuth_offset_deg, ref_az_deg),
+                b.elevation_sign * el_deg)
+
+    def mount_to_sky(self, boresight: str, az_deg: float, el_deg: float) -> tuple[float, float]:
+        """Sky direction (azimuth in [0, 360)) of ``boresight`` at these mount angles."""
+        az, el = self.envelope.axes_to_sky(boresight, az_deg, el_deg)
+        return float(az), float(el)
+
+    def mount_to_encoder(self, az_deg: float, el_deg: float) -> tuple[float, float]:
+        """Encoder readings at which the mechanical axis is at these mount angles."""
+        az, el = self.pointing.sky_to_axes(az_deg, el_deg)  # type: ignore[no-untyped-call]
+        return float(az), float(el)
+
+    def encoder_to_mount(self, az_deg: float, el_deg: float) -> tuple[float, float]:
+        """Mount angles of the mechanical axis for these encoder readings."""
+        az, el = self.pointing.axes_to_sky(az_deg, el_deg)  # type: ignore[no-untyped-call]
+        return float(az), float(el)
+
+    def encoder_to_sky(self, boresight: str, az_deg: float, el_deg: float) -> tuple[float, float]:
+        """Sky direction of ``boresight`` for these encoder readings."""
+        return self.mount_to_sky(boresight, *self.encoder_to_mount(az_deg, el_deg))
