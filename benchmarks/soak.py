@@ -48,6 +48,7 @@ from tracker.control.machine import State  # noqa: E402
 from tracker.errors import TrackerError  # noqa: E402
 from tracker.log.store import TrackingStore  # noqa: E402
 from tracker.loop.engine import Engine  # noqa: E402
+from tracker.loop.harness import SimulatedTime  # noqa: E402
 from tracker.mount.axis import Condition  # noqa: E402
 from tracker.planning.planner import plan as make_plan  # noqa: E402
 from tracker.service.dryrun import _quiet  # noqa: E402
@@ -277,42 +278,51 @@ class Soak:
         rep = self.report
         wall0 = time.perf_counter()
         await e.start()
+        harness = SimulatedTime(e, clock, mount.step)
+
+        async def before() -> None:
+            if self.active is None and e.machine.state in (State.FAULT, State.ESTOP):
+                self._unexpected()
+            elif (self.active is None and self.elapsed_s >= self.next_fault_elapsed_s
+                    and self.elapsed_s < self.duration_s):
+                self._inject()
+            if self.active is not None:
+                await self._operate()
+
+        def step_s(t: float) -> float:
+            if self.active is None and _quiet(e):
+                nxt = e.plan_now.next_window(t) if e.plan_now else None
+                horizon = (nxt.preposition_by_s - 3600.0) if nxt else math.inf
+                until_fault = (self.next_fault_elapsed_s - self.elapsed_s)
+                if t + 0.5 < horizon and until_fault > 0.5:
+                    return 0.5
+            return period
+
+        def observe(dt: float, t_end: float) -> None:
+            rep.ticks += 1
+            if e.machine.state is State.TRACKING and e.on_sun:
+                rep.tracked_s += dt
+            self.elapsed_s += dt
+            self.segments[-1][1] = t_end
+            if self.active is not None and self._normal(t_end):
+                self.active.recovered_elapsed_s = self.elapsed_s
+                log.info("+%.0f s: recovered from %s in %.0f s", self.elapsed_s,
+                         self.active.kind, self.active.recover_s)
+                self.active = None
+                self.next_fault_elapsed_s = self._draw()
+
+        def done() -> bool:
+            return not (self.elapsed_s < self.duration_s or (
+                self.active is not None and self.elapsed_s < self.duration_s + OVERTIME_S))
+
+        def on_error(_exc: BaseException) -> None:
+            rep.exceptions.append(traceback.format_exc())
+
         try:
-            while (self.elapsed_s < self.duration_s or (
-                    self.active is not None and self.elapsed_s < self.duration_s + OVERTIME_S)):
-                t = clock.now_s()
-                if self.active is None and e.machine.state in (State.FAULT, State.ESTOP):
-                    self._unexpected()
-                elif (self.active is None and self.elapsed_s >= self.next_fault_elapsed_s
-                        and self.elapsed_s < self.duration_s):
-                    self._inject()
-                    t = clock.now_s()
-                if self.active is not None:
-                    await self._operate()
-                try:
-                    await e.tick()
-                except Exception:  # noqa: BLE001 - counted: the soak's verdict
-                    rep.exceptions.append(traceback.format_exc())
-                rep.ticks += 1
-                dt = period
-                if self.active is None and _quiet(e):
-                    nxt = e.plan_now.next_window(t) if e.plan_now else None
-                    horizon = (nxt.preposition_by_s - 3600.0) if nxt else math.inf
-                    until_fault = (self.next_fault_elapsed_s - self.elapsed_s)
-                    if t + 0.5 < horizon and until_fault > 0.5:
-                        dt = 0.5
-                if e.machine.state is State.TRACKING and e.on_sun:
-                    rep.tracked_s += dt
-                mount.step(dt)
-                clock.advance(dt)
-                self.elapsed_s += dt
-                self.segments[-1][1] = clock.now_s()
-                if self.active is not None and self._normal(clock.now_s()):
-                    self.active.recovered_elapsed_s = self.elapsed_s
-                    log.info("+%.0f s: recovered from %s in %.0f s", self.elapsed_s,
-                             self.active.kind, self.active.recover_s)
-                    self.active = None
-                    self.next_fault_elapsed_s = self._draw()
+            # Clock jumps injected by the soak move the UTC time, so run by elapsed time.
+            while not done():
+                await harness.run(60.0, until=done, step_s=step_s, observe=observe,
+                                  before=before, on_error=on_error)
         finally:
             await e.shutdown()
         rep.wall_s = time.perf_counter() - wall0

@@ -282,3 +282,15 @@ async def test_remote_clients_need_the_token_for_reads_and_get_no_alpaca(tmp_pat
         assert "api:192.0.2.10" in sources
     finally:
         await engine.shutdown()
+
+
+def test_docs_page_loads_its_assets_from_the_daemon_not_a_cdn(daemon) -> None:
+    """/docs works on an offline control PC: every script and style it names is served here."""
+    import re
+
+    page = httpx.get(f"{daemon.url}/docs", timeout=5.0)
+    assert page.status_code == 200
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert refs and all(r.startswith("/") for r in refs), refs
+    for ref in refs:
+        assert httpx.get(daemon.url + ref, timeout=5.0).status_code == 200, ref

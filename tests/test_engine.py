@@ -14,6 +14,7 @@ from tracker.control.machine import State
 from tracker.errors import EnvelopeError, StateError
 from tracker.log.store import TrackingStore
 from tracker.loop.engine import Engine
+from tracker.loop.harness import SimulatedTime
 from tracker.planning.planner import plan
 from tracker.service import dryrun
 
@@ -36,13 +37,8 @@ class Rig:
                              wind_m_s=lambda: self.mount.wind_m_s)
 
     async def run(self, seconds: float, until=None) -> None:
-        dt = self.engine.period_s
-        for _ in range(round(seconds / dt)):
-            await self.engine.tick()
-            self.mount.step(dt)
-            self.clock.advance(dt)
-            if until is not None and until(self.engine):
-                return
+        harness = SimulatedTime(self.engine, self.clock, self.mount.step)
+        await harness.run(seconds, until=(lambda: until(self.engine)) if until else None)
 
     def assert_inside_hard_limits(self) -> None:
         for ax in self.mount.axes.values():

@@ -21,9 +21,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tracker.errors import ConfigError
 
-#: The configuration used when none is given: BabyIAXO envelope, simulated mount.
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+def _presets_dir() -> Path:
+    """The presets' folder: ``config/`` in a checkout, the ``tracker.presets`` package data
+    in an installed wheel (the same files)."""
+    checkout = Path(__file__).resolve().parent.parent / "config"
+    if (checkout / "sim.toml").is_file():
+        return checkout
+    import importlib.resources
+    return Path(str(importlib.resources.files("tracker.presets")))
+
+
+#: The presets and the configuration used when none is given (BabyIAXO, simulated mount).
+CONFIG_DIR = _presets_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "sim.toml"
+PRESETS = ("sim", "sim-modbus", "babyiaxo", "cast", "iaxo")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]

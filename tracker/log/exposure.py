@@ -280,3 +280,31 @@ def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
                           dtype=np.intp)
     lengths = np.diff(np.r_[heads, values.size])
     return list(lookup), np.repeat(head_codes, lengths)
+
+
+class SampleStats:
+    """The exposure statistics of samples as they are recorded (a sink for the engine's
+    recorder): the same ``ExposureAccumulator``, so a dry run, ``tracker exposure`` and
+    ``tracker report`` give the same figures for the same samples."""
+
+    def __init__(self, t0_s: float, t1_s: float, *, settle_s: float, chunk: int = 4096) -> None:
+        from tracker.log.store import SAMPLE_DTYPE, SAMPLE_FIELDS
+        self._dtype = SAMPLE_DTYPE
+        self._fields = SAMPLE_FIELDS
+        self._acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=True)
+        self._rows: list[tuple] = []
+        self._chunk = chunk
+
+    def __call__(self, sample) -> None:
+        self._rows.append(tuple(getattr(sample, f) for f in self._fields))
+        if len(self._rows) >= self._chunk:
+            self._feed()
+
+    def _feed(self) -> None:
+        if self._rows:
+            self._acc.feed(np.array(self._rows, dtype=self._dtype))
+            self._rows = []
+
+    def result(self) -> dict:
+        self._feed()
+        return self._acc.result()

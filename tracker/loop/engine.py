@@ -183,6 +183,8 @@ class Engine:
         self.recorder = Recorder(1.0 / tr.log_rate_hz, 10 * self.period_s + 1.0, sinks)
         self.measurement = Measurement((math.nan, math.nan), (math.nan, math.nan), math.nan)
         self.on_sun = False
+        #: At the current AXES/SKY task's target and still (as of the last tick).
+        self.arrived = False
         self._ages: tuple[float, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ views for callers
@@ -321,10 +323,11 @@ class Engine:
                 "source": "controller", "condition": Condition.FOLLOWING_ERROR.value,
                 "text": f"pointing error {m.error_arcsec:.0f} arcsec", "time_utc": iso_utc(t)}])
         # 5. decide
+        self.arrived = self._arrived(here, states)
         decision = automation.decide(automation.Situation(
             t_s=t, mono_s=mono, state=self.machine.state, auto_tracking=self.auto_tracking,
             task=self.task, window=self.window, plan=self._plan, here_deg=here,
-            arrived=self._arrived(here, states), acquired=acquired,
+            arrived=self.arrived, acquired=acquired,
             wind_stow=wind.stow, wind_calm=wind.calm, wind_stowed=self._wind_stowed,
             fault_pending=self._fault_pending), self.settings)
         # 6. fire

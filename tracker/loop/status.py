@@ -60,8 +60,9 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                       "fresh": st.fresh, "age_s": t - st.timestamp_s}
     state = engine.machine.state
     task = engine.task
-    moving_task = state is State.MANUAL and task.kind in (TaskKind.SKY, TaskKind.AXES,
-                                                          TaskKind.JOG)
+    moving_task = state is State.MANUAL and (
+        task.kind is TaskKind.JOG or (task.kind in (TaskKind.SKY, TaskKind.AXES)
+                                      and not engine.arrived))
     store = engine.store
     m = engine.measurement
     return {

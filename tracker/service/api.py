@@ -38,6 +38,7 @@ from tracker.errors import (
     TimeInputError,
     TrackerError,
 )
+from tracker.loop.commands import MAX_JOG_S
 from tracker.service.auth import bearer_matches, client_host, is_loopback
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,12 @@ class _Body(BaseModel):
 class GotoRequest(_Body):
     """Point the boresight at a sky direction (or, with ``axes``, the axes at axis positions)."""
 
-    az_deg: Annotated[float, Field(ge=-720.0, le=720.0, allow_inf_nan=False)] = Field(
-        description="azimuth, degrees from north through east (axis azimuth with axes=true)")
-    el_deg: Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)] = Field(
-        description="elevation, degrees, up positive")
+    # Limits are the envelope's, checked by the engine, whose refusal names them.
+    az_deg: Annotated[float, Field(allow_inf_nan=False)] = Field(
+        description="sky azimuth, degrees from north through east, 0..360 (with axes=true: "
+                    "the azimuth axis angle on the cable wrap)")
+    el_deg: Annotated[float, Field(allow_inf_nan=False)] = Field(
+        description="elevation, degrees, up positive (the envelope's limits apply)")
     boresight: str | None = Field(default=None, description="boresight name (default: the first)")
     axes: bool = Field(default=False, description="az/el are axis positions, not a sky direction")
 
@@ -102,10 +105,10 @@ class JogRequest(_Body):
     """Run one axis at a rate for a duration, then stop."""
 
     axis: Literal["az", "el"]
-    rate_deg_s: Annotated[float, Field(ge=-100.0, le=100.0, allow_inf_nan=False)] = Field(
+    rate_deg_s: Annotated[float, Field(allow_inf_nan=False)] = Field(
         description="axis rate, deg/s, sign = direction (the axis speed limit applies)")
-    seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = Field(
-        description="duration, seconds (0 < s <= 3600)")
+    seconds: Annotated[float, Field(gt=0, le=MAX_JOG_S, allow_inf_nan=False)] = Field(
+        description=f"duration, seconds (0 < s <= {MAX_JOG_S:g}, monotonic time)")
 
 
 class TrackRequest(_Body):
@@ -162,13 +165,33 @@ _INVALID: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from the installed ``swagger-ui-bundle`` (no CDN: the control
+    PC is offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="helio-tracker API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+
 def create_app(backend: Backend) -> FastAPI:
     """The FastAPI application serving ``backend`` (OpenAPI at ``/openapi.json``)."""
     app = FastAPI(
         title="helio-tracker daemon",
         version=_version,
         description=__doc__,
+        docs_url=None,
+        redoc_url=None,
     )
+    _offline_docs(app)
 
     # Dependencies are coroutines: FastAPI would run plain functions in a worker thread.
     async def require_token(request: Request,

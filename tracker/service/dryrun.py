@@ -28,7 +28,9 @@ from pathlib import Path
 from tracker.clock import SimClock
 from tracker.config import Settings
 from tracker.control.machine import State
+from tracker.log.exposure import SampleStats
 from tracker.loop.engine import Engine, iso_utc
+from tracker.loop.harness import SimulatedTime
 from tracker.loop.tasks import TaskKind
 from tracker.mount.pointing import PointingModel
 from tracker.planning.planner import plan as make_plan
@@ -91,13 +93,12 @@ class DryRunReport:
         ])
 
 
-class _Stats:
-    """Running error statistics over tracking ticks past the settle time."""
+class _Series:
+    """What the samples do not carry: the plot's decimated series, seconds per state at the
+    control rate, and the simulator's true error (truth the controller cannot see)."""
 
     def __init__(self) -> None:
-        self.errors: list[float] = []
         self.true_errors: list[float] = []
-        self.tracked_s = 0.0
         self.state_s: dict[State, float] = {}
         #: Decimated series for the plot: (t, sun az, sun el, pointing az, pointing el, error, state)
         self.series: list[tuple[float, float, float, float, float, float, str]] = []
@@ -111,13 +112,7 @@ class _Stats:
             sun = engine.sun
             self.series.append((t, sun[0], sun[1], *engine.pointing_sky, engine.error_arcsec,
                                 state.value))
-        if state is not State.TRACKING:
-            return
-        if engine.on_sun:
-            self.tracked_s += dt
-        err = engine.error_arcsec
-        if err == err and engine.settled:
-            self.errors.append(err)
+        if engine.settled:
             true_err = engine.true_error_arcsec
             if true_err == true_err:
                 self.true_errors.append(true_err)
@@ -125,13 +120,6 @@ class _Stats:
 
 def _rms(xs: list[float]) -> float | None:
     return math.sqrt(sum(x * x for x in xs) / len(xs)) if xs else None
-
-
-def _p95(xs: list[float]) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(0.95 * len(s)))]
 
 
 async def run(settings: Settings, start_s: float, duration_s: float, *, driver: str = "sim",
@@ -173,20 +161,19 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         axes = make_axes(settings, clock=clock.now_s)
     else:
         raise ValueError(f"unknown dry-run driver {driver!r}: use 'sim' or 'modbus'")
-    misaligned = any(v != 0.0 for v in settings.simulator.misalignment.model_dump().values())
-    truth = None
-    if misaligned:
-        def truth() -> tuple[float, float]:
-            return true_direction(settings, mount.azimuth.true_position_deg,
-                                  mount.elevation.true_position_deg)
-    engine = Engine(settings, axes, store, clock, wind_m_s=lambda: mount.wind_m_s,
-                    true_direction=truth, pointing=pointing)
+    def truth() -> tuple[float, float]:
+        """The mechanical axis' true direction (simulator truth, misalignment included)."""
+        return true_direction(settings, mount.azimuth.true_position_deg,
+                              mount.elevation.true_position_deg)
     end_s = start_s + duration_s
+    figures = SampleStats(start_s, end_s, settle_s=settings.tracking.settle_s)
+    engine = Engine(settings, axes, store, clock, wind_m_s=lambda: mount.wind_m_s,
+                    true_direction=truth, pointing=pointing, sample_sinks=[figures])
     # Plan beyond both ends so windows cut by the span are whole (not dropped as too short),
     # then count only their part inside the span.
     the_plan = make_plan(settings, start_s - 86400.0, end_s + 86400.0)
     in_span = [w for w in the_plan.windows if w.end_s > start_s and w.start_s < end_s]
-    stats = _Stats()
+    stats = _Series()
     period = engine.period_s
     report_every = max(duration_s / 200.0, period)
     next_report = start_s
@@ -198,23 +185,26 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         # way, so its frequent young-generation passes stay cheap (as the daemon does).
         gc.collect()
         gc.freeze()
-        while clock.now_s() < end_s - 1e-9:
-            t = clock.now_s()
-            await engine.tick()
-            ticks += 1
-            dt = period
+        harness = SimulatedTime(engine, clock, mount.step)
+
+        def step_s(t: float) -> float:
             if idle_step_s > period and _quiet(engine):
-                nxt = engine.plan_now.next_window(t) if engine.plan_now else None
+                plan = engine.plan_now
+                nxt = plan.next_window(t) if plan else None
                 horizon = (nxt.preposition_by_s - 3600.0) if nxt else end_s
                 if t + idle_step_s < horizon:
-                    dt = idle_step_s
-            dt = min(dt, end_s - t)
-            mount.step(dt)
-            clock.advance(dt)
-            stats.add(engine, dt, t + dt)
-            if progress is not None and t >= next_report:
-                progress(t - start_s)
-                next_report = t + report_every
+                    return idle_step_s
+            return period
+
+        def observe(dt: float, t_end: float) -> None:
+            nonlocal next_report
+            stats.add(engine, dt, t_end)
+            if progress is not None and t_end - dt >= next_report:
+                progress(t_end - dt - start_s)
+                next_report = t_end - dt + report_every
+
+        await harness.run(duration_s, step_s=step_s, observe=observe)
+        ticks = harness.ticks
         if progress is not None:
             progress(duration_s)
     finally:
@@ -224,15 +214,16 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
             await server.stop() if asyncio.iscoroutinefunction(getattr(server, "stop", None)) \
                 else server.stop()
     wall = time.perf_counter() - wall0
+    fig = figures.result()
     available = sum(min(w.end_s, end_s) - max(w.start_s, start_s) for w in in_span)
     fault_events = [f"{iso_utc(f_time)} {text}" for f_time, text in engine.fault_history]
     return DryRunReport(
         config=config_name, driver=driver, start_utc=iso_utc(start_s), end_utc=iso_utc(end_s),
-        available_s=available, tracked_s=stats.tracked_s,
-        efficiency=stats.tracked_s / available if available > 0 else 0.0,
-        rms_error_arcsec=_rms(stats.errors),
-        max_error_arcsec=max(stats.errors) if stats.errors else None,
-        p95_error_arcsec=_p95(stats.errors),
+        available_s=available, tracked_s=fig["on_sun_s"],
+        efficiency=fig["on_sun_s"] / available if available > 0 else 0.0,
+        rms_error_arcsec=fig["rms_error_arcsec"],
+        max_error_arcsec=fig["max_error_arcsec"],
+        p95_error_arcsec=fig["p95_error_arcsec"],
         true_rms_error_arcsec=_rms(stats.true_errors),
         true_max_error_arcsec=max(stats.true_errors) if stats.true_errors else None,
         windows=len(in_span), faults=len(fault_events), fault_events=fault_events,
