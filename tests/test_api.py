@@ -191,6 +191,10 @@ def test_park_then_track_again(daemon):
     assert el == pytest.approx(park.elevation_deg, abs=0.01)
     assert st["at_park"] is True
     r = d.post("track", {"on": True})
+    assert r.status_code == 409 and "parked: 'unpark' first" in r.json()["detail"]
+    assert d.status()["state"] == "parked"
+    assert d.post("unpark").status_code == 200
+    r = d.post("track", {"on": True})
     assert r.status_code == 200, r.text
     st = d.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0, "tracking again")
     assert st["auto_tracking"] is True

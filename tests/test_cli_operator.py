@@ -118,6 +118,10 @@ def test_manual_moves_park_and_track(daemon):
     d.wait_for(lambda s: s["state"] == "parked", 40.0, "parked")
     r = cli(d, "reset")
     assert r.exit_code == 0
+    r = cli(d, "track", "start")                       # parked means nothing moves
+    assert r.exit_code == 3 and "parked: 'unpark' first" in r.output
+    r = cli(d, "unpark")
+    assert r.exit_code == 0 and "state now idle" in r.stdout
     r = cli(d, "track", "start")
     assert r.exit_code == 0 and "automatic tracking started" in r.stdout
     d.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0, "tracking again")
@@ -154,7 +158,7 @@ def test_watch_and_follow_stop_on_ctrl_c(daemon):
         p.send_signal(signal.SIGINT)
     w_out, w_err = watch.communicate(timeout=20)
     f_out, f_err = follow.communicate(timeout=20)
-    assert watch.returncode == 0, w_err
+    assert watch.returncode == 0, (w_err, w_out[-2000:])
     assert follow.returncode == 0, f_err
     assert w_out.count("helio-tracker  ") >= 3          # several refreshed screens
     assert "stop ok" in f_out                           # the new event arrived

@@ -81,3 +81,11 @@ def test_the_table_covers_every_state_and_command() -> None:
     assert ("goto", "parked", "refused: the mount is parked: 'unpark' first (parked means "
             "nothing moves)") in rows
     assert ("stop", "fault", "accepted") in rows
+
+
+def test_the_documented_table_is_the_one_the_engine_uses() -> None:
+    from pathlib import Path
+
+    from tracker.loop.commands import rules_markdown
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "daemon.md").read_text()
+    assert rules_markdown() in doc

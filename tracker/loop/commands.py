@@ -163,3 +163,22 @@ def rules_table() -> list[tuple[str, str, str]]:
             reason = REFUSED.get(key, {}).get(s)
             rows.append((key, s.value, f"refused: {reason}" if reason else "accepted"))
     return rows
+
+
+def rules_markdown() -> str:
+    """The motion rules as a markdown table (states x commands), for docs/daemon.md."""
+    keys = ("goto", "jog", "track_on", "track_off", "park", "unpark", "stow", "stop", "reset")
+    short = {"the mount is in fault: acknowledge it with 'reset' first": "reset first",
+             "the emergency stop is active: release it, then 'reset'": "release, reset",
+             "the drives are not enabled": "drives off",
+             "the mount is parked: 'unpark' first (parked means nothing moves)": "unpark first"}
+    lines = ["| state | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+             "| --- |" + " --- |" * len(keys)]
+    for s in State:
+        cells = []
+        for k in keys:
+            reason = REFUSED.get(k, {}).get(s)
+            cells.append("ok" if not reason else ("not parked" if k == "unpark"
+                                                  else short.get(reason, reason)))
+        lines.append(f"| {s.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
