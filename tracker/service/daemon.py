@@ -383,6 +383,11 @@ def _run_control_thread(daemon: Daemon, mount: Any, started: concurrent.futures.
             from simulator.mount import run_realtime
             sim = asyncio.create_task(run_realtime(mount), name="sim-mount")
         ok = True
+        # Move the start-up objects (astropy, numpy, tables) out of the collector's way
+        # before the drives are enabled (a full collection holds the interpreter lock for a
+        # while): later collections then scan only what the running daemon allocates.
+        gc.collect()
+        gc.freeze()
         try:
             try:
                 await engine.start()
@@ -455,15 +460,11 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         loop.add_signal_handler(sig, daemon.stop)
     failed = False
     api: asyncio.Task | None = None
-    server = None
+    # The app and uvicorn's protocol modules are imported before the loop ticks.
+    server = _make_server(create_app(daemon), sock)
     thread.start()
     try:
         await asyncio.wrap_future(started)
-        # Move the start-up objects (astropy, numpy, tables) out of the collector's way:
-        # later full collections then scan only what the running daemon allocates.
-        gc.collect()
-        gc.freeze()
-        server = _make_server(create_app(daemon), sock)
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
         log.info("daemon running: API on %s, state %s, drives %s, log %s", url, engine.state,
