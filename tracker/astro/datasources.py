@@ -97,6 +97,9 @@ def ensure_offline() -> None:
             # An expired leap-second file is reported by data_sources(), not here.
             warnings.simplefilter("ignore")
             update_leap_seconds()
+        from tracker.astro import iers_cache
+
+        iers_cache.install()  # the parsed IERS table from the binary cache (~20 ms, not ~2 s)
         _done = True
         logger.debug("astropy configured offline (IERS auto-download off)")
 
@@ -250,7 +253,7 @@ def data_sources(now_s: float | None = None) -> dict[str, Any]:
     ``skyfield_data`` (versions); ``iers_table`` (``path``, ``first_date``,
     ``last_observed_date``, ``last_date``, ``age_days`` since the last
     observed value, ``days_left`` until its last date, negative beyond it,
-    ``ut1_uncertainty_now_s``); ``leap_seconds`` (``expires``, ``expired``,
+    ``ut1_uncertainty_now_s``, ``cache`` where this process got the parsed table); ``leap_seconds`` (``expires``, ``expired``,
     ``days_left``); ``ephemerides`` (``reference``, ``cross_check``,
     ``de421_path``, ``de421_present``); ``offline`` (download switches).
     Cheap after the first call (~0.1 ms): fine for a status snapshot.
