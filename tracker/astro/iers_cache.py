@@ -15,6 +15,11 @@ never used.  Written atomically (temporary file + rename).  Folder:
 ``$HELIO_TRACKER_CACHE_DIR``, else ``$XDG_CACHE_HOME/helio-tracker``, else
 ``~/.cache/helio-tracker``.  If it is not writable, or the file is damaged,
 the table is parsed as before (correct, only slower).  Nothing downloads.
+
+The same file also holds what the ephemeris itself needs, as plain arrays
+readable without importing astropy (``earth_orientation()``: MJD, UT1-UTC,
+polar motion; ``install_leap_seconds()``: the leap-second table astropy would
+give ERFA), so a cold ``tracker sun`` never imports astropy at all.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +39,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: Bump when the stored layout changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PREFIX = "iers-auto-"
 
 
@@ -51,19 +58,37 @@ def _file_stamp(path: str) -> list[Any]:
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
-def cache_key() -> str:
-    """Hex key of everything the parsed table depends on (versions, files, format)."""
-    from importlib import metadata
+def _package_dir(name: str) -> Path:
+    spec = find_spec(name)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"package {name} not installed")
+    return Path(list(spec.submodule_search_locations)[0])
 
-    import astropy
-    from astropy_iers_data import IERS_A_FILE, IERS_A_README, IERS_B_FILE, IERS_B_README
 
+def _version(package_dir: Path) -> str:
+    """A digest of the package's ``_version.py`` (changes with every release), read not imported."""
     try:
-        data_version = metadata.version("astropy-iers-data")
-    except metadata.PackageNotFoundError:
-        data_version = "unknown"
-    parts = [FORMAT_VERSION, astropy.__version__, data_version,
-             *(_file_stamp(p) for p in (IERS_A_FILE, IERS_A_README, IERS_B_FILE, IERS_B_README))]
+        return hashlib.sha256((package_dir / "_version.py").read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "unknown"
+
+
+def iers_files() -> dict[str, str]:
+    """Paths of the installed IERS-A, IERS-B and leap-second files (astropy-iers-data)."""
+    data = _package_dir("astropy_iers_data") / "data"
+    return {"iers_a": str(data / "finals2000A.all"), "iers_a_readme": str(data / "ReadMe.finals2000A"),
+            "iers_b": str(data / "eopc04.1962-now"), "iers_b_readme": str(data / "ReadMe.eopc04"),
+            "leap_seconds": str(data / "Leap_Second.dat")}
+
+
+def cache_key() -> str:
+    """Hex key of everything the parsed table depends on: the astropy and astropy-iers-data
+    versions, the files' paths, sizes and modification times, the layout version."""
+    astropy_dir = _package_dir("astropy")
+    iers_dir = _package_dir("astropy_iers_data")
+    parts = [FORMAT_VERSION, _version(astropy_dir), _version(iers_dir),
+             _file_stamp(str(astropy_dir / "utils" / "iers" / "iers.py")),
+             *(_file_stamp(p) for p in iers_files().values())]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
 
@@ -91,6 +116,22 @@ def _to_arrays(table: Any) -> dict[str, np.ndarray]:
     meta = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in table.meta.items()}
     header = {"columns": columns, "meta": meta}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    # The ephemeris' own view, readable without astropy.
+    arrays["eo_mjd"] = np.asarray(table["MJD"].value, dtype=float)
+    arrays["eo_ut1_utc_s"] = np.asarray(table["UT1_UTC"].value, dtype=float)
+    arrays["eo_pm_x_arcsec"] = np.asarray(table["PM_x"].value, dtype=float)
+    arrays["eo_pm_y_arcsec"] = np.asarray(table["PM_y"].value, dtype=float)
+    arrays["eo_predictive_mjd"] = np.asarray(float(table.meta.get("predictive_mjd",
+                                                                  arrays["eo_mjd"][-1])))
+    arrays["eo_data_path"] = np.asarray(str(table.meta.get("data_path", "")))
+    import erfa
+
+    leap = erfa.leap_seconds.get()
+    leap = leap[leap["year"] >= 1972]
+    arrays["leap_year"] = np.asarray(leap["year"], dtype=np.int64)
+    arrays["leap_month"] = np.asarray(leap["month"], dtype=np.int64)
+    arrays["leap_tai_utc"] = np.asarray(leap["tai_utc"], dtype=float)
+    arrays["leap_expires"] = np.asarray(erfa.leap_seconds.expires.date().isoformat())
     return arrays
 
 
@@ -134,34 +175,149 @@ def _write(path: Path, table: Any) -> None:
                 pass
 
 
-def load_table() -> tuple[Any, str]:
-    """The ``IERS_Auto`` table and where it came from (``"cache"``, ``"parsed"``, ...)."""
+def _parse_with_astropy() -> Any:
+    """The slow path: astropy parses the ASCII files (offline), leap seconds updated first."""
+    from tracker.astro.datasources import ensure_offline
+
+    ensure_offline(astropy_now=True)
     from astropy.utils import iers
 
+    return iers.IERS_Auto.read()
+
+
+def _ensure_file() -> tuple[Path | None, Any, str]:
+    """(cache file or None, freshly parsed table or None, how it was obtained)."""
     if os.path.exists("finals2000A.all"):
         # astropy then reads that file from the working directory (its documented,
         # deprecated behaviour): leave it alone, uncached.
-        return iers.IERS_Auto.read(), "parsed (finals2000A.all in the working directory)"
+        return None, _parse_with_astropy(), "parsed (finals2000A.all in the working directory)"
     try:
         path = cache_path()
     except (OSError, ImportError) as exc:
         logger.debug("IERS cache unavailable: %s", exc)
-        return iers.IERS_Auto.read(), "parsed"
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return _from_arrays(data), "cache"
-    except FileNotFoundError:
-        pass
-    except Exception as exc:  # noqa: BLE001 - a damaged cache is re-made, never fatal
-        logger.warning("IERS cache %s unreadable (%s); parsing the IERS files", path, exc)
-    table = iers.IERS_Auto.read()
+        return None, _parse_with_astropy(), "parsed"
+    if path.is_file():
+        return path, None, "cache"
+    table = _parse_with_astropy()
     try:
         _write(path, table)
-        return table, "parsed, cached"
+        return path, table, "parsed, cached"
     except OSError as exc:
         logger.info("IERS cache not written (%s): %s; each start parses the IERS files",
                     path, exc.strerror or exc)
-        return table, "parsed (cache folder not writable)"
+        return None, table, "parsed (cache folder not writable)"
+
+
+def _open(path: Path) -> Any:
+    return np.load(path, allow_pickle=False)
+
+
+def load_table() -> tuple[Any, str]:
+    """The astropy ``IERS_Auto`` table and where it came from (``"cache"``, ``"parsed"``...)."""
+    path, table, source = _ensure_file()
+    if table is not None:
+        return table, source
+    assert path is not None
+    try:
+        with _open(path) as data:
+            return _from_arrays(data), source
+    except Exception as exc:  # noqa: BLE001 - a damaged cache is re-made, never fatal
+        logger.warning("IERS cache %s unreadable (%s); parsing the IERS files", path, exc)
+        _discard(path)
+        path, table, source = _ensure_file()
+        return (table if table is not None else _from_arrays(_open(path))), source
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+@dataclass(frozen=True)
+class EarthOrientation:
+    """The IERS values the ephemeris interpolates: daily rows at UTC midnight.
+
+    ``mjd`` (UTC), ``ut1_utc_s`` (s), ``pm_x_arcsec``/``pm_y_arcsec`` (polar
+    motion, arcsec), the first predicted MJD, the IERS-A file's path and how
+    the values were obtained (``source``).  IERS-B values where available, as
+    astropy's ``IERS_Auto`` combines them.
+    """
+
+    mjd: np.ndarray
+    ut1_utc_s: np.ndarray
+    pm_x_arcsec: np.ndarray
+    pm_y_arcsec: np.ndarray
+    predictive_mjd: float
+    data_path: str
+    source: str
+    leap_year: np.ndarray
+    leap_month: np.ndarray
+    leap_tai_utc: np.ndarray
+    leap_expires: str
+
+
+_EO: EarthOrientation | None = None
+
+
+def _eo_from(data: Any, source: str) -> EarthOrientation:
+    return EarthOrientation(
+        mjd=np.array(data["eo_mjd"]), ut1_utc_s=np.array(data["eo_ut1_utc_s"]),
+        pm_x_arcsec=np.array(data["eo_pm_x_arcsec"]), pm_y_arcsec=np.array(data["eo_pm_y_arcsec"]),
+        predictive_mjd=float(data["eo_predictive_mjd"]), data_path=str(data["eo_data_path"]),
+        source=source, leap_year=np.array(data["leap_year"]),
+        leap_month=np.array(data["leap_month"]), leap_tai_utc=np.array(data["leap_tai_utc"]),
+        leap_expires=str(data["leap_expires"]))
+
+
+def earth_orientation() -> EarthOrientation:
+    """The IERS values (once per process; from the cache without importing astropy)."""
+    global _EO
+    if _EO is not None:
+        return _EO
+    path, table, source = _ensure_file()
+    eo: EarthOrientation | None = None
+    if path is not None:
+        try:
+            with _open(path) as data:
+                eo = _eo_from(data, source)
+        except Exception as exc:  # noqa: BLE001 - damaged: parse again
+            logger.warning("IERS cache %s unreadable (%s); parsing the IERS files", path, exc)
+            _discard(path)
+            path, table, source = _ensure_file()
+    if eo is None:
+        if table is None:
+            table = _parse_with_astropy()
+        eo = _eo_from(_to_arrays(table), source)
+    _EO = eo
+    return eo
+
+
+class _LeapTable:
+    """A leap-second array with an ``expires`` date, as ``erfa.leap_seconds.update`` reads it."""
+
+    def __init__(self, array: np.ndarray, expires: Any) -> None:
+        self._array, self.expires = array, expires
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self._array
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._array[key]
+
+
+def install_leap_seconds() -> None:
+    """Give ERFA the leap-second table astropy would (from astropy-iers-data), via the cache."""
+    import datetime as dt
+
+    import erfa
+
+    eo = earth_orientation()
+    table = np.zeros(eo.leap_year.size, dtype=erfa.dt_eraLEAPSECOND)
+    table["year"], table["month"], table["tai_utc"] = eo.leap_year, eo.leap_month, eo.leap_tai_utc
+    expires = dt.datetime.fromisoformat(eo.leap_expires)
+    erfa.leap_seconds.update(_LeapTable(table, expires))
 
 
 def install() -> str:
