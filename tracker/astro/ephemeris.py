@@ -2,12 +2,15 @@
 
 Two paths:
 
-* the reference, ``sun_altaz``/``sun_rates``: astropy's full reduction
-  (ERFA builtin ephemeris, light time, parallax, aberration, IERS Earth
-  orientation), as ``get_body('sun')`` -> ``AltAz`` but without astropy's
-  spurious self-deflection of the Sun (see ``_altaz_rad``).  ~10 ms a call.
+* the reference, ``sun_altaz``/``sun_rates``: the full reduction (the Earth and
+  the Sun from JPL DE421, light time, parallax, deflection, aberration,
+  IAU 2006/2000A precession-nutation, IERS Earth orientation) in ERFA calls,
+  as astropy's ``get_body('sun')`` -> ``AltAz`` but with the JPL ephemeris and
+  without astropy's spurious self-deflection of the Sun (see ``_altaz_rad``).
+  Within 0.005" of skyfield/DE421 (measured 0.0006").  ~2 ms a call; no
+  astropy import (a cold ``tracker sun`` in ~0.5 s of CPU).
 * the fast path, ``SunTrack``: built once over a span, then a cubic
-  interpolant evaluated in microseconds, within 0.01 arcsec of the reference.
+  interpolant evaluated in microseconds, within 0.003 arcsec of the reference.
 
 Conventions: azimuth from north through east in [0, 360) degrees; elevation
 above the horizon positive, in degrees, negative below (valid targets:
@@ -15,7 +18,7 @@ axions cross the Earth).  Geometric (airless) unless ``pressure_hpa > 0``.
 Rates in deg/s per SI second.  Times: see ``tracker.astro.timeinput`` (UTC).
 Sites: WGS84 geodetic latitude/longitude (deg, east positive), height (m).
 
-``SunTrack`` design: astropy's reduction at coarse nodes every
+``SunTrack`` design: the reference reduction at coarse nodes every
 ``COARSE_STEP_S`` (4 h) of elapsed TAI time.  Adding the observer's fixed
 geocentric position (in its own east-north-up axes) to the topocentric Sun
 vector removes the 8.8" diurnal parallax wiggle; the result, expressed as
@@ -25,7 +28,8 @@ Cubic Hermite interpolation of those, with 6th-order finite-difference
 derivatives, is resampled every ``FINE_STEP_S`` (300 s) into topocentric
 east-north-up unit vectors and their exact derivatives, stored as
 per-segment cubic polynomials.  Measured error against ``sun_altaz``:
-< 0.002 arcsec at any latitude (tests: +-90, +-89, zenith, nadir, a year).
+< 0.002 arcsec at any latitude (tests: +-90, +-89, zenith, nadir, a year;
+bound 0.003).
 A call is then three cubics, two arctangents and a square root.
 """
 
@@ -314,13 +318,14 @@ def _out(values: np.ndarray, scalar: bool) -> float | np.ndarray:
 def sun_altaz(times: Any, lat_deg: float, lon_deg: float, height_m: float, *,
               pressure_hpa: float = 0.0, temperature_c: float = 10.0,
               relative_humidity: float = 0.0) -> tuple[Any, Any]:
-    """Topocentric (azimuth_deg, elevation_deg) of the Sun's centre (astropy reference).
+    """Topocentric (azimuth_deg, elevation_deg) of the Sun's centre (the reference reduction).
 
     ``times``: see ``tracker.astro.timeinput`` (scalar -> floats, array -> arrays).
     ``pressure_hpa`` 0 (default) gives the geometric direction the magnet
-    tracks; > 0 applies astropy's refraction (optical, 1 micron) with the
-    given temperature and relative humidity (0..1).  Times beyond the IERS
-    table give a ``StaleIERSWarning`` and still a result.
+    tracks; > 0 applies ERFA's refraction (``refco``, optical, 1 micron, as
+    astropy's ``AltAz``) with the given temperature and relative humidity
+    (0..1).  Times beyond the IERS table give a ``StaleIERSWarning`` and still
+    a result.
     """
     lat, lon, h = _check_site(lat_deg, lon_deg, height_m)
     _check_atmosphere(pressure_hpa, temperature_c, relative_humidity)
@@ -411,15 +416,15 @@ class SunTrack:
     any form ``sun_altaz`` takes (from 1972 on).  ``altaz(t)``, ``rates(t)`` and
     ``altaz_rates(t)`` take UTC unix seconds (float -> floats, ndarray ->
     ndarrays) in ``[start_s, end_s]``; outside it they raise
-    ``EphemerisRangeError``, never extrapolate.  Within 0.01 arcsec (great
-    circle) of ``sun_altaz`` (measured ~0.002 arcsec); rates per SI second.
+    ``EphemerisRangeError``, never extrapolate.  Within 0.003 arcsec (great
+    circle) of ``sun_altaz`` (measured <= 0.002 arcsec); rates per SI second.
     Leap seconds inside the span are handled (unix time jumps, the Sun not).
-    Building costs one astropy reduction per 4 h of span: ~20-40 ms for a
-    day, ~1 s for a year (CPU time here; the first build in a process also
-    loads the IERS tables, ~1 s).  Thread-safe for concurrent reads.
+    Building costs one reduction per 4 h of span: a few ms for a day,
+    ~0.1 s for a year (CPU time here; the first build in a process also
+    loads the IERS cache and opens DE421, ~0.05 s).  Thread-safe for concurrent reads.
     """
 
-    #: Spacing of the astropy nodes (elapsed TAI seconds).
+    #: Spacing of the reduction's nodes (elapsed TAI seconds).
     COARSE_STEP_S = 14400.0
     #: Spacing of the stored ENU cubic segments (divides COARSE_STEP_S).
     FINE_STEP_S = 300.0
@@ -452,7 +457,7 @@ class SunTrack:
         span_x = self._x_scalar(self.end_s)
         self.span_elapsed_s = span_x
 
-        # Coarse astropy nodes in elapsed TAI seconds from start.
+        # Coarse reduction nodes in elapsed TAI seconds from start.
         big, pad = self.COARSE_STEP_S, self._PAD
         n_coarse = max(1, math.ceil(span_x / big))
         k = np.arange(-pad, n_coarse + pad + 1)
@@ -520,7 +525,7 @@ class SunTrack:
         self._n_seg = n_fine
         self._inv_fine = 1.0 / fine
         self._row: tuple[int, list[float]] = (-1, [])
-        logger.debug("SunTrack %.0f..%.0f: %d astropy nodes, %d segments",
+        logger.debug("SunTrack %.0f..%.0f: %d reduction nodes, %d segments",
                      self.start_s, self.end_s, len(k), n_fine)
 
     # -- time mapping -------------------------------------------------------------------------

@@ -76,8 +76,10 @@ def _version(package_dir: Path) -> str:
 def iers_files() -> dict[str, str]:
     """Paths of the installed IERS-A, IERS-B and leap-second files (astropy-iers-data)."""
     data = _package_dir("astropy_iers_data") / "data"
-    return {"iers_a": str(data / "finals2000A.all"), "iers_a_readme": str(data / "ReadMe.finals2000A"),
-            "iers_b": str(data / "eopc04.1962-now"), "iers_b_readme": str(data / "ReadMe.eopc04"),
+    return {"iers_a": str(data / "finals2000A.all"),
+            "iers_a_readme": str(data / "ReadMe.finals2000A"),
+            "iers_b": str(data / "eopc04.1962-now"),
+            "iers_b_readme": str(data / "ReadMe.eopc04"),
             "leap_seconds": str(data / "Leap_Second.dat")}
 
 

@@ -81,7 +81,8 @@ class SunInterlock:
             raise ValueError(f"SunInterlock longitude {lon_deg!r} deg outside -360..360")
         if not MIN_BOUND_DEG <= bound_deg <= MAX_BOUND_DEG:
             raise ValueError(
-                f"SunInterlock bound_deg {bound_deg!r} outside {MIN_BOUND_DEG:g}..{MAX_BOUND_DEG:g} "
+                f"SunInterlock bound_deg {bound_deg!r} outside "
+                f"{MIN_BOUND_DEG:g}..{MAX_BOUND_DEG:g} "
                 f"(the independent algorithm itself errs by up to {MAX_ERROR_DEG:g} deg)")
         self.lat_deg, self.lon_deg, self.height_m = float(lat_deg), float(lon_deg), float(height_m)
         self.bound_deg = float(bound_deg)
