@@ -1,10 +1,13 @@
-"""Offline data for the ephemeris: astropy IERS tables, leap seconds, skyfield DE421.
+"""Offline data for the ephemeris: IERS tables, leap seconds, the JPL DE421 kernel.
 
 Nothing here ever downloads.  ``ensure_offline()`` (called when
 ``tracker.astro.ephemeris`` is imported) switches astropy to its installed tables
-(``astropy-iers-data``) and forbids internet access; skyfield's DE421 comes
-from the ``skyfield-data`` package.  ``data_sources()`` reports which tables
-are used and how old they are (``tracker sun --info``, the daemon's status).
+(``astropy-iers-data``) and forbids internet access, at once if astropy's IERS
+module is loaded, else the moment it is (an import hook: the ephemeris itself
+needs no astropy, see ``tracker.astro.iers_cache``).  DE421 comes from the
+``skyfield-data`` package (``de421_path``).  ``data_sources()`` reports which
+tables and kernel are used and how old they are (``tracker sun --info``, the
+daemon's status).
 
 Times beyond the IERS-A table still give positions: astropy then holds the
 last tabulated UT1-UTC and polar motion.  ``check_iers_range()`` warns with a
