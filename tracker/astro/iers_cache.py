@@ -161,7 +161,7 @@ def _write(path: Path, table: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **_to_arrays(table))
+            np.savez(fh, **_to_arrays(table))  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -227,7 +227,10 @@ def load_table() -> tuple[Any, str]:
         logger.warning("IERS cache %s unreadable (%s); parsing the IERS files", path, exc)
         _discard(path)
         path, table, source = _ensure_file()
-        return (table if table is not None else _from_arrays(_open(path))), source
+        if table is not None or path is None:
+            return (table if table is not None else _parse_with_astropy()), source
+        with _open(path) as data:
+            return _from_arrays(data), source
 
 
 def _discard(path: Path) -> None:

@@ -93,7 +93,8 @@ def psa_enu(t_unix_s: Any, lat_deg: float, lon_deg: float) -> np.ndarray:
     # (15), (16): parallax, the observer raised by the Earth's mean radius (Sun at 1 AU).
     up = up - _EARTH_MEAN_RADIUS_KM / _AU_KM
     enu = np.stack([east, north, up], axis=-1)
-    return enu / np.sqrt(np.sum(enu * enu, axis=-1, keepdims=True))
+    unit: np.ndarray = enu / np.sqrt(np.sum(enu * enu, axis=-1, keepdims=True))
+    return unit
 
 
 def psa_enu_scalar(t_unix_s: float, sin_lat: float, cos_lat: float, lon_deg: float,

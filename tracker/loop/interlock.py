@@ -146,7 +146,8 @@ class SunInterlock:
         target = np.stack(np.broadcast_arrays(cos_el * np.sin(az), cos_el * np.cos(az),
                                               np.sin(el)), axis=-1)
         cross = np.linalg.norm(np.cross(target, sun), axis=-1)
-        return np.degrees(np.arctan2(cross, np.sum(target * sun, axis=-1)))
+        separation: np.ndarray = np.degrees(np.arctan2(cross, np.sum(target * sun, axis=-1)))
+        return separation
 
     def ok_all(self, t_s: Any, target_az_deg: Any, target_el_deg: Any) -> np.ndarray:
         """Vectorised ``check(...).ok`` (booleans; NaN or out-of-years inputs are False)."""
