@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tracker.cli.main import main
 from tracker.astro.ephemeris import sun_altaz, sun_rates
+from tracker.cli.main import main
 
 CAST = Path(__file__).resolve().parent.parent / "config" / "cast.toml"
 SIM_SITE = (53.5775, 9.8797, 10.0)  # config/sim.toml, the default
