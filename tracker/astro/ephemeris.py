@@ -35,6 +35,7 @@ A call is then three cubics, two arctangents and a square root.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import threading
@@ -114,6 +115,7 @@ def _de421() -> Any:
 
                 try:
                     _kernel = SPK.open(de421_path())
+                    atexit.register(_kernel.close)  # open for the process's life, closed at exit
                 except OSError as exc:
                     logger.warning("%s; using ERFA's epv00 Earth-Sun vector (0.013\" worse)", exc)
                     _kernel = False
