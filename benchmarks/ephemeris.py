@@ -3,12 +3,14 @@
     python benchmarks/ephemeris.py [--lat 53.5775 --lon 9.8797 --height 10]
 
 Prints single-position latency and vectorised throughput of ``SunTrack``,
-``sun_altaz`` (astropy reference), astropy's own ``get_body`` + ``AltAz`` and
-skyfield (DE421), with ratios to ``SunTrack``, and the maximum great-circle
-error of each against astropy's full reduction (geometric, pressure 0) and
-against skyfield.
-Targets (issue 2): SunTrack scalar <= 5 us/call, vectorised >= 10 M positions/s,
-within 0.01 arcsec of the reference.
+``sun_altaz`` (the reference: ERFA reduction with JPL DE421), astropy's own
+``get_body`` + ``AltAz`` and skyfield (DE421), with ratios to ``SunTrack``, and
+the maximum great-circle error of each against astropy's full reduction
+(geometric, pressure 0) and against skyfield (its built-in Earth orientation:
+~0.5" of UT1/polar-motion differences; tests/test_ephemeris.py matches those and
+finds sun_altaz within 0.0006" of skyfield/DE421).
+Targets (issues 2, 12): SunTrack scalar <= 5 us/call, vectorised >= 10 M positions/s,
+within 0.003 arcsec of the reference.
 """
 
 from __future__ import annotations
@@ -146,8 +148,8 @@ def main() -> None:
           f"{ok(single['SunTrack.altaz'] <= 5e-6)}")
     print(f"target vectorised >= 10 M/s:  {base_vector / 1e6:.1f} M/s  {ok(base_vector >= 10e6)}")
     track_err = float(separation_arcsec(*track.altaz(slow), *sun_altaz(slow, *site)).max())
-    print(f"target SunTrack vs sun_altaz <= 0.01 arcsec:  {track_err:.4f} arcsec  "
-          f"{ok(track_err <= 0.01)}")
+    print(f"target SunTrack vs sun_altaz <= 0.003 arcsec:  {track_err:.4f} arcsec  "
+          f"{ok(track_err <= 0.003)}")
     print("note: astropy's get_body('sun') -> AltAz includes a spurious deflection of the Sun's\n"
           "light by the Sun (up to ~6 arcsec on rare days, e.g. 2023-07-13); sun_altaz omits it\n"
           "(see tracker/astro/ephemeris.py), so 'vs astropy' can exceed 1 arcsec on such days.")

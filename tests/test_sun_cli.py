@@ -83,6 +83,11 @@ def test_info_lists_sources_and_ages():
     info = json.loads(run("--info", "--json").output)
     assert info["iers_table"]["last_date"] >= "2025-01-01"
     assert info["offline"]["iers_auto_download"] is False
+    # The kernel of the Earth-Sun vector is named, with the file it is read from.
+    kernel_line = next(line for line in text.output.splitlines() if line.startswith("kernel"))
+    assert "JPL DE421" in kernel_line and kernel_line.rstrip().endswith("de421.bsp")
+    assert info["ephemerides"]["kernel"].startswith("JPL DE421")
+    assert info["iers_table"]["cache"].startswith(("cache", "parsed"))
 
 
 @pytest.mark.parametrize("args, message", [

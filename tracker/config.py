@@ -174,6 +174,15 @@ class Weather(_Section):
         return self
 
 
+class Interlock(_Section):
+    """Independent Sun interlock (``tracker.loop.interlock``): a second Sun position (PSA) must
+    agree with the tracked sky target within ``bound_deg`` (great circle) while tracking."""
+
+    enabled: bool = True
+    #: Largest accepted disagreement, degrees; 0.02 (twice PSA's error) .. 1.0.
+    bound_deg: Annotated[float, Field(ge=0.02, le=1.0, allow_inf_nan=False)] = 0.05
+
+
 class ModbusDrives(_Section):
     """Modbus connection to the two axis drives (TCP or RTU)."""
 
@@ -269,6 +278,7 @@ class Settings(_Section):
     positions: Positions
     tracking: Tracking = Field(default_factory=Tracking)
     weather: Weather = Field(default_factory=Weather)
+    interlock: Interlock = Field(default_factory=Interlock)
     drives: Drives = Field(default_factory=Drives)
     simulator: Simulator = Field(default_factory=Simulator)
     api: Api = Field(default_factory=Api)

@@ -1,10 +1,13 @@
-"""Offline data for the ephemeris: astropy IERS tables, leap seconds, skyfield DE421.
+"""Offline data for the ephemeris: IERS tables, leap seconds, the JPL DE421 kernel.
 
 Nothing here ever downloads.  ``ensure_offline()`` (called when
 ``tracker.astro.ephemeris`` is imported) switches astropy to its installed tables
-(``astropy-iers-data``) and forbids internet access; skyfield's DE421 comes
-from the ``skyfield-data`` package.  ``data_sources()`` reports which tables
-are used and how old they are (``tracker sun --info``, the daemon's status).
+(``astropy-iers-data``) and forbids internet access, at once if astropy's IERS
+module is loaded, else the moment it is (an import hook: the ephemeris itself
+needs no astropy, see ``tracker.astro.iers_cache``).  DE421 comes from the
+``skyfield-data`` package (``de421_path``).  ``data_sources()`` reports which
+tables and kernel are used and how old they are (``tracker sun --info``, the
+daemon's status).
 
 Times beyond the IERS-A table still give positions: astropy then holds the
 last tabulated UT1-UTC and polar motion.  ``check_iers_range()`` warns with a
@@ -14,10 +17,15 @@ uncertainty of UT1 in arc-seconds of Earth rotation.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
+import importlib.abc
+import importlib.util
 import logging
 import math
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -31,7 +39,7 @@ logger = logging.getLogger(__name__)
 #: Earth rotation angle per second of UT1, arc-seconds (15" x 1.00273781191135448).
 EARTH_ROTATION_ARCSEC_PER_S = 15.0 * 1.00273781191135448
 _MJD_UNIX_EPOCH = 40587.0
-_lock = threading.Lock()
+_lock = threading.RLock()
 _done = False
 _logged: set[str] = set()
 
@@ -71,50 +79,105 @@ def quiet_astropy() -> Iterator[None]:
         yield
 
 
-def ensure_offline() -> None:
-    """Configure astropy never to touch the network; idempotent and thread-safe.
+@contextmanager
+def quiet_erfa() -> Iterator[None]:
+    """Silence ERFA's "dubious year" note (years past its release + 5); no astropy import."""
+    import erfa
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*dubious year.*", category=erfa.ErfaWarning)
+        yield
+
+
+_astropy_done = False
+
+
+def _configure_astropy() -> None:
+    """IERS auto-download off, no maximum table age, internet off, leap seconds from the
+    installed files, the parsed IERS table from the binary cache.  Imports astropy."""
+    global _astropy_done
+    if _astropy_done:
+        return
+    _astropy_done = True  # first: the cache's slow path comes back here
+    from astropy.utils import data as astropy_data
+    from astropy.utils import iers
+
+    iers.conf.auto_download = False
+    iers.conf.auto_max_age = None
+    astropy_data.conf.allow_internet = False
+    from astropy.time import update_leap_seconds
+
+    with warnings.catch_warnings():
+        # An expired leap-second file is reported by data_sources(), not here.
+        warnings.simplefilter("ignore")
+        update_leap_seconds()
+    from tracker.astro import iers_cache
+
+    iers_cache.install()  # the parsed IERS table from the binary cache (~20 ms, not ~2 s)
+    logger.debug("astropy configured offline (IERS auto-download off)")
+
+
+class _ConfigureAstropyOnImport(importlib.abc.MetaPathFinder):
+    """One-shot import hook: configure astropy offline right after ``astropy.utils.iers``
+    is first imported, by anyone.  So the ephemeris need not import astropy itself (0.7 s
+    of a cold start) and astropy still never downloads."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != "astropy.utils.iers":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        original = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original(module)
+            _configure_astropy()
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def ensure_offline(*, astropy_now: bool = False) -> None:
+    """Make sure astropy never touches the network; idempotent and thread-safe.
 
     IERS auto-download off, no maximum table age (an old table is reported by
     ``check_iers_range``/``data_sources``, not refreshed), internet access off
-    for astropy's data utilities; the leap-second table is loaded now from
-    the installed files, so later time conversions emit no warnings.
+    for astropy's data utilities, leap seconds from the installed files.  If
+    astropy's IERS module is not imported yet this happens the moment anything
+    imports it (an import hook), unless ``astropy_now`` asks for it at once.
     """
     global _done
-    if _done:
+    if _done and (_astropy_done or not astropy_now):
         return
     with _lock:
-        if _done:
-            return
-        from astropy.utils import data as astropy_data
-        from astropy.utils import iers
-
-        iers.conf.auto_download = False
-        iers.conf.auto_max_age = None
-        astropy_data.conf.allow_internet = False
-        from astropy.time import update_leap_seconds
-
-        with warnings.catch_warnings():
-            # An expired leap-second file is reported by data_sources(), not here.
-            warnings.simplefilter("ignore")
-            update_leap_seconds()
-        _done = True
-        logger.debug("astropy configured offline (IERS auto-download off)")
+        if not _done:
+            if "astropy.utils.iers" in sys.modules:
+                _configure_astropy()
+            else:
+                sys.meta_path.insert(0, _ConfigureAstropyOnImport())
+            _done = True
+        if astropy_now:
+            _configure_astropy()
 
 
 def _iers_table() -> Any:
     from astropy.utils import iers
 
-    ensure_offline()
+    ensure_offline(astropy_now=True)
     return iers.IERS_Auto.open()
 
 
 @functools.lru_cache(maxsize=1)
 def iers_mjd_range() -> tuple[float, float, float]:
     """(first MJD, last MJD, first predicted MJD) of the IERS-A table in use."""
-    table = _iers_table()
-    mjd = table["MJD"].value
-    predictive = float(table.meta.get("predictive_mjd", mjd[-1]))
-    return float(mjd[0]), float(mjd[-1]), predictive
+    from tracker.astro.iers_cache import earth_orientation
+
+    eo = earth_orientation()
+    return float(eo.mjd[0]), float(eo.mjd[-1]), float(eo.predictive_mjd)
 
 
 def _mjd_to_iso(mjd: float) -> str:
@@ -142,7 +205,9 @@ def ut1_uncertainty_s(mjd: float) -> float:
 @functools.lru_cache(maxsize=1)
 def _final_drift_s_per_day() -> float:
     """|d(UT1-UTC)/dt| over the table's last 30 days (s/day)."""
-    ut1 = _iers_table()["UT1_UTC"].value[-31:]
+    from tracker.astro.iers_cache import earth_orientation
+
+    ut1 = earth_orientation().ut1_utc_s[-31:]
     return abs(float(ut1[-1] - ut1[0])) / 30.0
 
 
@@ -179,6 +244,17 @@ def check_iers_range(mjd_utc: Any, *, stacklevel: int = 3) -> bool:
     return False
 
 
+def de421_path() -> str:
+    """Path of the JPL DE421 kernel shipped in ``skyfield-data`` (found without importing it)."""
+    spec = importlib.util.find_spec("skyfield_data")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("JPL DE421 kernel not found: package skyfield-data not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "de421.bsp")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"JPL DE421 kernel not found: {path} missing")
+    return path
+
+
 def skyfield_de421() -> tuple[Any, Any]:
     """(timescale, DE421 kernel) for skyfield, from installed files only.
 
@@ -204,7 +280,7 @@ def skyfield_de421() -> tuple[Any, Any]:
 def _leap_second_expiry() -> _dt.date:
     from astropy.utils import iers
 
-    ensure_offline()
+    ensure_offline(astropy_now=True)
     return iers.LeapSeconds.auto_open().expires.utc.datetime.date()
 
 
@@ -223,13 +299,11 @@ def _static_sources() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    try:
-        from skyfield_data import get_skyfield_data_path
+    from tracker.astro.iers_cache import earth_orientation
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            de421 = os.path.join(get_skyfield_data_path(), "de421.bsp")
-    except ImportError:
+    try:
+        de421 = de421_path()
+    except FileNotFoundError:
         de421 = ""
     return {
         "astropy": astropy.__version__,
@@ -237,7 +311,8 @@ def _static_sources() -> dict[str, Any]:
         "erfa": erfa.__version__,
         "skyfield": _version("skyfield"),
         "skyfield_data": _version("skyfield-data"),
-        "iers_path": str(_iers_table().meta.get("data_path", "")),
+        "iers_path": earth_orientation().data_path,
+        "iers_cache": earth_orientation().source,
         "de421_path": de421,
         "de421_present": bool(de421) and os.path.isfile(de421),
     }
@@ -250,9 +325,11 @@ def data_sources(now_s: float | None = None) -> dict[str, Any]:
     ``skyfield_data`` (versions); ``iers_table`` (``path``, ``first_date``,
     ``last_observed_date``, ``last_date``, ``age_days`` since the last
     observed value, ``days_left`` until its last date, negative beyond it,
-    ``ut1_uncertainty_now_s``); ``leap_seconds`` (``expires``, ``expired``,
-    ``days_left``); ``ephemerides`` (``reference``, ``cross_check``,
-    ``de421_path``, ``de421_present``); ``offline`` (download switches).
+    ``ut1_uncertainty_now_s``, ``cache``: how this process got the parsed
+    table); ``leap_seconds`` (``expires``, ``expired``, ``days_left``);
+    ``ephemerides`` (``kernel``: the JPL kernel of the Earth-Sun vector,
+    ``reference``, ``cross_check``, ``de421_path``, ``de421_present``);
+    ``offline`` (download switches).
     Cheap after the first call (~0.1 ms): fine for a status snapshot.
     """
     import time
@@ -260,7 +337,7 @@ def data_sources(now_s: float | None = None) -> dict[str, Any]:
     from astropy.utils import data as astropy_data
     from astropy.utils import iers
 
-    ensure_offline()
+    ensure_offline(astropy_now=True)
     static = _static_sources()
     if now_s is None:
         now_s = time.time()
@@ -279,6 +356,7 @@ def data_sources(now_s: float | None = None) -> dict[str, Any]:
             "age_days": round(now_mjd - predictive, 2),
             "days_left": round(last - now_mjd, 2),
             "ut1_uncertainty_now_s": round(ut1_uncertainty_s(now_mjd), 5),
+            "cache": static["iers_cache"],
         },
         "leap_seconds": {
             "expires": leap_expires.isoformat(),
@@ -286,8 +364,12 @@ def data_sources(now_s: float | None = None) -> dict[str, Any]:
             "days_left": (leap_expires - now_date).days,
         },
         "ephemerides": {
-            "reference": "astropy builtin (ERFA epv00) via get_body('sun') -> AltAz",
-            "cross_check": "JPL DE421 (1900-2050) via skyfield",
+            "kernel": ("JPL DE421 (1899-07-29 .. 2053-10-09)" if static["de421_present"]
+                       else "none: ERFA epv00 (DE421 missing)"),
+            "reference": ("JPL DE421 Earth and Sun (jplephem) + ERFA reduction (IAU 2006/2000A, "
+                          "light time, deflection, aberration, IERS Earth orientation); "
+                          "ERFA epv00 outside DE421's span"),
+            "cross_check": "skyfield with JPL DE421",
             "de421_path": static["de421_path"],
             "de421_present": static["de421_present"],
         },

@@ -2,12 +2,15 @@
 
 Two paths:
 
-* the reference, ``sun_altaz``/``sun_rates``: astropy's full reduction
-  (ERFA builtin ephemeris, light time, parallax, aberration, IERS Earth
-  orientation), as ``get_body('sun')`` -> ``AltAz`` but without astropy's
-  spurious self-deflection of the Sun (see ``_altaz_rad``).  ~10 ms a call.
+* the reference, ``sun_altaz``/``sun_rates``: the full reduction (the Earth and
+  the Sun from JPL DE421, light time, parallax, deflection, aberration,
+  IAU 2006/2000A precession-nutation, IERS Earth orientation) in ERFA calls,
+  as astropy's ``get_body('sun')`` -> ``AltAz`` but with the JPL ephemeris and
+  without astropy's spurious self-deflection of the Sun (see ``_altaz_rad``).
+  Within 0.005" of skyfield/DE421 (measured 0.0006").  ~2 ms a call; no
+  astropy import (a cold ``tracker sun`` in ~0.5 s of CPU).
 * the fast path, ``SunTrack``: built once over a span, then a cubic
-  interpolant evaluated in microseconds, within 0.01 arcsec of the reference.
+  interpolant evaluated in microseconds, within 0.003 arcsec of the reference.
 
 Conventions: azimuth from north through east in [0, 360) degrees; elevation
 above the horizon positive, in degrees, negative below (valid targets:
@@ -15,7 +18,7 @@ axions cross the Earth).  Geometric (airless) unless ``pressure_hpa > 0``.
 Rates in deg/s per SI second.  Times: see ``tracker.astro.timeinput`` (UTC).
 Sites: WGS84 geodetic latitude/longitude (deg, east positive), height (m).
 
-``SunTrack`` design: astropy's reduction at coarse nodes every
+``SunTrack`` design: the reference reduction at coarse nodes every
 ``COARSE_STEP_S`` (4 h) of elapsed TAI time.  Adding the observer's fixed
 geocentric position (in its own east-north-up axes) to the topocentric Sun
 vector removes the 8.8" diurnal parallax wiggle; the result, expressed as
@@ -25,26 +28,35 @@ Cubic Hermite interpolation of those, with 6th-order finite-difference
 derivatives, is resampled every ``FINE_STEP_S`` (300 s) into topocentric
 east-north-up unit vectors and their exact derivatives, stored as
 per-segment cubic polynomials.  Measured error against ``sun_altaz``:
-< 0.002 arcsec at any latitude (tests: +-90, +-89, zenith, nadir, a year).
+< 0.002 arcsec at any latitude (tests: +-90, +-89, zenith, nadir, a year;
+bound 0.003).
 A call is then three cubics, two arctangents and a square root.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import threading
 from typing import Any
 
 import numpy as np
 
-from tracker.astro.datasources import StaleIERSWarning, check_iers_range, ensure_offline
-from tracker.astro.datasources import quiet_astropy as _quiet_astropy
-from tracker.astro.timeinput import to_time, to_unix_s, unix_to_time
+from tracker.astro.datasources import (
+    StaleIERSWarning,
+    check_iers_range,
+    de421_path,
+    ensure_offline,
+    quiet_erfa,
+)
+from tracker.astro.timeinput import to_unix_s, to_utc_jd, unix_to_utc_jd
 from tracker.errors import EphemerisRangeError, TimeInputError, TrackerError
 
 ensure_offline()
 
-__all__ = ["SiteError", "StaleIERSWarning", "SunTrack", "sun_altaz", "sun_enu", "sun_rates"]
+__all__ = ["SiteError", "StaleIERSWarning", "SunTrack", "kernel_name", "sun_altaz", "sun_enu",
+           "sun_rates"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,75 +90,182 @@ def _check_site(lat_deg: float, lon_deg: float, height_m: float) -> tuple[float,
     return lat, lon, h
 
 
-def _utc_mjd(t: Any) -> np.ndarray:
-    with _quiet_astropy():
-        return np.atleast_1d(t.utc.mjd)
+def _utc_mjd(jd1: np.ndarray, jd2: np.ndarray) -> np.ndarray:
+    return np.atleast_1d((np.asarray(jd1) - 2400000.5) + np.asarray(jd2))
 
 
 #: Light-time iterations (each ~1e-4 of the previous correction: 3 reach < 1e-9 s).
 _LIGHT_TIME_ITERATIONS = 3
+_AU_KM = 149597870.7
+_C_AU_PER_DAY = 299792.458 * 86400.0 / _AU_KM
+#: astropy's polar motion outside the IERS table (its 50-year mean), arcsec.
+_DEFAULT_PM_ARCSEC = (0.035, 0.29)
+_ARCSEC = math.pi / (180.0 * 3600.0)
+_kernel_lock = threading.Lock()
+_kernel: Any = None
 
 
-def _altaz_rad(t: Any, lat: float, lon: float, h: float, pressure_hpa: float,
-               temperature_c: float, relative_humidity: float, *,
-               with_distance: bool = False) -> tuple[np.ndarray, ...]:
-    """astropy's reduction of the Sun: (azimuth, elevation) in radians, shaped like ``t``.
+def _de421() -> Any:
+    """The JPL DE421 kernel (``jplephem``), opened once per process; None when missing."""
+    global _kernel
+    if _kernel is None:
+        with _kernel_lock:
+            if _kernel is None:
+                from jplephem.spk import SPK
 
-    Steps, all astropy/ERFA: the observer's barycentric position (Earth from
-    the builtin ephemeris + the site's GCRS position), the Sun's barycentric
-    position at the light-emission time (light time iterated), and the
-    resulting topocentric astrometric direction transformed ICRS -> ``AltAz``
-    (light deflection, annual + diurnal aberration, precession-nutation,
-    Earth rotation, polar motion, refraction if ``pressure_hpa > 0``).
+                try:
+                    _kernel = SPK.open(de421_path())
+                    atexit.register(_kernel.close)  # open for the process's life, closed at exit
+                except OSError as exc:
+                    logger.warning("%s; using ERFA's epv00 Earth-Sun vector (0.013\" worse)", exc)
+                    _kernel = False
+    return _kernel or None
 
-    This equals ``get_body('sun', t, location).transform_to(AltAz(...))``
-    except for one term: astropy's ICRS<->GCRS code, given the Sun *with its
-    distance*, computes the Sun's gravitational deflection of the Sun's own
-    light from the direction of the Sun's few-km light-time displacement (an
-    ill-conditioned, physically meaningless vector); that spurious term
-    reaches several arcsec at times (e.g. 5.7" on 2023-07-13 at 33 S 151 E,
-    where skyfield/DE421 agree with this path to 0.1").  Passing the
-    direction without distance makes ERFA treat it as a distant source,
-    whose deflection is then < 0.001" for the Sun.
 
-    ``with_distance`` adds the topocentric distance in metres.
+def kernel_name() -> str:
+    """Which ephemeris gives the Earth-Sun vector: the JPL kernel's name, or ERFA epv00."""
+    return "JPL DE421" if _de421() is not None else "ERFA epv00 (DE421 missing)"
+
+
+def _earth_sun(tdb1: np.ndarray, tdb2: np.ndarray, *, sun_only: bool = False
+               ) -> tuple[np.ndarray, ...]:
+    """Barycentric Earth position (au) and velocity (au/day), and the Sun (au), ICRF axes.
+
+    JPL DE421 inside its span (1899-07-29 .. 2053-10-09), ERFA's epv00 outside.
+    Shapes ``(n, 3)``.  With ``sun_only`` only the Sun is returned.
     """
-    import astropy.units as u
-    from astropy.constants import c as speed_of_light
-    from astropy.coordinates import (
-        ICRS,
-        AltAz,
-        EarthLocation,
-        UnitSphericalRepresentation,
-        get_body_barycentric,
-    )
+    import erfa
 
-    location = EarthLocation.from_geodetic(lon * u.deg, lat * u.deg, h * u.m)
-    with _quiet_astropy():
-        obsgeoloc, _ = location.get_gcrs_posvel(t)
-        observer = get_body_barycentric("earth", t) + obsgeoloc
-        light_time = 0.0 * u.s
+    kernel = _de421()
+    n = tdb1.size
+    inside = np.zeros(n, dtype=bool)
+    sun = np.empty((n, 3))
+    earth_p = np.empty((n, 3))
+    earth_v = np.empty((n, 3))
+    if kernel is not None:
+        seg_sun, seg_emb, seg_earth = kernel[0, 10], kernel[0, 3], kernel[3, 399]
+        jd = tdb1 + tdb2
+        inside = (jd > seg_sun.start_jd) & (jd < seg_sun.end_jd)
+        if inside.any():
+            t1, t2 = tdb1[inside], tdb2[inside]
+            sun[inside] = (seg_sun.compute(t1, t2) / _AU_KM).T
+            if not sun_only:
+                p_emb, v_emb = seg_emb.compute_and_differentiate(t1, t2)
+                p_e, v_e = seg_earth.compute_and_differentiate(t1, t2)
+                earth_p[inside] = ((p_emb + p_e) / _AU_KM).T
+                earth_v[inside] = ((v_emb + v_e) / _AU_KM).T
+    if not inside.all():
+        out = ~inside
+        helio, bary = erfa.epv00(tdb1[out], tdb2[out])
+        sun[out] = bary["p"] - helio["p"]
+        earth_p[out], earth_v[out] = bary["p"], bary["v"]
+    if sun_only:
+        return (sun,)
+    return earth_p, earth_v, sun
+
+
+def _interp_iers(mjd: np.ndarray, frac: np.ndarray, values: np.ndarray, table_mjd: np.ndarray,
+                 *, leap_jumps: bool, outside: float | None) -> np.ndarray:
+    """astropy's IERS interpolation: linear in time between daily rows; UT1-UTC jumps of a
+    leap second removed; outside the table the end values (or ``outside``)."""
+    i = np.searchsorted(table_mjd, mjd, side="right")
+    i1 = np.clip(i, 1, table_mjd.size - 1)
+    i0 = i1 - 1
+    v0, v1 = values[i0], values[i1]
+    dv = v1 - v0
+    if leap_jumps:
+        dv = dv - np.round(dv)
+    val = v0 + (mjd - table_mjd[i0] + frac) / (table_mjd[i1] - table_mjd[i0]) * dv
+    val = np.where(i == 0, values[0] if outside is None else outside, val)
+    return np.where(i == table_mjd.size, values[-1] if outside is None else outside, val)
+
+
+def _altaz_rad(jd1: Any, jd2: Any, lat: float, lon: float, h: float,
+               pressure_hpa: float, temperature_c: float, relative_humidity: float, *,
+               with_distance: bool = False) -> tuple[np.ndarray, ...]:
+    """The reduction of the Sun: (azimuth, elevation) in radians at UTC quasi-JDs ``jd1 + jd2``.
+
+    ERFA throughout, the Earth and the Sun from JPL DE421 (jplephem), the Earth's
+    orientation from the installed IERS table (``tracker.astro.iers_cache``):
+    the astrometry context of the site (``erfa.apco``: IAU 2006/2000A CIP and
+    CIO locator, Earth rotation angle from UT1, polar motion, the observer's
+    barycentric position and velocity), the Sun's barycentric position at the
+    light-emission time (iterated), and its topocentric direction carried
+    through light deflection, annual + diurnal aberration and the
+    bias-precession-nutation matrix (as ``erfa.atciqz`` for a distant source)
+    to CIRS, then to the horizon (``erfa.atioq``; refraction only if
+    ``pressure_hpa > 0``).
+
+    This is astropy's own ``ICRS -> AltAz`` path step for step (same ERFA
+    calls, same IERS interpolation) with two differences: DE421 replaces
+    ERFA's analytic epv00 Earth-Sun vector (up to 0.013" away), and the Sun is
+    handed over as a direction, so its deflection by itself is computed for a
+    distant source (< 0.001"), not from the ill-conditioned few-km light-time
+    vector that gives astropy's ``get_body('sun') -> AltAz`` a spurious term of
+    up to 5.7" (e.g. 2023-07-13 at 33 S 151 E).
+
+    ``with_distance`` adds the topocentric distance in metres.  Shapes follow ``jd1``.
+    """
+    import erfa
+
+    from tracker.astro.iers_cache import earth_orientation
+
+    shape = np.shape(jd1)
+    u1 = np.asarray(jd1, dtype=float).reshape(-1)
+    u2 = np.broadcast_to(np.asarray(jd2, dtype=float), shape).reshape(-1)
+    eo = earth_orientation()
+    with quiet_erfa():
+        tai1, tai2 = erfa.utctai(u1, u2)
+        tt1, tt2 = erfa.taitt(tai1, tai2)
+        mjd = np.floor(u1 - 2400000.5 + u2)
+        frac = u1 - (2400000.5 + mjd) + u2
+        dut1 = _interp_iers(mjd, frac, eo.ut1_utc_s, eo.mjd, leap_jumps=True, outside=None)
+        ut11, ut12 = erfa.utcut1(u1, u2, dut1)
+        xp = _interp_iers(mjd, frac, eo.pm_x_arcsec, eo.mjd, leap_jumps=False,
+                          outside=_DEFAULT_PM_ARCSEC[0]) * _ARCSEC
+        yp = _interp_iers(mjd, frac, eo.pm_y_arcsec, eo.mjd, leap_jumps=False,
+                          outside=_DEFAULT_PM_ARCSEC[1]) * _ARCSEC
+        # TDB - TT at the geocentre (the site's term is < 2 us), as astropy.
+        tdb1 = tt1
+        tdb2 = tt2 + erfa.dtdb(tt1, tt2, 0.0, 0.0, 0.0, 0.0) / 86400.0
+        earth_p, earth_v, sun_now = _earth_sun(tdb1, tdb2)
+        ebpv = np.empty(u1.size, dtype=erfa.dt_pv)
+        ebpv["p"], ebpv["v"] = earth_p, earth_v
+        ehp = earth_p - sun_now
+        x, y = erfa.bpn2xy(erfa.pnm06a(tt1, tt2))
+        s = erfa.s06(tt1, tt2, x, y)
+        era = erfa.era00(ut11, ut12)
+        sp = erfa.sp00(tt1, tt2)
+        if pressure_hpa > 0.0:
+            refa, refb = erfa.refco(pressure_hpa, temperature_c, relative_humidity, 1.0)
+        else:
+            refa, refb = 0.0, 0.0
+        astrom = erfa.apco(tt1, tt2, ebpv, ehp, x, y, s, era, lon * _DEG, lat * _DEG, h,
+                           xp, yp, sp, refa, refb)
+        observer = astrom["eb"]
+        light_time_d = np.zeros(u1.size)
         for _ in range(_LIGHT_TIME_ITERATIONS):
-            sun = get_body_barycentric("sun", t - light_time)
-            light_time = (sun - observer).norm() / speed_of_light
-        topocentric = sun - observer
-        direction = ICRS(topocentric.represent_as(UnitSphericalRepresentation))
-        frame = AltAz(obstime=t, location=location, pressure=pressure_hpa * u.hPa,
-                      temperature=temperature_c * u.deg_C, relative_humidity=relative_humidity)
-        altaz = direction.transform_to(frame)
-        az, el = np.asarray(altaz.az.rad), np.asarray(altaz.alt.rad)
-        if with_distance:
-            return az, el, np.asarray(topocentric.norm().to_value(u.m))
-        return az, el
+            (sun,) = _earth_sun(tdb1, tdb2 - light_time_d, sun_only=True)
+            topocentric = sun - observer
+            dist_au = np.sqrt(np.sum(topocentric * topocentric, axis=-1))
+            light_time_d = dist_au / _C_AU_PER_DAY
+        direction = topocentric / dist_au[:, None]
+        natural = erfa.ld(1.0, direction, direction, astrom["eh"], astrom["em"], 1e-6)
+        proper = erfa.ab(natural, astrom["v"], astrom["em"], astrom["bm1"])
+        ri, di = erfa.c2s(erfa.rxp(astrom["bpn"], proper))
+        az, zenith, _, _, _ = erfa.atioq(erfa.anp(ri), di, astrom)
+    el = 0.5 * math.pi - zenith
+    az_out, el_out = np.reshape(az, shape), np.reshape(el, shape)
+    if with_distance:
+        return az_out, el_out, np.reshape(dist_au * _AU_KM * 1000.0, shape)
+    return az_out, el_out
 
 
 def _observer_enu_m(lat: float, lon: float, h: float) -> np.ndarray:
-    """The observer's geocentric position (metres) in its own east-north-up axes."""
-    import astropy.units as u
-    from astropy.coordinates import EarthLocation
+    """The observer's geocentric position (metres, WGS84) in its own east-north-up axes."""
+    import erfa
 
-    x, y, z = (q.to_value(u.m) for q in EarthLocation.from_geodetic(
-        lon * u.deg, lat * u.deg, h * u.m).geocentric)
+    x, y, z = erfa.gd2gc(1, lon * _DEG, lat * _DEG, h)
     sp, cp = math.sin(lat * _DEG), math.cos(lat * _DEG)
     sl, cl = math.sin(lon * _DEG), math.cos(lon * _DEG)
     return np.array([-sl * x + cl * y,
@@ -188,10 +307,10 @@ def _rates_from_enu(p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.degrees(az_rate), np.degrees(el_rate)
 
 
-def _prepare(times: Any) -> tuple[Any, bool]:
-    t = to_time(times)
-    check_iers_range(_utc_mjd(t), stacklevel=4)
-    return t, bool(t.isscalar)
+def _prepare(times: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    jd1, jd2, scalar = to_utc_jd(times)
+    check_iers_range(_utc_mjd(jd1, jd2), stacklevel=4)
+    return jd1, jd2, scalar
 
 
 def _out(values: np.ndarray, scalar: bool) -> float | np.ndarray:
@@ -201,18 +320,19 @@ def _out(values: np.ndarray, scalar: bool) -> float | np.ndarray:
 def sun_altaz(times: Any, lat_deg: float, lon_deg: float, height_m: float, *,
               pressure_hpa: float = 0.0, temperature_c: float = 10.0,
               relative_humidity: float = 0.0) -> tuple[Any, Any]:
-    """Topocentric (azimuth_deg, elevation_deg) of the Sun's centre (astropy reference).
+    """Topocentric (azimuth_deg, elevation_deg) of the Sun's centre (the reference reduction).
 
     ``times``: see ``tracker.astro.timeinput`` (scalar -> floats, array -> arrays).
     ``pressure_hpa`` 0 (default) gives the geometric direction the magnet
-    tracks; > 0 applies astropy's refraction (optical, 1 micron) with the
-    given temperature and relative humidity (0..1).  Times beyond the IERS
-    table give a ``StaleIERSWarning`` and still a result.
+    tracks; > 0 applies ERFA's refraction (``refco``, optical, 1 micron, as
+    astropy's ``AltAz``) with the given temperature and relative humidity
+    (0..1).  Times beyond the IERS table give a ``StaleIERSWarning`` and still
+    a result.
     """
     lat, lon, h = _check_site(lat_deg, lon_deg, height_m)
     _check_atmosphere(pressure_hpa, temperature_c, relative_humidity)
-    t, scalar = _prepare(times)
-    az, el = _altaz_rad(t, lat, lon, h, pressure_hpa, temperature_c, relative_humidity)
+    jd1, jd2, scalar = _prepare(times)
+    az, el = _altaz_rad(jd1, jd2, lat, lon, h, pressure_hpa, temperature_c, relative_humidity)
     az_deg, el_deg = _az_el_deg(_enu(az, el))
     return _out(az_deg, scalar), _out(el_deg, scalar)
 
@@ -220,8 +340,8 @@ def sun_altaz(times: Any, lat_deg: float, lon_deg: float, height_m: float, *,
 def sun_enu(times: Any, lat_deg: float, lon_deg: float, height_m: float) -> np.ndarray:
     """Geometric unit vectors (east, north, up) towards the Sun, shape ``(..., 3)``."""
     lat, lon, h = _check_site(lat_deg, lon_deg, height_m)
-    t, _ = _prepare(times)
-    az, el = _altaz_rad(t, lat, lon, h, 0.0, 10.0, 0.0)
+    jd1, jd2, _ = _prepare(times)
+    az, el = _altaz_rad(jd1, jd2, lat, lon, h, 0.0, 10.0, 0.0)
     return _enu(az, el)
 
 
@@ -235,19 +355,21 @@ def sun_rates(times: Any, lat_deg: float, lon_deg: float, height_m: float, *,
     wrap-around does not matter.  Near the zenith the azimuth rate is large
     (infinite exactly at it: NaN).
     """
-    from astropy.time import TimeDelta
+    import erfa
 
     lat, lon, h = _check_site(lat_deg, lon_deg, height_m)
     _check_atmosphere(pressure_hpa, temperature_c, relative_humidity)
-    t, scalar = _prepare(times)
-    step = TimeDelta(RATE_STEP_S, format="sec")
-    flat = t.reshape(-1) if t.shape else t.reshape((1,))
-    with _quiet_astropy():
-        stacked = np.concatenate([flat - step, flat + step])
-    az, el = _altaz_rad(stacked, lat, lon, h, pressure_hpa, temperature_c, relative_humidity)
+    jd1, jd2, scalar = _prepare(times)
+    shape = np.shape(jd1)
+    step_d = RATE_STEP_S / 86400.0
+    with quiet_erfa():  # +-1 SI second: steps in TAI
+        tai1, tai2 = erfa.utctai(np.reshape(jd1, -1), np.reshape(jd2, -1))
+        u1, u2 = erfa.taiutc(np.concatenate([tai1, tai1]),
+                             np.concatenate([tai2 - step_d, tai2 + step_d]))
+    az, el = _altaz_rad(u1, u2, lat, lon, h, pressure_hpa, temperature_c, relative_humidity)
     enu = _enu(az, el).reshape(2, -1, 3)
-    minus = enu[0].reshape(t.shape + (3,))
-    plus = enu[1].reshape(t.shape + (3,))
+    minus = enu[0].reshape(shape + (3,))
+    plus = enu[1].reshape(shape + (3,))
     p = 0.5 * (plus + minus)
     v = (plus - minus) / (2.0 * RATE_STEP_S)
     az_rate, el_rate = _rates_from_enu(p, v)
@@ -256,8 +378,9 @@ def sun_rates(times: Any, lat_deg: float, lon_deg: float, height_m: float, *,
 
 def _leap_steps_unix(start_s: float, end_s: float) -> tuple[list[float], list[float]]:
     """Unix times in (start_s, end_s] where TAI-UTC steps, and the step sizes (s)."""
-    import erfa
+    from tracker.astro.timeinput import _erfa_ready
 
+    erfa = _erfa_ready()
     times: list[float] = []
     steps: list[float] = []
     table = erfa.leap_seconds.get()
@@ -295,15 +418,15 @@ class SunTrack:
     any form ``sun_altaz`` takes (from 1972 on).  ``altaz(t)``, ``rates(t)`` and
     ``altaz_rates(t)`` take UTC unix seconds (float -> floats, ndarray ->
     ndarrays) in ``[start_s, end_s]``; outside it they raise
-    ``EphemerisRangeError``, never extrapolate.  Within 0.01 arcsec (great
-    circle) of ``sun_altaz`` (measured ~0.002 arcsec); rates per SI second.
+    ``EphemerisRangeError``, never extrapolate.  Within 0.003 arcsec (great
+    circle) of ``sun_altaz`` (measured <= 0.002 arcsec); rates per SI second.
     Leap seconds inside the span are handled (unix time jumps, the Sun not).
-    Building costs one astropy reduction per 4 h of span: ~20-40 ms for a
-    day, ~1 s for a year (CPU time here; the first build in a process also
-    loads the IERS tables, ~1 s).  Thread-safe for concurrent reads.
+    Building costs one reduction per 4 h of span: a few ms for a day,
+    ~0.1 s for a year (CPU time here; the first build in a process also
+    loads the IERS cache and opens DE421, ~0.05 s).  Thread-safe for concurrent reads.
     """
 
-    #: Spacing of the astropy nodes (elapsed TAI seconds).
+    #: Spacing of the reduction's nodes (elapsed TAI seconds).
     COARSE_STEP_S = 14400.0
     #: Spacing of the stored ENU cubic segments (divides COARSE_STEP_S).
     FINE_STEP_S = 300.0
@@ -312,7 +435,7 @@ class SunTrack:
 
     def __init__(self, lat_deg: float, lon_deg: float, height_m: float, start: Any,
                  end: Any) -> None:
-        from astropy.time import TimeDelta
+        import erfa
 
         self.lat_deg, self.lon_deg, self.height_m = _check_site(lat_deg, lon_deg, height_m)
         start_s = to_unix_s(start)
@@ -336,15 +459,16 @@ class SunTrack:
         span_x = self._x_scalar(self.end_s)
         self.span_elapsed_s = span_x
 
-        # Coarse astropy nodes in elapsed TAI seconds from start.
+        # Coarse reduction nodes in elapsed TAI seconds from start.
         big, pad = self.COARSE_STEP_S, self._PAD
         n_coarse = max(1, math.ceil(span_x / big))
         k = np.arange(-pad, n_coarse + pad + 1)
-        with _quiet_astropy():
-            t0 = unix_to_time(self.start_s).tai
-            nodes = t0 + TimeDelta(k * big, format="sec")
-        check_iers_range(_utc_mjd(nodes[pad:len(k) - pad]), stacklevel=2)
-        az, el, dist_m = _altaz_rad(nodes, self.lat_deg, self.lon_deg, self.height_m, 0.0, 10.0,
+        start1, start2 = unix_to_utc_jd(np.asarray([self.start_s]))
+        with quiet_erfa():
+            tai1, tai2 = erfa.utctai(start1, start2)
+            n1, n2 = erfa.taiutc(np.full(k.size, tai1[0]), tai2[0] + k * big / 86400.0)
+        check_iers_range(_utc_mjd(n1[pad:len(k) - pad], n2[pad:len(k) - pad]), stacklevel=2)
+        az, el, dist_m = _altaz_rad(n1, n2, self.lat_deg, self.lon_deg, self.height_m, 0.0, 10.0,
                                     0.0, with_distance=True)
         # Geocentre-referred vector: adding the observer's fixed position (ENU, metres)
         # removes the 8.8" diurnal parallax wiggle, leaving only diurnal aberration (0.3").
@@ -403,7 +527,7 @@ class SunTrack:
         self._n_seg = n_fine
         self._inv_fine = 1.0 / fine
         self._row: tuple[int, list[float]] = (-1, [])
-        logger.debug("SunTrack %.0f..%.0f: %d astropy nodes, %d segments",
+        logger.debug("SunTrack %.0f..%.0f: %d reduction nodes, %d segments",
                      self.start_s, self.end_s, len(k), n_fine)
 
     # -- time mapping -------------------------------------------------------------------------

@@ -225,3 +225,102 @@ def to_unix_s(times: Any) -> float | np.ndarray:
             raise TimeInputError("unix seconds must be finite (found NaN or infinity)")
         return float(out) if out.ndim == 0 else out
     return time_to_unix(to_time(times))
+
+
+_JD_UNIX_EPOCH = 2440587.5
+
+
+def _erfa_ready() -> Any:
+    """ERFA with the installed leap-second table (astropy-iers-data, via the cache)."""
+    import erfa
+
+    from tracker.astro.iers_cache import install_leap_seconds
+
+    global _LEAPS_INSTALLED
+    if not _LEAPS_INSTALLED:
+        install_leap_seconds()
+        _LEAPS_INSTALLED = True
+    return erfa
+
+
+_LEAPS_INSTALLED = False
+
+
+def unix_to_utc_jd(unix_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """POSIX unix seconds -> UTC two-part quasi-JD (ERFA convention), exact on leap-second days."""
+    from tracker.astro.datasources import quiet_erfa
+
+    erfa = _erfa_ready()
+    u = np.asarray(unix_s, dtype=float)
+    days = np.floor(u / 86400.0)
+    with quiet_erfa():
+        tai1, tai2 = erfa.utctai(_JD_UNIX_EPOCH + days, np.zeros_like(days))
+        return erfa.taiutc(tai1, tai2 + (u - days * 86400.0) / 86400.0)
+
+
+def iso_to_utc_jd(isos: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised UTC ISO strings (``parse_iso_utc`` output) -> UTC two-part quasi-JD."""
+    from tracker.astro.datasources import quiet_erfa
+
+    erfa = _erfa_ready()
+    n = len(isos)
+    fields = np.zeros((6, n))
+    for i, text in enumerate(isos):
+        date, _, clock = text.partition("T")
+        y, mo, d = date.split("-")
+        h, mi, sec = clock.split(":")
+        fields[:, i] = (int(y), int(mo), int(d), int(h), int(mi), float(sec))
+    with quiet_erfa():
+        return erfa.dtf2d("UTC", fields[0].astype(np.int32), fields[1].astype(np.int32),
+                          fields[2].astype(np.int32), fields[3].astype(np.int32),
+                          fields[4].astype(np.int32), fields[5])
+
+
+def to_utc_jd(times: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Any accepted time (or array of them) -> (jd1, jd2, is_scalar), UTC two-part quasi-JD.
+
+    The arrays have the input's shape (0-d for a scalar).  Unix seconds and ISO
+    strings are converted with ERFA alone (no astropy import: the cold-start
+    path); other forms go through ``to_time``.  Same validation and errors as
+    ``to_time``.
+    """
+    if _is_number(times):
+        value = float(times)
+        if not np.isfinite(value):
+            raise TimeInputError(f"unix seconds must be finite, got {times!r}")
+        jd1, jd2 = unix_to_utc_jd(np.asarray(value))
+        return np.asarray(jd1), np.asarray(jd2), True
+    if isinstance(times, np.ndarray) and times.dtype.kind in "iuf":
+        if not np.all(np.isfinite(times)):
+            raise TimeInputError("unix seconds must be finite (found NaN or infinity)")
+        jd1, jd2 = unix_to_utc_jd(times.astype(float))
+        return np.asarray(jd1), np.asarray(jd2), times.ndim == 0
+    if isinstance(times, str):
+        jd1, jd2 = iso_to_utc_jd([parse_iso_utc(times)])
+        return np.asarray(jd1[0]), np.asarray(jd2[0]), True
+    if isinstance(times, list | tuple) and times:
+        if all(_is_number(x) for x in times):
+            return to_utc_jd(np.asarray(times, dtype=float))
+        if all(isinstance(x, str) for x in times):
+            jd1, jd2 = iso_to_utc_jd([parse_iso_utc(x) for x in times])
+            return np.asarray(jd1), np.asarray(jd2), False
+    t = to_time(times)
+    from tracker.astro.datasources import quiet_astropy
+
+    with quiet_astropy():
+        utc = t.utc
+        return np.asarray(utc.jd1), np.asarray(utc.jd2), bool(t.isscalar)
+
+
+def utc_jd_to_iso(jd1: np.ndarray, jd2: np.ndarray, digits: int = 3) -> list[str]:
+    """UTC two-part quasi-JD -> ``YYYY-MM-DDTHH:MM:SS.fff`` strings (leap second as :60)."""
+    from tracker.astro.datasources import quiet_erfa
+
+    erfa = _erfa_ready()
+    with quiet_erfa():
+        ymdf = erfa.d2dtf("UTC", digits, np.atleast_1d(jd1), np.atleast_1d(jd2))
+    out = []
+    for y, mo, d, hmsf in zip(ymdf[0], ymdf[1], ymdf[2], ymdf[3], strict=True):
+        h, mi, sec, frac = int(hmsf["h"]), int(hmsf["m"]), int(hmsf["s"]), int(hmsf["f"])
+        out.append(f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{sec:02d}.{frac:0{digits}d}")
+    return out

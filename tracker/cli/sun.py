@@ -51,9 +51,11 @@ def _print_info(as_json: bool) -> None:
                f"(up to {iers['ut1_uncertainty_now_s'] * 15.04107:.3f} arcsec on the sky from Earth rotation)")
     click.echo(f"leap seconds   table valid until {leap['expires']}"
                + (" (EXPIRED)" if leap["expired"] else f" ({leap['days_left']} days left)"))
+    click.echo(f"kernel         {eph['kernel']}: {eph['de421_path']}")
     click.echo(f"ephemeris      {eph['reference']}")
-    click.echo(f"cross-check    {eph['cross_check']}: {eph['de421_path']}"
-               + ("" if eph["de421_present"] else " (MISSING)"))
+    click.echo(f"cross-check    {eph['cross_check']}"
+               + ("" if eph["de421_present"] else " (DE421 MISSING)"))
+    click.echo(f"IERS cache     {iers['cache']}")
     off = info["offline"]
     click.echo(f"offline        IERS auto-download {'on' if off['iers_auto_download'] else 'off'}, "
                f"astropy internet {'allowed' if off['astropy_allow_internet'] else 'off'}")
@@ -87,30 +89,27 @@ def sun(config_path: str | None, lat: float | None, lon: float | None, height: f
         raise click.UsageError("--pressure-hpa/--temperature-c only apply with --apparent")
     name, lat_deg, lon_deg, height_m = _site(config_path, lat, lon, height)
     from tracker.astro.ephemeris import sun_altaz, sun_rates
-    from tracker.astro.timeinput import to_time
+    from tracker.astro.timeinput import to_utc_jd, utc_jd_to_iso
 
     when: Any = list(times) if times else [time.time()]
     atmosphere = {}
     if apparent:
         atmosphere = {"pressure_hpa": 1013.25 if pressure_hpa is None else pressure_hpa,
                       "temperature_c": 10.0 if temperature_c is None else temperature_c}
-    t = to_time(when)
+    jd1, jd2, _ = to_utc_jd(when)  # validates; ERFA only, no astropy import (cold start)
     quiet = logging.getLogger("tracker.astro.datasources")  # its warnings are echoed below instead
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            az, el = sun_altaz(t, lat_deg, lon_deg, height_m, **atmosphere)
-            az_rate, el_rate = sun_rates(t, lat_deg, lon_deg, height_m, **atmosphere)
+            az, el = sun_altaz(when, lat_deg, lon_deg, height_m, **atmosphere)
+            az_rate, el_rate = sun_rates(when, lat_deg, lon_deg, height_m, **atmosphere)
     finally:
         quiet.setLevel(level)
     for msg in {str(w.message) for w in caught}:
         click.echo(f"warning: {msg}", err=True)
-    from tracker.astro.datasources import quiet_astropy
-
-    with quiet_astropy():
-        labels = [f"{iso}Z" for iso in t.utc.isot]
+    labels = [f"{iso}Z" for iso in utc_jd_to_iso(jd1, jd2)]
     if as_json:
         for i, label in enumerate(labels):
             click.echo(json.dumps({
