@@ -546,3 +546,37 @@ def test_limits_from_settings(sim_settings):
     assert (lim.wind_stow_m_s, lim.gust_stow_m_s, lim.max_age_s, lim.gust_window_s) == (
         w.wind_stow_m_s, w.wind_stow_m_s, w.max_age_s, 3.0)
     assert lim.stow_on_sensor_loss is True
+
+
+# ---------------------------------------------------------------------------- tracker simulate
+@pytest.mark.network
+@pytest.mark.slow
+async def test_simulate_serves_a_modbus_anemometer(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import CONFIG_DIR, ROOT
+    from tracker import config
+
+    cmd = [sys.executable, "-c", "from tracker.cli.main import main; main()", "simulate",
+           "--config", str(CONFIG_DIR / "sim-modbus.toml"), "--modbus-port", "0",
+           "--anemometer", "--anemometer-port", "0", "--no-stdin-commands"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    assert proc.stdout is not None
+    try:
+        proc.stdout.readline()
+        line = proc.stdout.readline()
+        assert line.startswith("anemometer modbus tcp 127.0.0.1:"), line
+        port = int(line.split()[3].rsplit(":", 1)[1])
+        settings = config.load(CONFIG_DIR / "sim-modbus.toml")
+        sensor = ModbusWindSensor(settings.weather.modbus, time.time, port=port)
+        r = await sensor.read()
+        await sensor.close()
+        # sim-modbus.toml: seeded wind around wind_mean_m_s = 3 m/s
+        assert r.valid and 0.0 <= r.speed_m_s < 15.0 and 0.0 <= r.direction_deg < 360.0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "stopped" in out
