@@ -18,6 +18,7 @@ from tracker.astro.timesync import (
     KernelClockState,
     Timex,
     clock_pointing_budget_arcsec,
+    clock_sync_of,
     kernel_clock_state,
     may_start_tracking,
     read_clock_sync,
@@ -154,3 +155,17 @@ def test_clock_config_section(sim_settings):
     from tracker.errors import ConfigError
     with pytest.raises(ConfigError, match="clock.max_share_of_tolerance"):
         parse(data)
+
+
+def test_simulated_clocks_report_their_own_state():
+    from tracker.clock import SimClock, SystemClock
+
+    unsynced = lambda: KernelClockState(5, STA_UNSYNC, 16_000_000, 16_000_000)  # noqa: E731
+    assert clock_sync_of(SimClock(0.0), unsynced).source == "simulated"
+    shifted = clock_sync_of(SystemClock(offset_s=-3600.0), unsynced)
+    assert shifted.source == "simulated" and "-3600.000 s" in shifted.detail
+    assert may_start_tracking(shifted, 0.5, 36.0) == (True, "")
+    # the unshifted system clock is the kernel's business
+    real = clock_sync_of(SystemClock(), unsynced)
+    assert real.source == "adjtimex" and not real.synchronised
+    assert clock_sync_of(SystemClock(), lambda: KernelClockState(0, 0, 20_000, 500)).synchronised

@@ -31,7 +31,10 @@ from tracker.loop.weather import (
     WindMonitor,
     WindReading,
     WindSensor,
+    WindSupervisor,
     evaluate,
+    make_wind_supervisor,
+    wind_latch,
 )
 from tracker.service.compose import make_wind_sensor
 
@@ -194,6 +197,74 @@ def test_limits_reject_bad_values():
 
 def _asdict(lim: WindLimits) -> dict:
     return {k: getattr(lim, k) for k in lim.__slots__}
+
+
+@pytest.mark.parametrize(("stowed", "decision", "stow", "after", "event"), [
+    (False, WindDecision.OK, False, False, None),
+    (False, WindDecision.STOW, True, True, "stow"),
+    (False, WindDecision.SENSOR_LOST, True, True, "stow"),
+    (False, WindDecision.SENSOR_LOST, False, False, None),   # stow_on_sensor_loss = false
+    (True, WindDecision.OK, False, True, None),              # between resume and stow: stay
+    (True, WindDecision.SENSOR_LOST, True, True, None),
+    (True, WindDecision.CALM, False, False, "resume"),
+    (False, WindDecision.CALM, False, False, None),
+])
+def test_wind_latch(stowed, decision, stow, after, event):
+    v = evaluate(LIMITS, [], 0.0)
+    v = type(v)(**{**{k: getattr(v, k) for k in v.__slots__}, "decision": decision,
+                   "stow": stow})
+    assert wind_latch(stowed, v) == (after, event)
+
+
+async def test_supervisor_stows_on_a_gust_and_resumes_after_calm(mount):
+    t = [1000.0]
+    sensor = SimWindSensor(mount, lambda: t[0])
+    sup = make_wind_supervisor(sensor, LIMITS, lambda: t[0])
+    assert isinstance(sup, WindSupervisor)
+    assert make_wind_supervisor(None, LIMITS, lambda: t[0]) is None
+    events = []
+    for k in range(400):
+        t[0] = 1000.0 + k
+        mount.set_wind(25.0 if 100 <= k < 104 else (12.0 if k < 150 else 5.0))
+        await sup.sample()
+        st = sup.step(t[0])
+        if st.event:
+            events.append((k, st.event))
+    # stowed at the second 25 m/s sample (3 s mean (12+25+25)/3 = 20.7 > 20); resumed
+    # 60 s after the last reading at or above 10 m/s (k = 149); the unstepped mount's wind
+    # then stays exactly 5.0 m/s from the same direction: frozen_s = 120 s after k = 150
+    # it is a frozen sensor, and that stows again
+    assert events == [(101, "stow"), (209, "resume"), (270, "stow")]
+    assert sup.step(t[0]).verdict.frozen
+
+
+async def test_supervisor_reports_sensor_loss_once_and_survives_a_raising_driver(mount):
+    class Flaky:
+        def __init__(self) -> None:
+            self.t = 0.0
+            self.broken = False
+
+        async def read(self) -> WindReading:
+            if self.broken:
+                raise RuntimeError("driver bug")
+            return WindReading(self.t, 5.0, self.t % 360.0)
+
+        async def close(self) -> None:
+            return None
+
+    s = Flaky()
+    sup = WindSupervisor(s, LIMITS, 0.0)
+    out = []
+    for k in range(40):
+        s.t = float(k)
+        s.broken = 10 <= k < 30
+        await sup.sample()
+        st = sup.step(float(k))
+        if st.sensor_event:
+            out.append((k, st.sensor_event, st.event))
+    # last good reading at k = 9: lost once more than max_age_s = 10 s later, at k = 20
+    assert out == [(20, "sensor_lost", "stow"), (30, "sensor_back", None)]
+    assert sup.read_errors == 20 and sup.stowed
 
 
 # ---------------------------------------------------------------------------- Modbus values

@@ -145,6 +145,28 @@ def read_clock_sync(query: Callable[[], KernelClockState] = kernel_clock_state) 
     return clock_sync_from_kernel(k)
 
 
+def clock_sync_of(clock: object,
+                  query: Callable[[], KernelClockState] = kernel_clock_state) -> ClockSync:
+    """The synchronisation state of the clock the engine runs on.
+
+    Simulated clocks report their own state: a ``tracker.clock.SimClock`` (dry runs)
+    and a shifted ``SystemClock`` (``--time-offset-s``, simulated drives only) are
+    ``ClockSync.simulated``; an object with a ``clock_sync()`` method answers itself;
+    anything else (the system clock, a plain callable) is the kernel's state.
+    """
+    from tracker.clock import SimClock, SystemClock
+
+    if isinstance(clock, SimClock):
+        return ClockSync.simulated(detail="simulated clock (dry run)")
+    if isinstance(clock, SystemClock) and clock.offset_s != 0.0:
+        return ClockSync.simulated(
+            detail=f"system clock shifted by {clock.offset_s:+.3f} s (simulated drives)")
+    own = getattr(clock, "clock_sync", None)
+    if callable(own):
+        return own()
+    return read_clock_sync(query)
+
+
 def clock_pointing_budget_arcsec(max_error_s, az_rate_deg_s, el_rate_deg_s):  # noqa: ANN001,ANN201
     """Pointing error (arcsec) a clock error of ``max_error_s`` seconds causes while the
     target moves at (``az_rate_deg_s``, ``el_rate_deg_s``) in axis coordinates.
@@ -196,5 +218,5 @@ def may_start_tracking(sync: ClockSync, budget_share: float, on_sun_tolerance_ar
 
 
 __all__ = ["STA_UNSYNC", "SUN_MAX_RATE_DEG_S", "TIME_ERROR", "ClockSync", "KernelClockState",
-           "Timex", "clock_pointing_budget_arcsec", "clock_sync_from_kernel",
+           "Timex", "clock_pointing_budget_arcsec", "clock_sync_from_kernel", "clock_sync_of",
            "kernel_clock_state", "may_start_tracking", "read_clock_sync"]

@@ -25,13 +25,17 @@ decision is ``CALM``.  ``WindMonitor`` mutates only itself.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import enum
+import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tracker.mount.wind import WindReading, WindSensor
+
+log = logging.getLogger(__name__)
 
 
 class WindDecision(enum.Enum):
@@ -315,5 +319,95 @@ def evaluate(limits: WindLimits, readings: Iterable[WindReading], t_s: float,
     return mon.verdict(t_s)
 
 
+def wind_latch(stowed: bool, verdict: WindVerdict) -> tuple[bool, str | None]:
+    """The wind-stow latch (pure): ``(stowed, event)`` after ``verdict``.
+
+    ``event`` is ``"stow"`` when a stow starts (``verdict.stow`` while not stowed),
+    ``"resume"`` when it ends (decision ``CALM`` while stowed), else None.  A stow for
+    a lost sensor ends the same way: only after ``calm_s`` of healthy, calm readings.
+    """
+    if verdict.stow and not stowed:
+        return True, "stow"
+    if stowed and verdict.decision is WindDecision.CALM:
+        return False, "resume"
+    return stowed, None
+
+
+@dataclass(frozen=True, slots=True)
+class WindStep:
+    """One supervision step: the verdict, the latch after it and what changed.
+
+    ``event``: ``"stow"``/``"resume"`` (``wind_latch``); ``sensor_event``:
+    ``"sensor_lost"`` when the sensor became lost (or frozen), ``"sensor_back"`` when it
+    recovered, else None (each reported once, for the log and the status).
+    """
+
+    verdict: WindVerdict
+    stowed: bool
+    event: str | None
+    sensor_event: str | None
+
+
+class WindSupervisor:
+    """A wind sensor, its ``WindMonitor`` and the stow latch, for the engine.
+
+    I/O and decision are apart: ``sample()`` reads the sensor once into the monitor
+    (``poll_forever`` does it at the sensor's own pace in a task, so a slow or dead
+    anemometer never stalls a control tick); ``step(t)`` is pure bookkeeping on the
+    monitor's verdict at ``t``.  ``sensor`` None (``weather.source = "none"``) gives
+    no supervisor at all: build none.
+    """
+
+    def __init__(self, sensor: WindSensor, limits: WindLimits, start_s: float) -> None:
+        self.sensor = sensor
+        self.monitor = WindMonitor(limits, start_s)
+        self.stowed = False
+        self._lost = False
+        self.read_errors = 0
+
+    async def sample(self) -> WindReading | None:
+        """Read the sensor once into the monitor (a raising driver counts as no reading)."""
+        try:
+            r = await self.sensor.read()
+        except Exception as exc:  # noqa: BLE001 - a sensor must never break the loop
+            self.read_errors += 1
+            log.warning("wind sensor read failed: %s", exc)
+            return None
+        self.monitor.add(r)
+        return r
+
+    async def poll_forever(self, period_s: float) -> None:
+        """``sample()`` every ``period_s`` seconds until cancelled."""
+        if not period_s > 0:
+            raise ValueError(f"period_s must be > 0, not {period_s}")
+        while True:
+            await self.sample()
+            await asyncio.sleep(period_s)
+
+    def step(self, t_s: float) -> WindStep:
+        """The verdict at ``t_s`` and the latch after it."""
+        v = self.monitor.verdict(t_s)
+        self.stowed, event = wind_latch(self.stowed, v)
+        lost = v.decision is WindDecision.SENSOR_LOST
+        sensor_event = None
+        if lost != self._lost:
+            sensor_event = "sensor_lost" if lost else "sensor_back"
+            self._lost = lost
+        return WindStep(verdict=v, stowed=self.stowed, event=event, sensor_event=sensor_event)
+
+    async def close(self) -> None:
+        await self.sensor.close()
+
+
+def make_wind_supervisor(sensor: WindSensor | None, weather: object,
+                         clock: Callable[[], float]) -> WindSupervisor | None:
+    """A supervisor for ``sensor`` with the limits of the ``[weather]`` section, supervision
+    starting now (``clock()``, UTC unix s); None without a sensor."""
+    if sensor is None:
+        return None
+    return WindSupervisor(sensor, WindLimits.from_settings(weather), clock())
+
+
 __all__ = ["WindDecision", "WindLimits", "WindMonitor", "WindReading", "WindSensor",
-           "WindVerdict", "evaluate"]
+           "WindStep", "WindSupervisor", "WindVerdict", "evaluate", "make_wind_supervisor",
+           "wind_latch"]
