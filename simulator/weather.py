@@ -1,7 +1,8 @@
 """The simulated mount's wind, served the way real anemometers deliver it.
 
 - ``SimWindSensor``: in process (``weather.source = "sim"``), reads ``SimMount.wind_m_s``;
-- ``start_modbus_anemometer(mount, cfg)``: a real pymodbus server (TCP on loopback)
+- ``start_modbus_anemometer(mount, cfg)``: a real pymodbus server (TCP on loopback;
+  ``start_modbus_rtu_anemometer``: RTU on a pty pair)
   holding speed and direction in the registers ``weather.modbus`` describes (its data
   types, word order, scale and offset), readable as holding (3) or input (4) registers;
 - ``start_nmea_anemometer(mount)``: a pty that emits ``$WIMWV`` sentences every
@@ -34,10 +35,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.weather import encode_value, format_mwv
+from simulator.modbus_server import _PtyBridge
 from simulator.mount import SimMount
 from tracker.config import ModbusWind
 from tracker.mount.wind import WindReading
@@ -133,8 +135,11 @@ class ModbusAnemometer(_Source):
         regs = [cfg.speed] + ([cfg.direction] if cfg.direction is not None else [])
         self.start = min(r.address for r in regs)
         self.count = max(r.address + r.count for r in regs) - self.start
-        self.server: ModbusTcpServer | None = None
+        self.server: ModbusTcpServer | ModbusSerialServer | None = None
         self.port: int | None = None
+        #: RTU: the pty path the client opens.
+        self.client_port: str | None = None
+        self._bridge: _PtyBridge | None = None
         self.requests = 0
         #: Replies withheld this long while ``faults.silent`` (longer than any client timeout).
         self.silent_delay_s = 30.0
@@ -165,6 +170,34 @@ class ModbusAnemometer(_Source):
         if self.server is not None:
             await self.server.shutdown()
             self.server = None
+        if self._bridge is not None:
+            self._bridge.close()
+            self._bridge = None
+
+    def device(self) -> SimDevice:
+        return SimDevice(id=self.cfg.device_id,
+                         simdata=[SimData(address=self.start, count=self.count, values=0,
+                                          datatype=DataType.REGISTERS)],
+                         action=functools.partial(ModbusAnemometer._action, self))
+
+
+async def start_modbus_rtu_anemometer(mount: SimMount, cfg: ModbusWind, *,
+                                      faults: WindFaults | None = None) -> ModbusAnemometer:
+    """Serve ``mount``'s wind over Modbus RTU on a pty pair; the client opens
+    ``handle.client_port`` (at ``cfg.baudrate``)."""
+    handle = ModbusAnemometer(mount, cfg, faults or WindFaults())
+    bridge = _PtyBridge()
+    handle._bridge = bridge
+    server = ModbusSerialServer([handle.device()], port=bridge.server_path,
+                                baudrate=cfg.baudrate)
+    await server.serve_forever(background=True)
+    for _ in range(2):  # let pymodbus' serial transport finish its set-up callbacks
+        await asyncio.sleep(0)
+    handle.server = server
+    handle.client_port = bridge.client_path
+    log.info("simulated Modbus RTU anemometer on %s, device %d", bridge.client_path,
+             cfg.device_id)
+    return handle
 
 
 async def start_modbus_anemometer(mount: SimMount, cfg: ModbusWind, *, host: str = "127.0.0.1",
@@ -173,11 +206,7 @@ async def start_modbus_anemometer(mount: SimMount, cfg: ModbusWind, *, host: str
     """Serve ``mount``'s wind over Modbus TCP on ``host:port`` (0 = any free port; the
     bound one is ``handle.port``) with the register layout of ``cfg``."""
     handle = ModbusAnemometer(mount, cfg, faults or WindFaults())
-    dev = SimDevice(id=cfg.device_id,
-                    simdata=[SimData(address=handle.start, count=handle.count, values=0,
-                                     datatype=DataType.REGISTERS)],
-                    action=functools.partial(ModbusAnemometer._action, handle))
-    server = ModbusTcpServer([dev], address=(host, port))
+    server = ModbusTcpServer([handle.device()], address=(host, port))
     try:
         await server.serve_forever(background=True)
     except RuntimeError as exc:
@@ -287,4 +316,4 @@ def start_nmea_anemometer(mount: SimMount, *, period_s: float = 0.25, unit: str 
 
 
 __all__ = ["ModbusAnemometer", "NmeaAnemometer", "SimWindSensor", "WindFaults",
-           "start_modbus_anemometer", "start_nmea_anemometer"]
+           "start_modbus_anemometer", "start_modbus_rtu_anemometer", "start_nmea_anemometer"]

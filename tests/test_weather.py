@@ -22,7 +22,12 @@ from drivers.weather import (
     parse_mwv,
 )
 from simulator.mount import SimMount
-from simulator.weather import SimWindSensor, start_modbus_anemometer, start_nmea_anemometer
+from simulator.weather import (
+    SimWindSensor,
+    start_modbus_anemometer,
+    start_modbus_rtu_anemometer,
+    start_nmea_anemometer,
+)
 from tracker.config import ModbusWind, NmeaWind, WindRegister, parse
 from tracker.errors import ConfigError
 from tracker.loop.weather import (
@@ -383,6 +388,44 @@ async def test_modbus_anemometer_reads_scaled_values(mount, kind, speed, directi
     finally:
         await sensor.close()
         await server.stop()
+
+
+@pytest.mark.network
+async def test_modbus_rtu_anemometer_over_a_pty(mount):
+    cfg = ModbusWind(transport="rtu", baudrate=19200, device_id=7, timeout_s=0.5,
+                     speed=WindRegister(address=100, data_type="int32", scale=0.001),
+                     direction=None)
+    server = await start_modbus_rtu_anemometer(mount, cfg)
+    sensor = ModbusWindSensor(cfg, time.time, serial_port=server.client_port)
+    try:
+        r = await sensor.read()
+        assert r.valid, r.detail
+        assert r.speed_m_s == pytest.approx(17.25, abs=0.0005)
+        assert math.isnan(r.direction_deg)
+    finally:
+        await sensor.close()
+        await server.stop()
+
+
+@pytest.mark.network
+async def test_nmea_port_vanishing_gives_invalid_readings(mount):
+    anemo = start_nmea_anemometer(mount, period_s=0.05)
+    sensor = NmeaWindSensor(NmeaWind(port=anemo.path), time.time)
+    mon = WindMonitor(WindLimits(max_age_s=0.5, calm_s=0.0), time.time())
+    try:
+        await sensor.read()
+        await asyncio.sleep(0.2)
+        assert mon.add(await sensor.read()) and mon.verdict(time.time()).age_s < 0.2
+        anemo.stop()                      # the USB adapter is pulled
+        await asyncio.sleep(0.7)
+        for _ in range(3):
+            mon.add(await sensor.read())
+            await asyncio.sleep(0.05)
+        v = mon.verdict(time.time())
+        assert v.decision is WindDecision.SENSOR_LOST and v.stow
+    finally:
+        await sensor.close()
+        anemo.stop()
 
 
 @pytest.mark.network
