@@ -1,4 +1,7 @@
-"""Wind supervisor: readings in, a stow verdict out.  Pure: no I/O, no clock of its own.
+"""Wind supervisor: readings in, a stow verdict out.
+
+``WindMonitor`` and ``wind_latch`` are pure (no I/O, no clock of their own);
+``WindSupervisor`` adds the one I/O step, reading the sensor through its port.
 
 ``WindMonitor`` is fed anemometer readings (``add``) with their times and answers, for
 any time ``t`` (``verdict(t)``):
