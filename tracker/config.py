@@ -158,19 +158,96 @@ class Tracking(_Section):
     resume_after_reset: bool = False
 
 
-class Weather(_Section):
-    """Wind stow: stow above ``wind_stow_m_s``; resume when below ``wind_resume_m_s`` for ``calm_s``."""
+class WindRegister(_Section):
+    """One value in an anemometer's Modbus registers: ``value = raw * scale + offset``.
 
+    ``data_type`` is how the raw registers are read: one register (``uint16``, ``int16``)
+    or two (``uint32``, ``int32``, ``float32`` IEEE 754); ``word_order = "big"`` means the
+    high word sits at ``address``, ``"little"`` at ``address + 1`` (bytes within a
+    register are always big-endian, as Modbus sends them).
+    """
+
+    address: Annotated[int, Field(ge=0, le=65534)]
+    data_type: Literal["uint16", "int16", "uint32", "int32", "float32"] = "uint16"
+    word_order: Literal["big", "little"] = "big"
+    scale: Finite = 1.0
+    offset: Finite = 0.0
+
+    @model_validator(mode="after")
+    def _nonzero_scale(self) -> WindRegister:
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        return self
+
+    @property
+    def count(self) -> int:
+        """Number of 16-bit registers the value occupies."""
+        return 1 if self.data_type in ("uint16", "int16") else 2
+
+
+class ModbusWind(_Section):
+    """A Modbus anemometer (TCP or RTU): where its speed and direction registers are."""
+
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5021
+    serial_port: str = "/dev/ttyUSB1"
+    baudrate: Annotated[int, Field(gt=0)] = 9600
+    timeout_s: Positive = 0.5
+    device_id: Annotated[int, Field(ge=1, le=247)] = 1
+    #: Holding registers (function 3) or input registers (function 4).
+    register_kind: Literal["holding", "input"] = "holding"
+    #: Wind speed; after scaling in m/s.
+    speed: WindRegister = Field(default_factory=lambda: WindRegister(address=0, scale=0.01))
+    #: Wind direction (degrees from north, where the wind comes from); None = not read.
+    direction: WindRegister | None = Field(
+        default_factory=lambda: WindRegister(address=1, scale=0.1))
+
+
+class NmeaWind(_Section):
+    """A serial NMEA 0183 wind sensor sending MWV sentences (Gill WindSonic, Vaisala WXT5xx)."""
+
+    port: str = "/dev/ttyUSB1"
+    #: NMEA 0183 is 4800 baud; many ultrasonic sensors are set to 9600 or faster.
+    baudrate: Annotated[int, Field(gt=0)] = 4800
+    #: Which MWV reference to use: R (relative), T (true/theoretical) or any.
+    reference: Literal["R", "T", "any"] = "any"
+
+
+class Weather(_Section):
+    """Wind stow and the anemometer it listens to.
+
+    Stow when the 3 s gust (``gust_window_s``) exceeds ``gust_stow_m_s`` (unset: the same
+    as ``wind_stow_m_s``) or the mean over ``mean_window_s`` exceeds ``wind_stow_m_s``;
+    resume when every reading stays below ``wind_resume_m_s`` for ``calm_s``.  No valid
+    reading for ``max_age_s`` (or identical values for ``frozen_s``; 0 = never) is a
+    lost sensor, which stows when ``stow_on_sensor_loss``.  ``source`` picks the
+    anemometer: the simulated mount's wind (``sim``), a Modbus anemometer, an NMEA 0183
+    serial sensor, or ``none`` (no wind supervision at all).
+    """
+
+    source: Literal["sim", "modbus", "nmea", "none"] = "sim"
     wind_stow_m_s: Positive = 15.0
+    gust_stow_m_s: Positive | None = None
     wind_resume_m_s: Positive = 10.0
     calm_s: NonNegative = 600.0
+    mean_window_s: Positive = 600.0
+    gust_window_s: Positive = 3.0
+    max_age_s: Positive = 10.0
+    frozen_s: NonNegative = 600.0
+    stow_on_sensor_loss: bool = True
     auto_stow: bool = True
     auto_resume: bool = True
+    modbus: ModbusWind = Field(default_factory=ModbusWind)
+    nmea: NmeaWind = Field(default_factory=NmeaWind)
 
     @model_validator(mode="after")
     def _hysteresis(self) -> Weather:
-        if self.wind_resume_m_s > self.wind_stow_m_s:
-            raise ValueError("wind_resume_m_s must not exceed wind_stow_m_s")
+        gust = self.wind_stow_m_s if self.gust_stow_m_s is None else self.gust_stow_m_s
+        if self.wind_resume_m_s > min(self.wind_stow_m_s, gust):
+            raise ValueError("wind_resume_m_s must not exceed wind_stow_m_s or gust_stow_m_s")
+        if self.gust_window_s > self.mean_window_s:
+            raise ValueError("gust_window_s must not exceed mean_window_s")
         return self
 
 
@@ -181,6 +258,19 @@ class Interlock(_Section):
     enabled: bool = True
     #: Largest accepted disagreement, degrees; 0.02 (twice PSA's error) .. 1.0.
     bound_deg: Annotated[float, Field(ge=0.02, le=1.0, allow_inf_nan=False)] = 0.05
+
+
+class ClockCheck(_Section):
+    """Time integrity: refuse automatic tracking when the clock cannot be trusted.
+
+    Tracking is refused when the kernel's maximum clock error, turned into pointing
+    error at the Sun's angular speed, exceeds ``max_share_of_tolerance`` of
+    ``tracking.on_sun_tolerance_arcsec``, or when the kernel says the clock is not
+    synchronised.  ``override = true`` (an operator's decision) tracks anyway.
+    """
+
+    max_share_of_tolerance: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.5
+    override: bool = False
 
 
 class ModbusDrives(_Section):
@@ -279,6 +369,7 @@ class Settings(_Section):
     tracking: Tracking = Field(default_factory=Tracking)
     weather: Weather = Field(default_factory=Weather)
     interlock: Interlock = Field(default_factory=Interlock)
+    clock: ClockCheck = Field(default_factory=ClockCheck)
     drives: Drives = Field(default_factory=Drives)
     simulator: Simulator = Field(default_factory=Simulator)
     api: Api = Field(default_factory=Api)

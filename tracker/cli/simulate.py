@@ -1,7 +1,9 @@
 """``tracker simulate``: the simulated mount in real time behind real protocol servers.
 
 Runs a ``SimMount`` stepped from ``time.monotonic()`` behind a Modbus TCP server
-(and, with ``--serial-pty``, the serial device on a pseudo-terminal), prints
+(and, with ``--serial-pty``, the serial device on a pseudo-terminal; with
+``--anemometer``, its wind as the anemometer ``weather.source`` names: a Modbus TCP
+anemometer on ``weather.modbus.port`` or NMEA 0183 MWV sentences on a pty), prints
 where it listens and runs until SIGINT/SIGTERM.  An operator rehearses with
 the real daemon pointed at it (``config/sim-modbus.toml``).
 """
@@ -45,8 +47,34 @@ async def _read_commands(faults, stop_event: asyncio.Event) -> None:
         transport.close()
 
 
+async def _start_anemometer(settings, mount, port: int | None):
+    """Serve the mount's wind as ``weather.source`` describes; returns a stop coroutine fn."""
+    w = settings.weather
+    if w.source == "modbus":
+        from simulator.weather import start_modbus_anemometer
+
+        handle = await start_modbus_anemometer(mount, w.modbus, host=w.modbus.host,
+                                               port=w.modbus.port if port is None else port)
+        click.echo(f"anemometer modbus tcp {w.modbus.host}:{handle.port} "
+                   f"(device {w.modbus.device_id})")
+        return handle.stop
+    if w.source == "nmea":
+        from simulator.weather import start_nmea_anemometer
+
+        anemo = start_nmea_anemometer(mount, period_s=0.25)
+        click.echo(f"anemometer nmea pty {anemo.path} (set weather.nmea.port to it)")
+
+        async def stop() -> None:
+            anemo.stop()
+        return stop
+    raise ConfigError(f"--anemometer: weather.source = {w.source!r} has no wire to serve "
+                      "(use 'modbus' or 'nmea')", key="weather.source", value=w.source,
+                      allowed="modbus, nmea")
+
+
 async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: float,
-               stdin_commands: bool = False, ready=None) -> None:
+               stdin_commands: bool = False, ready=None, anemometer: bool = False,
+               anemometer_port: int | None = None) -> None:
     from simulator.modbus_server import start_modbus_tcp_server
     from simulator.mount import SimMount, run_realtime
 
@@ -56,6 +84,12 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
     stops = [handle.stop]
     click.echo(f"modbus tcp {host}:{port} (azimuth device {handle.device_ids['azimuth']}, "
                f"elevation device {handle.device_ids['elevation']})")
+    if anemometer:
+        try:
+            stops.append(await _start_anemometer(settings, mount, anemometer_port))
+        except BaseException:
+            await handle.stop()
+            raise
     serial_stop = None
     if serial_pty:
         try:
@@ -112,12 +146,17 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
 @click.option("--modbus-port", type=click.IntRange(0, 65535), default=None,
               help="Modbus TCP port (default: drives.modbus.port; 0 = any free port).")
 @click.option("--serial-pty", is_flag=True, help="Also serve the serial device on a pty.")
+@click.option("--anemometer", is_flag=True,
+              help="Also serve the wind as weather.source says (modbus: TCP; nmea: a pty).")
+@click.option("--anemometer-port", type=click.IntRange(0, 65535), default=None,
+              help="Modbus anemometer TCP port (default: weather.modbus.port; 0 = any free).")
 @click.option("--time-offset-s", type=FINITE, default=0.0,
               help="Clock offset the rehearsal runs at (shown; pass the same to the daemon).")
 @click.option("--stdin-commands/--no-stdin-commands", default=None,
               help="Read fault-injection commands from stdin (default: when stdin is a terminal).")
 def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
-             time_offset_s: float, stdin_commands: bool | None) -> None:
+             anemometer: bool, anemometer_port: int | None, time_offset_s: float,
+             stdin_commands: bool | None) -> None:
     """Run the simulated mount in real time behind a Modbus TCP server (and a serial pty).
 
     With stdin commands an operator injects faults while rehearsing: e.g.
@@ -128,7 +167,8 @@ def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
     if stdin_commands is None:
         stdin_commands = sys.stdin is not None and sys.stdin.isatty()
     try:
-        asyncio.run(_run(settings, port, serial_pty, time_offset_s, stdin_commands))
+        asyncio.run(_run(settings, port, serial_pty, time_offset_s, stdin_commands,
+                         anemometer=anemometer, anemometer_port=anemometer_port))
     except OSError as exc:
         raise ConfigError(f"cannot serve on port {port}: {exc.strerror or exc}",
                           key="--modbus-port", value=port) from None

@@ -1,4 +1,5 @@
-"""Choose and build the axis drivers a config asks for (``drives.kind``).
+"""Choose and build the axis drivers a config asks for (``drives.kind``), and the
+wind sensor (``weather.source``).
 
 - ``sim``: in-process ``SimulatedAxis`` objects over a ``SimMount`` (pass ``mount``);
 - ``modbus``: ``drivers.modbus`` over TCP or RTU;
@@ -13,6 +14,7 @@ from typing import Any
 
 from tracker.errors import ConfigError
 from tracker.mount.axis import Axis
+from tracker.mount.wind import WindSensor
 
 
 def as_time_callable(clock: Any) -> Callable[[], float]:
@@ -47,3 +49,35 @@ def make_axes(settings, *, clock: Any, mount=None) -> dict[str, Axis]:
         return dict(serial.make_serial_axes(settings, now))
     raise ConfigError(f"unknown drives.kind {kind!r}", key="drives.kind", value=kind,
                       allowed="sim, modbus, serial")
+
+
+def make_wind_sensor(settings, *, clock: Any, mount=None) -> WindSensor | None:
+    """The anemometer ``settings.weather.source`` names, or None for ``"none"``.
+
+    ``sim`` reads the simulated mount's wind in process (pass ``mount``, a
+    ``simulator.mount.SimMount``); ``modbus`` and ``nmea`` are ``drivers.weather``
+    sensors on ``weather.modbus`` / ``weather.nmea``.  ``clock`` stamps the readings.
+    Nothing is opened here: the NMEA port opens on the first ``read()``, the Modbus
+    connection on the first transaction.
+    """
+    now = as_time_callable(clock)
+    source = settings.weather.source
+    if source == "none":
+        return None
+    if source == "sim":
+        if mount is None:
+            raise ConfigError(
+                "weather.source = 'sim' needs the simulated mount in process; with "
+                f"drives.kind = {settings.drives.kind!r} set weather.source to 'modbus', "
+                "'nmea' or 'none'", key="weather.source", value=source,
+                allowed="modbus, nmea, none")
+        from simulator.weather import SimWindSensor
+        return SimWindSensor(mount, now)
+    if source == "modbus":
+        from drivers.weather import ModbusWindSensor
+        return ModbusWindSensor(settings.weather.modbus, now)
+    if source == "nmea":
+        from drivers.weather import NmeaWindSensor
+        return NmeaWindSensor(settings.weather.nmea, now)
+    raise ConfigError(f"unknown weather.source {source!r}", key="weather.source", value=source,
+                      allowed="sim, modbus, nmea, none")
