@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulator.axis import SimulatedAxis  # noqa: E402
 from simulator.mount import SimMount  # noqa: E402
+from simulator.weather import SimWindSensor  # noqa: E402
 from tracker import config  # noqa: E402
 from tracker.astro.timeinput import to_unix_s  # noqa: E402
 from tracker.clock import SimClock  # noqa: E402
@@ -49,6 +50,7 @@ from tracker.errors import TrackerError  # noqa: E402
 from tracker.log.store import TrackingStore  # noqa: E402
 from tracker.loop.engine import Engine  # noqa: E402
 from tracker.loop.harness import SimulatedTime  # noqa: E402
+from tracker.loop.weather import make_wind_supervisor  # noqa: E402
 from tracker.mount.axis import Condition  # noqa: E402
 from tracker.planning.planner import plan as make_plan  # noqa: E402
 from tracker.service.dryrun import _quiet  # noqa: E402
@@ -168,7 +170,8 @@ class Soak:
         self.store = TrackingStore(db_path, clock=self.clock.now_s, commit_interval_s=60.0,
                                    synchronous="NORMAL")
         self.engine = Engine(settings, self.axes, self.store, self.clock,
-                             wind_m_s=lambda: self.mount.wind_m_s)
+                             wind=make_wind_supervisor(SimWindSensor(self.mount, self.clock.now_s),
+                                                       settings.weather, self.clock.now_s))
         self.duration_s = days * 86400.0
         self.mean_interval_s = mean_interval_s
         self.report = SoakReport(days=days, seed=seed)

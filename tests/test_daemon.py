@@ -71,6 +71,9 @@ def make_config(tmp_path: Path, *, fast: bool = True, window: bool = True,
     data = tomllib.loads((ROOT / "config" / base).read_text())
     if "modbus" in data.get("drives", {}):
         data["drives"]["modbus"]["register_map"] = str(ROOT / "config" / "modbus_map.toml")
+    if "modbus" in data.get("weather", {}):
+        # `tracker simulate` serves its wind there (a Modbus TCP anemometer).
+        data["weather"]["modbus"]["port"] = free_port()
     data["api"]["token_file"] = str(tmp_path / "token")
     data["store"]["path"] = str(tmp_path / "tracker.sqlite")
     if fast:

@@ -6,6 +6,7 @@ import pytest
 
 from simulator.axis import SimulatedAxis
 from simulator.mount import SimMount
+from simulator.weather import SimWindSensor
 from tests.conftest import CONFIG_DIR
 from tracker import config
 from tracker.astro.timeinput import to_unix_s
@@ -15,6 +16,7 @@ from tracker.errors import EnvelopeError, StateError
 from tracker.log.store import TrackingStore
 from tracker.loop.engine import Engine
 from tracker.loop.harness import SimulatedTime
+from tracker.loop.weather import make_wind_supervisor
 from tracker.planning.planner import plan
 from tracker.service import dryrun
 
@@ -34,7 +36,8 @@ class Rig:
                 for n in ("azimuth", "elevation")}
         self.store = TrackingStore(db, clock=self.clock.now_s) if db else None
         self.engine = Engine(settings, axes, self.store, self.clock,
-                             wind_m_s=lambda: self.mount.wind_m_s)
+                             wind=make_wind_supervisor(SimWindSensor(self.mount, self.clock.now_s),
+                                                       settings.weather, self.clock.now_s))
 
     async def run(self, seconds: float, until=None) -> None:
         harness = SimulatedTime(self.engine, self.clock, self.mount.step)
@@ -115,8 +118,11 @@ async def test_drive_trip_during_tracking_stops_and_needs_a_reset(sim) -> None:
         await e.goto(100.0, 10.0, source="test")
     await e.reset(source="test")
     assert e.machine.state is State.IDLE
+    await rig.run(30.0)
+    assert e.machine.state is State.IDLE and not e.auto_tracking    # a reset holds
+    await e.set_auto_tracking(True, source="test")
     await rig.run(300.0, until=lambda e: e.on_sun)
-    assert e.machine.state is State.TRACKING and e.on_sun   # automation resumed after the reset
+    assert e.machine.state is State.TRACKING and e.on_sun   # tracking again on command
 
 
 async def test_wind_stows_and_resumes_when_calm(sim) -> None:
@@ -125,7 +131,7 @@ async def test_wind_stows_and_resumes_when_calm(sim) -> None:
     await rig.engine.start()
     await rig.run(600.0, until=lambda e: e.on_sun)
     rig.mount.set_wind(20.0)
-    await rig.run(1.0)
+    await rig.run(2.0)                       # the 3 s gust crosses the limit within 2 s
     assert rig.engine.machine.state is State.STOWING
     await rig.run(900.0, until=lambda e: e.machine.state is State.STOWED)
     assert rig.engine.machine.state is State.STOWED
@@ -141,6 +147,8 @@ async def test_goto_outside_the_envelope_is_refused_and_moves_nothing(sim, tmp_p
     rig = Rig(sim, to_unix_s(DAY), db=tmp_path / "log.sqlite")
     await rig.engine.start()
     await rig.run(1.0)
+    if rig.engine.machine.state is State.PARKED:     # parked means nothing moves: unpark
+        await rig.engine.unpark(source="test")
     before = rig.engine.machine.state
     with pytest.raises(EnvelopeError, match=r"elevation (axis )?31.0 deg,? (is )?above the limit 25.0 deg"):
         await rig.engine.goto(100.0, 31.0, source="api:127.0.0.1")

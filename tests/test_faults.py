@@ -39,6 +39,7 @@ import tracker.service.daemon as daemon_mod
 from simulator.faults import FaultInjector
 from simulator.modbus_server import start_modbus_tcp_server
 from simulator.mount import SimMount
+from simulator.weather import start_modbus_anemometer
 from tracker import config
 from tracker.astro.datasources import StaleIERSWarning, iers_mjd_range
 from tracker.astro.ephemeris import sun_altaz
@@ -114,6 +115,10 @@ class DaemonRig:
         self.mount = SimMount(settings, azimuth_deg=az, elevation_deg=el)
         self.handle, port = await start_modbus_tcp_server(self.mount)
         self.data["drives"]["modbus"]["port"] = port
+        # The wind reaches the daemon as from a real anemometer: Modbus TCP on loopback.
+        wind_cfg = config.parse(self.data, str(self.tmp / "sim.toml")).weather.modbus
+        self.anemometer = await start_modbus_anemometer(self.mount, wind_cfg, port=0)
+        self.data["weather"]["modbus"]["port"] = self.anemometer.port
         self.settings = config.parse(self.data, str(self.tmp / "sim.toml"))
         self.faults = FaultInjector(self.mount, server=self.handle)
         rig = self
@@ -153,6 +158,7 @@ class DaemonRig:
             await asyncio.wait_for(self.task, 30.0)
         await self.http.aclose()
         await self.handle.stop()
+        await self.anemometer.stop()
 
     async def stop(self) -> int:
         self.daemon.stop()

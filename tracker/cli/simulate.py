@@ -146,8 +146,10 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
 @click.option("--modbus-port", type=click.IntRange(0, 65535), default=None,
               help="Modbus TCP port (default: drives.modbus.port; 0 = any free port).")
 @click.option("--serial-pty", is_flag=True, help="Also serve the serial device on a pty.")
-@click.option("--anemometer", is_flag=True,
-              help="Also serve the wind as weather.source says (modbus: TCP; nmea: a pty).")
+@click.option("--anemometer/--no-anemometer", default=None,
+              help="Serve the wind as weather.source says (modbus: TCP; nmea: a pty). "
+                   "Default: on when weather.source = 'modbus' (the daemon then reads the "
+                   "simulated wind as it would a real anemometer).")
 @click.option("--anemometer-port", type=click.IntRange(0, 65535), default=None,
               help="Modbus anemometer TCP port (default: weather.modbus.port; 0 = any free).")
 @click.option("--time-offset-s", type=FINITE, default=0.0,
@@ -155,7 +157,7 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
 @click.option("--stdin-commands/--no-stdin-commands", default=None,
               help="Read fault-injection commands from stdin (default: when stdin is a terminal).")
 def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
-             anemometer: bool, anemometer_port: int | None, time_offset_s: float,
+             anemometer: bool | None, anemometer_port: int | None, time_offset_s: float,
              stdin_commands: bool | None) -> None:
     """Run the simulated mount in real time behind a Modbus TCP server (and a serial pty).
 
@@ -166,6 +168,8 @@ def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
     port = settings.drives.modbus.port if modbus_port is None else modbus_port
     if stdin_commands is None:
         stdin_commands = sys.stdin is not None and sys.stdin.isatty()
+    if anemometer is None:
+        anemometer = settings.weather.source == "modbus"
     try:
         asyncio.run(_run(settings, port, serial_pty, time_offset_s, stdin_commands,
                          anemometer=anemometer, anemometer_port=anemometer_port))

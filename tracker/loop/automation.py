@@ -41,6 +41,7 @@ class Situation:
     wind_calm: bool = False        # stowed for wind and calm for the calm time
     wind_stowed: bool = False
     fault_pending: bool = False
+    clock_ok: bool = True          # the clock may be trusted for automatic tracking
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ def decide(s: Situation, settings: Settings) -> Decision:
         return Decision(tuple(b.steps), b.task, b.window, wind_stowed, auto, note)
     plan = s.plan
     w = plan.window_at(s.t_s) if plan else None
-    if w is not None and s.t_s < w.end_s and b.may("open_window"):
+    if w is not None and s.t_s < w.end_s and b.may("open_window") and s.clock_ok:
         b.window = w
         b.task = Task(TaskKind.SUN, boresight=w.boresight)
         b.fire("open_window", f"window {iso_utc(w.start_s)} - {iso_utc(w.end_s)} "

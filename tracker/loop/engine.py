@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracker.astro.ephemeris import StaleIERSWarning, SunTrack
+from tracker.astro.timesync import ClockSync, clock_sync_of, may_start_tracking
 from tracker.clock import Clock, monotonic_of
 from tracker.config import Settings
 from tracker.control import law
@@ -51,6 +52,7 @@ from tracker.loop.commands import (
     check_motion_rules,
 )
 from tracker.loop.demand import resolve
+from tracker.loop.interlock import InterlockVerdict, SunInterlock
 from tracker.loop.recorder import Measurement, Recorder, measure
 from tracker.loop.supervise import (
     AXES,
@@ -58,9 +60,9 @@ from tracker.loop.supervise import (
     ClockSupervisor,
     DriveSupervisor,
     DriveVerdict,
-    WindSupervisor,
 )
 from tracker.loop.tasks import HOLD, Task, TaskKind
+from tracker.loop.weather import WindDecision, WindMonitor, WindSupervisor, WindVerdict
 from tracker.mount.axis import Axis, AxisState, Condition
 from tracker.mount.envelope import Envelope
 from tracker.mount.frames import Frames
@@ -129,7 +131,7 @@ class Engine:
 
     def __init__(self, settings: Settings, axes: Mapping[str, Axis], store: Any, clock: Clock, *,
                  pointing: PointingModel | None = None,
-                 wind_m_s: Callable[[], float | None] | None = None,
+                 wind: WindSupervisor | None = None, sample_wind_each_tick: bool = True,
                  true_direction: Callable[[], tuple[float, float]] | None = None,
                  sample_sinks: list[Callable[[Any], None]] | None = None) -> None:
         self.settings = settings
@@ -144,7 +146,19 @@ class Engine:
         self.axes = self.bus.axes
         self.store = store
         self.clock = clock
-        self._wind_source = wind_m_s
+        #: The anemometer's supervisor (None: ``weather.source = "none"``).  With
+        #: ``sample_wind_each_tick`` the engine reads it every tick (in-process sensors, dry
+        #: runs); otherwise a task on the control loop polls it (a slow sensor never stalls
+        #: a tick).
+        self.wind = wind
+        self._sample_wind = sample_wind_each_tick
+        self._wind_lost = False
+        self.wind_verdict: WindVerdict | None = None
+        self.interlock = SunInterlock.from_settings(settings)
+        self.interlock_verdict: InterlockVerdict | None = None
+        self.clock_sync: ClockSync | None = None
+        self._clock_checked_mono = -math.inf
+        self._clock_refusal_logged = ""
         self._true_direction = true_direction
         tr = settings.tracking
         self.period_s = 1.0 / tr.control_rate_hz
@@ -167,7 +181,6 @@ class Engine:
         self._prev = Previous({"azimuth": 0.0, "elevation": 0.0})
         self._clock_sup = ClockSupervisor()
         self._drive_sup = DriveSupervisor()
-        self._wind_sup = WindSupervisor(settings)
         self._acq = AcquisitionSupervisor(settings)
         self._drives_enabled = False
         self.sun = (0.0, 0.0, 0.0, 0.0)
@@ -278,6 +291,8 @@ class Engine:
         self.recorder.flush(t)
         self._event(t, "info", "engine stopped (drives ramped to zero)")
         await self.bus.each("close")
+        if self.wind is not None:
+            await self.wind.close()
         if self.store is not None:
             self.store.flush()
             self.store.close()
@@ -304,9 +319,8 @@ class Engine:
                        and m.error_arcsec <= self.settings.tracking.on_sun_tolerance_arcsec)
         # 3. supervise
         drives = self._drive_sup.check(mono, states)
-        wind_m_s = self._wind_source() if self._wind_source is not None else None
-        self._wind_m_s = wind_m_s
-        wind = self._wind_sup.check(mono, wind_m_s, stowed_for_wind=self._wind_stowed)
+        wind_stow, wind_calm = await self._supervise_wind(t)
+        clock_ok = self._supervise_clock(t, mono)
         acquired = False
         follow_fault = ""
         if state is State.ACQUIRING:
@@ -315,6 +329,11 @@ class Engine:
             acquired, follow_fault = v.acquired, v.fault
         elif state is State.TRACKING:
             follow_fault = self._acq.check_tracking(mono, m.error_arcsec).fault
+        if self.interlock is not None and self.task.kind is TaskKind.SUN and state in (
+                State.ACQUIRING, State.TRACKING):
+            iv = self.interlock_verdict = self.interlock.check(t, *m.target_sky)
+            if not iv.ok:
+                follow_fault = f"Sun interlock: {iv.reason}"
         # 4. safety verdicts act at once
         if not drives.ok:
             self._drive_fault(t, drives)
@@ -328,8 +347,8 @@ class Engine:
             t_s=t, mono_s=mono, state=self.machine.state, auto_tracking=self.auto_tracking,
             task=self.task, window=self.window, plan=self._plan, here_deg=here,
             arrived=self.arrived, acquired=acquired,
-            wind_stow=wind.stow, wind_calm=wind.calm, wind_stowed=self._wind_stowed,
-            fault_pending=self._fault_pending), self.settings)
+            wind_stow=wind_stow, wind_calm=wind_calm, wind_stowed=self._wind_stowed,
+            fault_pending=self._fault_pending, clock_ok=clock_ok), self.settings)
         # 6. fire
         self._apply(t, decision)
         # 7-9. demand, control law, drives
@@ -337,12 +356,54 @@ class Engine:
         # 10. record
         self.recorder.record(t, state, self.boresight, m, self.on_sun, here)
 
+    async def _supervise_wind(self, t: float) -> tuple[str, bool]:
+        """The wind verdict as (stow cause or "", calm): the gust/mean rule and the
+        sensor-loss fail-safe of ``tracker.loop.weather``."""
+        wind = self.wind
+        if wind is None:
+            return "", False
+        if self._sample_wind:
+            await wind.sample()
+        v = self.wind_verdict = wind.monitor.verdict(t)
+        self._wind_m_s = v.speed_m_s if v.speed_m_s == v.speed_m_s else None
+        lost = v.decision is WindDecision.SENSOR_LOST
+        if lost != self._wind_lost:
+            self._wind_lost = lost
+            self._event(t, "warning" if lost else "info",
+                        v.reason if lost else "anemometer readings valid again",
+                        source="weather", data={"wind": v.as_dict()})
+        stow = v.reason if (v.stow and not self._wind_stowed
+                            and self.settings.weather.auto_stow) else ""
+        return stow, v.decision is WindDecision.CALM
+
+    def _supervise_clock(self, t: float, mono: float) -> bool:
+        """May automatic tracking start with this clock?  The kernel's synchronisation
+        state is read at most once a minute; a refusal is logged once per reason."""
+        if mono - self._clock_checked_mono >= 60.0 or self.clock_sync is None:
+            self._clock_checked_mono = mono
+            self.clock_sync = clock_sync_of(self.clock)
+        rates = (self.sun[2], self.sun[3])
+        ok, why = may_start_tracking(self.clock_sync,
+                                     self.settings.clock.max_share_of_tolerance,
+                                     self.settings.tracking.on_sun_tolerance_arcsec, rates,
+                                     override=self.settings.clock.override)
+        if why and why != self._clock_refusal_logged:
+            self._clock_refusal_logged = why
+            self._event(t, "warning", ("clock not trusted, automatic tracking will not start: "
+                                       if not ok else "clock not trusted (overridden): ") + why,
+                        source="clock", data={"clock": self.clock_sync.as_dict()})
+        elif not why:
+            self._clock_refusal_logged = ""
+        return ok
+
     def _clock_jumped(self, t: float, jump_s: float) -> None:
         self._event(t, "warning", f"clock jumped by {jump_s:+.1f} s; re-planning",
                     data={"jump_s": jump_s})
         self._plan = None
         self._prev.sun_mount_az_deg = None
         self.recorder.restart()
+        if self.wind is not None:   # its windows are in UTC: start them again
+            self.wind.monitor = WindMonitor(self.wind.monitor.limits, t)
         if self.machine.state is State.TRACKING:
             self.machine.fire("reacquire", "clock jump")
             self._start_acquisition(t)
@@ -584,6 +645,8 @@ class Engine:
             self.task = Task(TaskKind.AXES, p.azimuth_deg, p.elevation_deg)
             m.fire("park", f"park from {source}")
         elif isinstance(cmd, Unpark):
+            # The operator takes over: the automation would park again at once.
+            self.auto_tracking = False
             self.task = HOLD
             m.fire("unpark", f"unpark from {source}")
         elif isinstance(cmd, Stow):

@@ -85,6 +85,12 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         "fault_pending": engine._fault_pending,
         "wind_m_s": engine._wind_m_s,
         "wind_stowed": engine._wind_stowed,
+        "wind": engine.wind_verdict.as_dict() if engine.wind_verdict else None,
+        "clock": engine.clock_sync.as_dict() if engine.clock_sync else None,
+        "interlock": ({"ok": engine.interlock_verdict.ok,
+                       "separation_deg": _num(engine.interlock_verdict.separation_deg),
+                       "bound_deg": engine.settings.interlock.bound_deg}
+                      if engine.interlock_verdict else None),
         # Slewing until the axes have really stopped (a stop decelerates for a while).
         "slewing": state in SLEWING_STATES or moving_task
         or (state is not State.TRACKING and not engine.stopped),

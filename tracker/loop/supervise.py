@@ -2,7 +2,7 @@
 
 - ``ClockSupervisor``: steps of the UTC clock, seen against the monotonic clock;
 - ``DriveSupervisor``: drive conditions (a link problem must last ``COMMS_GRACE_S``);
-- ``WindSupervisor``: wind above the stow limit, calm again;
+- wind: ``tracker.loop.weather`` (the anemometer's gust/mean rule and loss fail-safe);
 - ``AcquisitionSupervisor``: acquiring the Sun within its time budget, then following
   errors while tracking.
 
@@ -12,7 +12,6 @@ measured on the monotonic clock.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from tracker.config import Settings
@@ -91,41 +90,6 @@ class DriveSupervisor:
 
     def clear(self) -> None:
         self._comms_since.clear()
-
-
-@dataclass(frozen=True, slots=True)
-class WindVerdict:
-    """``stow``: the wind is over the stow limit (with the cause); ``calm``: it has been
-    below the resume limit for the calm time while stowed for wind."""
-
-    wind_m_s: float | None = None
-    stow: str = ""
-    calm: bool = False
-
-
-class WindSupervisor:
-    """The wind rule: stow above ``wind_stow_m_s``; calm after ``calm_s`` below resume."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.w = settings.weather
-        self._calm_since: float | None = None
-
-    def check(self, mono_s: float, wind_m_s: float | None, *, stowed_for_wind: bool) -> WindVerdict:
-        w = self.w
-        if wind_m_s is None or not math.isfinite(wind_m_s):
-            return WindVerdict(None)
-        if wind_m_s > w.wind_stow_m_s:
-            self._calm_since = None
-            if w.auto_stow and not stowed_for_wind:
-                return WindVerdict(wind_m_s, stow=f"wind {wind_m_s:.1f} m/s above "
-                                   f"{w.wind_stow_m_s:g} m/s")
-            return WindVerdict(wind_m_s)
-        if stowed_for_wind and wind_m_s < w.wind_resume_m_s:
-            if self._calm_since is None:
-                self._calm_since = mono_s
-            return WindVerdict(wind_m_s, calm=mono_s - self._calm_since >= w.calm_s)
-        self._calm_since = None
-        return WindVerdict(wind_m_s)
 
 
 @dataclass(frozen=True, slots=True)

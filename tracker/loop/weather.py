@@ -278,7 +278,7 @@ class WindMonitor:
         if frozen:
             decision = WindDecision.SENSOR_LOST
             reason = (f"anemometer frozen at {self._speed_m_s:.2f} m/s for "
-                      f"{last - self._run_since_s:.0f} s (limit {lim.frozen_s:g} s)")
+                      f"{(last or 0.0) - self._run_since_s:.0f} s (limit {lim.frozen_s:g} s)")
             stow = lim.stow_on_sensor_loss
         elif lost_for > lim.max_age_s:
             decision = WindDecision.SENSOR_LOST

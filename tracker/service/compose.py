@@ -81,3 +81,13 @@ def make_wind_sensor(settings, *, clock: Any, mount=None) -> WindSensor | None:
         return NmeaWindSensor(settings.weather.nmea, now)
     raise ConfigError(f"unknown weather.source {source!r}", key="weather.source", value=source,
                       allowed="sim, modbus, nmea, none")
+
+
+def make_wind(settings: Any, *, clock: Any, mount: Any = None) -> Any:
+    """The wind supervisor (``tracker.loop.weather.WindSupervisor``) over the anemometer
+    ``weather.source`` names, or None for ``"none"``."""
+    from tracker.loop.weather import make_wind_supervisor
+
+    return make_wind_supervisor(make_wind_sensor(settings, clock=clock, mount=mount),
+                                settings.weather, as_time_callable(clock))
+

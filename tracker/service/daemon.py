@@ -382,6 +382,10 @@ def _run_control_thread(daemon: Daemon, mount: Any, started: concurrent.futures.
         if mount is not None:
             from simulator.mount import run_realtime
             sim = asyncio.create_task(run_realtime(mount), name="sim-mount")
+        wind_poll: asyncio.Task | None = None
+        if engine.wind is not None and not engine._sample_wind:
+            wind_poll = asyncio.create_task(engine.wind.poll_forever(period_s=0.2),
+                                            name="wind-poll")
         ok = True
         # Move the start-up objects (astropy, numpy, tables) out of the collector's way
         # before the drives are enabled (a full collection holds the interpreter lock for a
@@ -405,9 +409,10 @@ def _run_control_thread(daemon: Daemon, mount: Any, started: concurrent.futures.
                 except Exception:
                     log.exception("engine shutdown failed")
                     ok = False
-            if sim is not None:
-                sim.cancel()
-                await asyncio.gather(sim, return_exceptions=True)
+            for task in (sim, wind_poll):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
         return ok
 
     try:
@@ -429,6 +434,7 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     from tracker.log.store import TrackingStore
     from tracker.loop.engine import Engine
     from tracker.service.api import create_app
+    from tracker.service.compose import make_wind
 
     refusal = time_offset_refusal(settings, time_offset_s)
     if refusal:
@@ -448,8 +454,15 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     except BaseException:
         sock.close()
         raise
-    extra = {"wind_m_s": lambda: mount.wind_m_s} if mount is not None else {}
-    engine = Engine(settings, axes, store, clock, **extra)
+    try:
+        wind = make_wind(settings, clock=clock, mount=mount)
+    except BaseException:
+        sock.close()
+        raise
+    # An in-process anemometer is read every tick; one on a wire is polled by its own task
+    # on the control loop (a dead sensor's timeouts never stall a tick).
+    inline = settings.weather.source == "sim"
+    engine = Engine(settings, axes, store, clock, wind=wind, sample_wind_each_tick=inline)
     daemon = Daemon(settings, engine, clock, token=token)
     loop = asyncio.get_running_loop()
     started: concurrent.futures.Future = concurrent.futures.Future()

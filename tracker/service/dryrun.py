@@ -133,7 +133,9 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     from simulator.axis import SimulatedAxis
     from simulator.mount import SimMount
     from simulator.truth import true_direction
+    from simulator.weather import SimWindSensor
     from tracker.log.store import TrackingStore
+    from tracker.loop.weather import make_wind_supervisor
 
     if not settings.tracking.auto_track:
         # A dry run rehearses automatic operation, whatever the preset's start-up default.
@@ -167,8 +169,13 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
                               mount.elevation.true_position_deg)
     end_s = start_s + duration_s
     figures = SampleStats(start_s, end_s, settle_s=settings.tracking.settle_s)
-    engine = Engine(settings, axes, store, clock, wind_m_s=lambda: mount.wind_m_s,
-                    true_direction=truth, pointing=pointing, sample_sinks=[figures])
+    # A dry run simulates the site: its anemometer is the simulated mount's wind (on any
+    # preset), read every tick, with the preset's stow rules.
+    wind = make_wind_supervisor(SimWindSensor(mount, clock.now_s)
+                                if settings.weather.source != "none" else None,
+                                settings.weather, clock.now_s)
+    engine = Engine(settings, axes, store, clock, wind=wind, true_direction=truth,
+                    pointing=pointing, sample_sinks=[figures])
     # Plan beyond both ends so windows cut by the span are whole (not dropped as too short),
     # then count only their part inside the span.
     the_plan = make_plan(settings, start_s - 86400.0, end_s + 86400.0)
