@@ -319,8 +319,9 @@ class TrackingStore:
         self.spill_path: Path | None = None
         #: (samples, events) ``close`` could not write to the log.
         self.unwritten: tuple[int, int] = (0, 0)
-        #: Spill files imported at open.
+        #: Spill files imported (deleted once their rows were written).
         self.imported: list[Path] = []
+        self._spill_sources: list[Path] = []
         if self.readonly and not self.path.is_file():
             raise StoreError(f"no tracking log at {self.path} (give --db FILE, or the config "
                              "whose store.path names it)")
@@ -358,14 +359,25 @@ class TrackingStore:
                              "to touch it: give the path of a tracking log")
 
     def _quick_check(self, db: sqlite3.Connection) -> str | None:
-        """None when ``PRAGMA quick_check`` passes, else what it (or SQLite) reported."""
+        """None when ``PRAGMA quick_check`` passes, else what it (or SQLite) reported.
+
+        Only damage counts (SQLITE_CORRUPT, SQLITE_NOTADB or problems listed by the check);
+        an I/O error, a full disk or a lock raises StoreError: the file may be fine.
+        """
         try:
             rows = db.execute("PRAGMA quick_check(20)").fetchall()
         except sqlite3.DatabaseError as exc:
-            return str(exc)
+            name = str(getattr(exc, "sqlite_errorname", ""))
+            if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+                return str(exc)
+            db.close()
+            raise StoreError(f"cannot check the tracking log {self.path}: {exc} (disk full, "
+                             "I/O error or locked; the file was not touched)") from None
         if rows == [("ok",)]:
             return None
-        return "; ".join(str(r[0]) for r in rows[:5]) or "no result"
+        lines = [line for r in rows for line in str(r[0]).splitlines() if line.strip()]
+        text = "; ".join(lines[:6]) + (f"; ... ({len(lines) - 6} more)" if len(lines) > 6 else "")
+        return text or "no result"
 
     def _move_aside(self) -> Path:
         target = self.path.with_name(f"{self.path.name}.corrupt-{utc_stamp()}")
@@ -661,6 +673,7 @@ class TrackingStore:
     #: The record whose row id ``log_event``/``audit`` return, and that id once committed.
     _want_seq: int = 0
     _want_id: int | None = None
+    _rows_written = 0
 
     def _write_and_id(self, now_s: float) -> int:
         self._want_seq, self._want_id = self._seq, None
@@ -711,17 +724,41 @@ class TrackingStore:
                 return False
         self._last_commit_time_s = now_s
         if not self.healthy:
-            self._recover(now_s)
+            self._recover(now_s)                   # queues a warning event
+            left = budget - self._rows_written
+            if left > 0:
+                try:
+                    done = self._write_chunks(now_s, left)
+                except sqlite3.Error as exc:
+                    self._fail(now_s, exc)
+                    return False
         if (self._last_checkpoint_s is None
                 or abs(now_s - self._last_checkpoint_s) >= self.checkpoint_interval_s):
             self.checkpoint()
             self._last_checkpoint_s = now_s
-        return done and not self._pending and not self.event_backlog
+        done = done and not self._pending and not self.event_backlog
+        if done and self._spill_sources:
+            self._forget_spill_sources()
+        return done
+
+    def _forget_spill_sources(self) -> None:
+        """The rows of the imported spill files are safe elsewhere: delete the files."""
+        for path in self._spill_sources:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("cannot delete the imported spill file %s: %s (delete it, or its "
+                          "rows are imported twice)", path, exc.strerror)
+                continue
+            self.imported.append(path)
+            log.warning("imported spill file %s into %s", path, self.path)
+        self._spill_sources = []
 
     def _write_chunks(self, now_s: float, budget: int) -> bool:
         """Commit up to ``budget`` backlog rows, ``chunk_rows`` per transaction; raises
         sqlite3.Error (what was committed before stays committed and leaves the backlog)."""
         db = self._db
+        self._rows_written = 0
         while budget > 0:
             n_samples = min(len(self._pending), self.chunk_rows, budget)
             records = self._next_records(max(self.chunk_rows - n_samples, 0)
@@ -756,11 +793,13 @@ class TrackingStore:
                 self._clear_loss_counters()
             self.commits += 1
             budget -= n_samples + len(records)
+            self._rows_written += n_samples + len(records)
             if last:
                 return True
         return False
 
-    def checkpoint(self, mode: str = "TRUNCATE") -> tuple[int, int, int] | None:
+    def checkpoint(self, mode: str = "TRUNCATE", *, quiet: bool = False
+                   ) -> tuple[int, int, int] | None:
         """Checkpoint the WAL into the database (``TRUNCATE`` empties the WAL file);
         returns SQLite's (busy, wal pages, checkpointed pages) or None on an error."""
         if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
@@ -771,7 +810,8 @@ class TrackingStore:
             try:
                 busy, wal, done = self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
             except sqlite3.Error as exc:
-                log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+                log.log(logging.DEBUG if quiet else logging.WARNING,
+                        "WAL checkpoint of %s failed: %s", self.path, exc)
                 return None
             return int(busy), int(wal), int(done)
 
@@ -783,7 +823,7 @@ class TrackingStore:
         if self.healthy:
             self._outage_start_s = now_s
         if "full" in str(exc):      # give the WAL's space back to the file system
-            self.checkpoint("TRUNCATE")
+            self.checkpoint("TRUNCATE", quiet=True)
         # Retry after a growing interval of sample time (each attempt may wait busy_timeout_s).
         self._retry_s = (max(self.commit_interval_s, 0.5) if self.healthy
                          else min(2.0 * self._retry_s, self.max_retry_s))
@@ -792,19 +832,22 @@ class TrackingStore:
         self._last_commit_time_s = now_s
 
     def _recover(self, now_s: float) -> None:
+        """Healthy again: queue the warning event that records the outage."""
         start = self._outage_start_s if self._outage_start_s is not None else now_s
+        n_samples, n_events = len(self._pending), self.event_backlog
         log.warning("tracking log %s writable again after %.1f s (%d samples, %d events "
-                    "still to write)", self.path, now_s - start, len(self._pending),
-                    self.event_backlog)
+                    "still to write)", self.path, now_s - start, n_samples, n_events)
         error = self.last_error
         self.healthy = True
         self.last_error = None
         self._outage_start_s = None
+        rest = ("backlog written" if not n_samples and not n_events else
+                f"writing the rest of the backlog ({n_samples} samples, {n_events} events)")
         self._add_record("warning", (("events", (
             now_s, "warning", "store",
-            f"tracking log was unwritable for {now_s - start:.1f} s; backlog written",
-            _json({"error": error, "since_utc": iso_utc(start)}))),))
-        self._write(now_s)
+            f"tracking log was unwritable for {now_s - start:.1f} s; {rest}",
+            _json({"error": error, "since_utc": iso_utc(start), "samples_left": n_samples,
+                   "events_left": n_events}))),))
 
     def flush(self) -> None:
         """Commit everything buffered now (never raises; see ``healthy``)."""
@@ -827,6 +870,8 @@ class TrackingStore:
                     or self.suppressed_refusals:
                 self.unwritten = (n_samples, n_events)
                 self.spill_path = self._spill()
+                if self.spill_path is not None:     # the imported files' rows are in it
+                    self._forget_spill_sources()
                 where = (f"kept in the spill file {self.spill_path} (imported by the next "
                          "start)" if self.spill_path is not None
                          else "LOST: no space for a spill file in " + ", ".join(
@@ -915,6 +960,7 @@ class TrackingStore:
                 except (ValueError, TypeError, KeyError):
                     bad += 1
             with self._lock:
+                self._spill_sources.append(path)
                 self._pending.extendleft(reversed(samples))
                 for kind, statements in records:
                     self._add_record(kind, statements)
@@ -926,14 +972,10 @@ class TrackingStore:
                     + (f" ({bad} unreadable lines skipped)" if bad else ""),
                     _json({"spill_file": str(path), "samples": len(samples),
                            "events": len(records), "bad_lines": bad}))),))
-                self._write(now_s, max_rows=1 << 62)
-                if self._pending or self.event_backlog:
-                    log.error("spill file %s not fully imported (%s); kept", path,
-                              self.last_error)
-                    continue
-            path.unlink(missing_ok=True)
-            self.imported.append(path)
-            log.warning("imported spill file %s into %s", path, self.path)
+                if not self._write(now_s, max_rows=1 << 62):
+                    log.error("spill file %s not imported yet (%s): its rows wait in memory "
+                              "with the rest of the backlog; the file is deleted once they "
+                              "are written", path, self.last_error)
 
     def __enter__(self) -> TrackingStore:
         return self
