@@ -194,13 +194,14 @@ def test_missing_required_section_names_it(tmp_path, section):
 
 
 _VALID_VALUES = {
-    ("tracking", "control_rate_hz"): st.floats(0.5, 100.0),
+    # >= 2 Hz: the presets' drives.watchdog_s of 1 s must span two control periods
+    ("tracking", "control_rate_hz"): st.floats(2.0, 100.0),
     ("tracking", "on_sun_tolerance_arcsec"): st.floats(0.01, 3600.0),
     ("site", "latitude_deg"): st.floats(-90.0, 90.0),
     ("site", "height_m"): st.floats(-500.0, 9000.0),
-    ("weather", "calm_s"): st.floats(0.0, 1e6),
-    ("api", "port"): st.integers(0, 65535),
-    ("api", "host"): st.sampled_from(["127.0.0.1", "::1", "localhost", "0.0.0.0"]),
+    ("weather", "calm_s"): st.floats(0.0, 86400.0),
+    ("api", "port"): st.integers(1, 65535),
+    ("api", "host"): st.sampled_from(["127.0.0.1", "::1", "localhost", "127.0.0.53"]),
     ("simulator", "wind_seed"): st.integers(-(2**31), 2**31),
 }
 
