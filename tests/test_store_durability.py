@@ -418,6 +418,31 @@ def test_malformed_log_moved_aside_and_new_one_started(tmp_path):
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_big_malformed_log_checked_in_background_and_moved_aside_at_next_start(tmp_path):
+    """A log too big to check before use (a year at 1 Hz is ~2 GB: ~45 s of quick_check) is
+    checked on a second connection while the writer goes on."""
+    path = tmp_path / "t.sqlite"
+    _written_log(path)
+    _corrupt_page(path)
+    s = TrackingStore(path, check_sync_max_bytes=0)
+    assert s.moved_aside is None                           # not checked before use...
+    assert s.wait_checked(60.0)
+    assert s.malformed and not s.healthy                   # ...but found and reported
+    marker = path.with_name("t.sqlite.malformed")
+    assert marker.read_text().strip() == s.malformed
+    s.close()
+    with pytest.raises(StoreError, match="found by the check of an earlier run"):
+        TrackingStore(path, on_corrupt="refuse")
+    s2 = TrackingStore(path)                               # the next start moves it aside
+    assert s2.moved_aside is not None and not marker.exists() and s2.healthy
+    s2.close()
+    good = tmp_path / "good.sqlite"
+    _written_log(good)
+    s3 = TrackingStore(good, check_sync_max_bytes=0)
+    assert s3.wait_checked(60.0) and s3.malformed is None and s3.healthy
+    s3.close()
+
+
 def test_malformed_log_refused_clearly_when_configured(tmp_path):
     path = tmp_path / "t.sqlite"
     _written_log(path)

@@ -249,8 +249,17 @@ class TrackingStore:
     ``spill_dir``: where ``close`` keeps unwritable rows (then the system temporary folder).
     ``on_corrupt``: ``"move_aside"`` or ``"refuse"`` a log that fails ``PRAGMA quick_check``.
     ``audit_rate_per_s``/``audit_burst``: audit records committed at once (token bucket on
-    the monotonic clock).
+    the monotonic clock).  ``check_sync_max_bytes``: a file up to this size is checked
+    before use (``PRAGMA quick_check`` reads it all: ~1.5 s for 64 MiB); a bigger one is
+    checked by a background thread on its own connection, and damage found there makes
+    ``healthy`` False, is logged and leaves a ``<name>.malformed`` marker so that the next
+    start moves the file aside (or refuses it).
     """
+
+    @property
+    def healthy(self) -> bool:
+        """True while the log is writable and no check found the file malformed."""
+        return self._writable and self.malformed is None
 
     def __init__(self, path: str | Path, *, commit_interval_s: float = 1.0, clock: Any = None,
                  synchronous: str = "FULL", busy_timeout_s: float = 0.05,
@@ -259,7 +268,7 @@ class TrackingStore:
                  chunk_rows: int = 100, max_rows_per_write: int = 1000,
                  checkpoint_interval_s: float = 60.0, spill_dir: str | Path | None = None,
                  on_corrupt: str = "move_aside", audit_rate_per_s: float = 10.0,
-                 audit_burst: int = 50) -> None:
+                 audit_burst: int = 50, check_sync_max_bytes: int = 64 << 20) -> None:
         if not commit_interval_s >= 0:
             raise StoreError(f"commit_interval_s must be >= 0, got {commit_interval_s!r}")
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
@@ -309,7 +318,11 @@ class TrackingStore:
         self._closed = False
         self._retry_s = self.commit_interval_s
         self.max_retry_s = 10.0
-        self.healthy = True
+        self._writable = True
+        #: What a ``quick_check`` found wrong with this file (None: nothing found).
+        self.malformed: str | None = None
+        self.check_sync_max_bytes = int(check_sync_max_bytes)
+        self._checker: threading.Thread | None = None
         self.last_error: str | None = None
         self.commits = 0
         self.rejected = 0
@@ -332,6 +345,8 @@ class TrackingStore:
                              f"{exc.strerror}") from None
         self._check_magic()
         self._db = self._open(synchronous.upper(), open_timeout_s)
+        if self._checker is not None:
+            self._checker.start()
         if not self.readonly:
             if self.moved_aside is not None:
                 self.log_event(self._now_s(), "warning",
@@ -379,6 +394,54 @@ class TrackingStore:
         text = "; ".join(lines[:6]) + (f"; ... ({len(lines) - 6} more)" if len(lines) > 6 else "")
         return text or "no result"
 
+    def _marker_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".malformed")
+
+    def _background_check(self) -> None:
+        """``quick_check`` of a big log on a read-only connection of its own (the writer goes
+        on meanwhile); damage found is logged, recorded and marked for the next start."""
+        try:
+            db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True,
+                                 check_same_thread=False)
+        except sqlite3.Error as exc:
+            log.warning("cannot check the tracking log %s: %s", self.path, exc)
+            return
+        try:
+            problem = self._quick_check(db)
+        except StoreError as exc:
+            log.warning("%s", exc)
+            return
+        finally:
+            db.close()
+        if problem is None:
+            return
+        log.error("tracking log %s is malformed (PRAGMA quick_check: %s); the next start "
+                  "%s it", self.path, problem,
+                  "moves aside" if self.on_corrupt == "move_aside" else "refuses")
+        with self._lock:
+            self.malformed = problem
+            if self.readonly:
+                return
+            try:
+                self._marker_path().write_text(problem + "\n")
+            except OSError as exc:
+                log.error("cannot write %s: %s", self._marker_path(), exc.strerror)
+            if self._closed:
+                return
+            self._add_record("warning", (("events", (
+                self._now_s(), "warning", "store",
+                f"tracking log is malformed (PRAGMA quick_check: {problem}); the next start "
+                f"{'moves it aside' if self.on_corrupt == 'move_aside' else 'refuses it'}",
+                _json({"quick_check": problem}))),))
+            self._write(self._now_s())
+
+    def wait_checked(self, timeout_s: float | None = None) -> bool:
+        """Wait for a background ``quick_check``; True when none is still running."""
+        if self._checker is not None:
+            self._checker.join(timeout_s)
+            return not self._checker.is_alive()
+        return True
+
     def _move_aside(self) -> Path:
         target = self.path.with_name(f"{self.path.name}.corrupt-{utc_stamp()}")
         n = 1
@@ -402,8 +465,17 @@ class TrackingStore:
 
     def _open(self, synchronous: str, open_timeout_s: float) -> sqlite3.Connection:
         db = self._connect(open_timeout_s)
-        problem = (self._quick_check(db)
-                   if self.path.is_file() and self.path.stat().st_size > 0 else None)
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        marker = self._marker_path()
+        problem = None
+        if marker.is_file():
+            problem = (marker.read_text(errors="replace").strip() or "malformed") + \
+                " (found by the check of an earlier run)"
+        elif 0 < size <= self.check_sync_max_bytes:
+            problem = self._quick_check(db)
+        elif size > self.check_sync_max_bytes:
+            self._checker = threading.Thread(target=self._background_check, daemon=True,
+                                             name=f"quick_check {self.path.name}")
         if problem is not None:
             db.close()
             if self.readonly or self.on_corrupt == "refuse":
@@ -417,6 +489,7 @@ class TrackingStore:
             except OSError as exc:
                 raise StoreError(f"tracking log {self.path} is malformed ({problem}) and "
                                  f"cannot be moved aside: {exc.strerror}") from None
+            marker.unlink(missing_ok=True)
             log.error("tracking log %s is malformed (%s): moved aside to %s; starting a new log",
                       self.path, problem, self.moved_aside)
             db = self._connect(open_timeout_s)
@@ -612,7 +685,7 @@ class TrackingStore:
                 self._pending.popleft()
                 self._dropped += 1
             t = sample.time_s
-            interval_s = self.commit_interval_s if self.healthy else self._retry_s
+            interval_s = self.commit_interval_s if self._writable else self._retry_s
             if (self._last_commit_time_s is None
                     or abs(t - self._last_commit_time_s) >= interval_s):
                 self._write(t)
@@ -723,7 +796,7 @@ class TrackingStore:
                 self._fail(now_s, exc)
                 return False
         self._last_commit_time_s = now_s
-        if not self.healthy:
+        if not self._writable:
             self._recover(now_s)                   # queues a warning event
             left = budget - self._rows_written
             if left > 0:
@@ -817,17 +890,17 @@ class TrackingStore:
 
     def _fail(self, now_s: float, exc: Exception) -> None:
         message = f"tracking log {self.path} not writable: {exc}"
-        if self.healthy or message != self.last_error:
+        if self._writable or message != self.last_error:
             log.error("%s; %d samples and %d events kept in memory, retrying", message,
                       len(self._pending), self.event_backlog)
-        if self.healthy:
+        if self._writable:
             self._outage_start_s = now_s
         if "full" in str(exc):      # give the WAL's space back to the file system
             self.checkpoint("TRUNCATE", quiet=True)
         # Retry after a growing interval of sample time (each attempt may wait busy_timeout_s).
-        self._retry_s = (max(self.commit_interval_s, 0.5) if self.healthy
+        self._retry_s = (max(self.commit_interval_s, 0.5) if self._writable
                          else min(2.0 * self._retry_s, self.max_retry_s))
-        self.healthy = False
+        self._writable = False
         self.last_error = message
         self._last_commit_time_s = now_s
 
@@ -838,7 +911,7 @@ class TrackingStore:
         log.warning("tracking log %s writable again after %.1f s (%d samples, %d events "
                     "still to write)", self.path, now_s - start, n_samples, n_events)
         error = self.last_error
-        self.healthy = True
+        self._writable = True
         self.last_error = None
         self._outage_start_s = None
         rest = ("backlog written" if not n_samples and not n_events else
