@@ -17,7 +17,8 @@ Failure handling: ``add_sample``, ``log_event`` and ``audit`` never raise.  When
 full, the database is locked by another process or the file cannot be written, the rows stay
 in a bounded in-memory backlog, ``healthy`` turns False with ``last_error`` set, and every
 later commit point retries; once a write succeeds the backlog is written in order, in
-transactions of ``chunk_rows`` rows (so a little freed space is enough to make progress),
+transactions of up to ``max_rows_per_write`` rows, down to ``chunk_rows`` after the disk
+was full (so a little freed space is enough to make progress; doubling back on success),
 and a ``warning`` event records the outage and what was dropped.
 
 - Bounds: at most ``max_backlog`` samples (oldest dropped first) and ``max_event_backlog``
@@ -243,7 +244,8 @@ class TrackingStore:
     records kept (see the module docstring for the order of drops).  While unhealthy,
     ``add_sample`` retries after 0.5, 1, 2 ... up to ``max_retry_s`` (10) seconds of sample
     time; events, audit records and ``flush()`` retry at once.  ``chunk_rows``: rows per
-    transaction when writing a backlog; ``max_rows_per_write``: rows one commit point writes
+    transaction when writing a backlog after a full disk (a transaction holds up to
+    ``max_rows_per_write`` rows while writes succeed: one sync each); ``max_rows_per_write``: rows one commit point writes
     at most (the rest at the next ones; ``flush``/``close`` write all), so catching up never
     stalls the caller long.  ``checkpoint_interval_s``: log time between WAL truncations.
     ``spill_dir``: where ``close`` keeps unwritable rows (then the system temporary folder).
@@ -291,6 +293,7 @@ class TrackingStore:
         self.max_backlog = int(max_backlog)
         self.max_event_backlog = int(max_event_backlog)
         self.chunk_rows = int(chunk_rows)
+        self._chunk = int(max_rows_per_write)      # rows per transaction now (adaptive)
         self.max_rows_per_write = int(max_rows_per_write)
         self.checkpoint_interval_s = float(checkpoint_interval_s)
         self.spill_dir = None if spill_dir in (None, "") else Path(spill_dir).expanduser()
@@ -764,7 +767,7 @@ class TrackingStore:
         return t
 
     def _write(self, now_s: float, *, max_rows: int | None = None) -> bool:
-        """Write the backlog in transactions of ``chunk_rows`` rows, up to ``max_rows``
+        """Write the backlog in transactions of ``_chunk`` rows, up to ``max_rows``
         (default ``max_rows_per_write``).  Never raises; True when nothing is left."""
         if self._closed:
             log.error("tracking log %s is closed: %d samples and %d events not written",
@@ -828,14 +831,18 @@ class TrackingStore:
         self._spill_sources = []
 
     def _write_chunks(self, now_s: float, budget: int) -> bool:
-        """Commit up to ``budget`` backlog rows, ``chunk_rows`` per transaction; raises
+        """Commit up to ``budget`` backlog rows, ``_chunk`` per transaction; raises
         sqlite3.Error (what was committed before stays committed and leaves the backlog)."""
         db = self._db
         self._rows_written = 0
-        while budget > 0:
-            n_samples = min(len(self._pending), self.chunk_rows, budget)
-            records = self._next_records(max(self.chunk_rows - n_samples, 0)
-                                         if n_samples else min(self.chunk_rows, budget))
+        # A commit point makes at most 2 transactions (2 syncs); flush/close make all.
+        transactions = 2 if budget <= self.max_rows_per_write else 1 << 62
+        while budget > 0 and transactions > 0:
+            transactions -= 1
+            chunk = self._chunk
+            n_samples = min(len(self._pending), chunk, budget)
+            records = self._next_records(max(chunk - n_samples, 0)
+                                         if n_samples else min(chunk, budget))
             last = n_samples == len(self._pending) and len(records) == self.event_backlog
             notes = self._loss_notes(now_s) if last else []
             if not n_samples and not records and not notes:
@@ -867,6 +874,8 @@ class TrackingStore:
             self.commits += 1
             budget -= n_samples + len(records)
             self._rows_written += n_samples + len(records)
+            if n_samples + len(records) >= chunk:   # a full chunk fitted: grow back
+                self._chunk = min(self.max_rows_per_write, 2 * chunk)
             if last:
                 return True
         return False
@@ -897,6 +906,7 @@ class TrackingStore:
             self._outage_start_s = now_s
         if "full" in str(exc):      # give the WAL's space back to the file system
             self.checkpoint("TRUNCATE", quiet=True)
+            self._chunk = max(self.chunk_rows, self._chunk // 4)   # and retry smaller
         # Retry after a growing interval of sample time (each attempt may wait busy_timeout_s).
         self._retry_s = (max(self.commit_interval_s, 0.5) if self._writable
                          else min(2.0 * self._retry_s, self.max_retry_s))
