@@ -116,20 +116,34 @@ def test_event_backlog_bounded_oldest_audits_first_latest_state_and_fault_kept(t
 
 
 def test_refusals_over_the_rate_are_counted_not_stored_accepted_ones_deferred(tmp_path):
-    s = TrackingStore(tmp_path / "t.sqlite", audit_rate_per_s=1.0, audit_burst=5)
+    """Per source 1/s, burst 5; all sources together 10/s, burst 50 (on an injected
+    monotonic clock, so the counts are exact)."""
+    now = [100.0]
+    s = TrackingStore(tmp_path / "t.sqlite", audit_rate_per_s=1.0, audit_burst=5,
+                      monotonic=lambda: now[0])
     ids = [s.audit(T0_S + i * 1e-3, "api:127.0.0.1", "goto", {}, False, "no token")
            for i in range(300)]
     assert [i > 0 for i in ids] == [True] * 5 + [False] * 295
-    assert s.suppressed_refusals == {"api:127.0.0.1 goto": 295} or \
-        sum(s.suppressed_refusals.values()) >= 294          # one token may refill meanwhile
-    assert s.audit(T0_S + 1, "api:127.0.0.1", "stop", {}, True, "accepted") == -1  # deferred
-    assert rows(s.path, "audit") <= 6
+    assert s.suppressed_refusals == {"api:127.0.0.1 goto": 295}
+    # other sources have buckets of their own, up to the bound of all sources (50)
+    ids = [s.audit(T0_S + 1, f"api:127.0.1.{k}", "goto", {}, False, "no token")
+           for k in range(60)]
+    assert [i > 0 for i in ids] == [True] * 45 + [False] * 15
+    # the bound of all sources reached: an accepted command waits for the next commit
+    assert s.audit(T0_S + 2, "cli", "stop", {}, True, "accepted") == -1
+    assert rows(s.path, "audit") == 50
+    now[0] += 1.0                      # 1 s later: 1 token for the source, 10 for all
+    assert s.audit(T0_S + 3, "api:127.0.0.1", "goto", {}, False, "no token") > 0
+    assert s.audit(T0_S + 3, "api:127.0.0.1", "goto", {}, False, "no token") == -1
     s.flush()
     recs = s.audit_records(limit=1000)
-    assert recs[-1]["command"] == "stop" and recs[-1]["ok"]      # accepted: kept, in order
-    (note,) = [e for e in s.events(limit=1000) if e["kind"] == "warning"]
-    assert "refused commands over 1/s not logged one by one" in note["message"]
-    assert sum(note["data"]["suppressed_refusals"].values()) == 300 + 1 - len(recs)
+    assert len(recs) == 52
+    assert [(r["command"], r["ok"]) for r in recs[-2:]] == [("stop", True), ("goto", False)]
+    # counted refusals are reported with the next commit, each counted once
+    notes = [e for e in s.events(limit=1000) if e["kind"] == "warning"]
+    assert notes[0]["message"] == "295 refused commands over 1/s not logged one by one"
+    assert notes[-1]["data"]["suppressed_refusals"] == {"api:127.0.0.1 goto": 1}
+    assert sum(sum(n["data"]["suppressed_refusals"].values()) for n in notes) == 311
     s.close()
 
 

@@ -25,9 +25,10 @@ and a ``warning`` event records the outage and what was dropped.
   events/audit records in memory.  Over the event bound the oldest command/audit record goes
   first, then the oldest info/warning event; state and fault events go last, and never the
   latest state or fault event.  Every drop is counted and reported in the log.
-- Rate: audit records commit at once up to ``audit_rate_per_s`` (burst ``audit_burst``);
-  beyond that accepted commands wait for the next commit point and refused ones are counted
-  per source and command and logged as one summary ``warning``.
+- Rate: audit records commit at once up to ``audit_rate_per_s`` (burst ``audit_burst``)
+  per source and ten times that for all sources; beyond that accepted commands wait for
+  the next commit point and refused ones are counted per source and command and logged as
+  one summary ``warning``.
 - Disk usage of the WAL: ``wal_autocheckpoint`` of 64 pages, ``journal_size_limit`` of
   256 KiB and a ``wal_checkpoint(TRUNCATE)`` every ``checkpoint_interval_s`` of log time (and
   at once when the disk is full), so the WAL stays small on a small disk.
@@ -58,7 +59,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from itertools import islice
 from pathlib import Path
@@ -251,7 +252,7 @@ class TrackingStore:
     ``spill_dir``: where ``close`` keeps unwritable rows (then the system temporary folder).
     ``on_corrupt``: ``"move_aside"`` or ``"refuse"`` a log that fails ``PRAGMA quick_check``.
     ``audit_rate_per_s``/``audit_burst``: audit records committed at once (token bucket on
-    the monotonic clock).  ``check_sync_max_bytes``: a file up to this size is checked
+    ``monotonic``, seconds).  ``check_sync_max_bytes``: a file up to this size is checked
     before use (``PRAGMA quick_check`` reads it all: ~1.5 s for 64 MiB); a bigger one is
     checked by a background thread on its own connection, and damage found there makes
     ``healthy`` False, is logged and leaves a ``<name>.malformed`` marker so that the next
@@ -270,7 +271,8 @@ class TrackingStore:
                  chunk_rows: int = 100, max_rows_per_write: int = 1000,
                  checkpoint_interval_s: float = 60.0, spill_dir: str | Path | None = None,
                  on_corrupt: str = "move_aside", audit_rate_per_s: float = 10.0,
-                 audit_burst: int = 50, check_sync_max_bytes: int = 64 << 20) -> None:
+                 audit_burst: int = 50, check_sync_max_bytes: int = 64 << 20,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if not commit_interval_s >= 0:
             raise StoreError(f"commit_interval_s must be >= 0, got {commit_interval_s!r}")
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
@@ -313,8 +315,11 @@ class TrackingStore:
         self.dropped_events: Counter[str] = Counter()
         #: Refused commands over the audit rate, by "source command", since the last report.
         self.suppressed_refusals: Counter[str] = Counter()
-        self._audit_tokens = float(self.audit_burst)
-        self._audit_t_mono = time.monotonic()
+        # Token buckets (tokens, monotonic time of the last refill): per source, and for all
+        # sources together at 10x the rate and burst.
+        self._buckets: dict[str, list[float]] = {}
+        self._monotonic = monotonic
+        self._all_bucket = [10.0 * self.audit_burst, monotonic()]
         self._last_commit_time_s: float | None = None
         self._last_checkpoint_s: float | None = None
         self._outage_start_s: float | None = None
@@ -719,22 +724,29 @@ class TrackingStore:
         """Record an operator/API command (accepted or refused).
 
         Also logs a "command" event so the event stream shows it.  Committed at once while
-        under ``audit_rate_per_s`` (burst ``audit_burst``); over it, an accepted command
-        waits for the next commit point and a refused one is only counted (one summary
-        ``warning`` event per commit).  Returns the audit id, or -1 if it is not committed
-        now (unwritable, deferred or counted).
+        under the rate: ``audit_rate_per_s`` (burst ``audit_burst``) per source, ten times
+        that for all sources together.  Over it, an accepted command waits for the next
+        commit point and a refused one is only counted (one summary ``warning`` event per
+        commit).  Returns the audit id, or -1 if it is not committed now (unwritable,
+        deferred or counted).
         """
         time_s = self._time_or_now(time_s)
         source, command, result = str(source), str(command), str(result)
         message = f"{command} {'ok' if ok else 'refused'}: {result}"
         with self._lock:
-            now_mono = time.monotonic()
-            self._audit_tokens = min(float(self.audit_burst), self._audit_tokens + (
-                now_mono - self._audit_t_mono) * self.audit_rate_per_s)
-            self._audit_t_mono = now_mono
-            within_rate = self._audit_tokens >= 1.0
+            now_mono = self._monotonic()
+            bucket = self._buckets.pop(source, None) or [float(self.audit_burst), now_mono]
+            self._buckets[source] = bucket                 # most recent last
+            if len(self._buckets) > 4096:
+                del self._buckets[next(iter(self._buckets))]
+            for b, scale in ((bucket, 1.0), (self._all_bucket, 10.0)):
+                b[0] = min(scale * self.audit_burst,
+                           b[0] + (now_mono - b[1]) * scale * self.audit_rate_per_s)
+                b[1] = now_mono
+            within_rate = self._all_bucket[0] >= 1.0 and (ok or bucket[0] >= 1.0)
             if within_rate:
-                self._audit_tokens -= 1.0
+                self._all_bucket[0] -= 1.0
+                bucket[0] -= 0.0 if ok else 1.0
             elif not ok:
                 self.suppressed_refusals[f"{source} {command}"] += 1
                 return -1
