@@ -276,3 +276,15 @@ def test_store_section_corrupt_policy_and_spill_dir(tmp_path) -> None:
     assert config.load(CONFIG_DIR / "sim.toml").store.on_corrupt == "move_aside"
     with pytest.raises(ConfigError, match="store.on_corrupt"):
         _load_with(tmp_path, {"store.on_corrupt": "ignore"})
+
+
+def test_config_check_cli_refuses_remote_host_and_a_string_rate(tmp_path) -> None:
+    for line, fragment in (('host = "0.0.0.0"', "set api.allow_remote = true"),
+                           ('host = "127.0.0.1"\nallow_remote = "yes"', "valid boolean")):
+        path = _write(tmp_path, _sim_with('host = "127.0.0.1"', line))
+        result = CliRunner().invoke(main, ["config", "check", str(path)])
+        assert result.exit_code == 2 and fragment in result.output, result.output
+    path = _write(tmp_path, _sim_with("control_rate_hz = 10.0", 'control_rate_hz = "10"'))
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert "tracking.control_rate_hz = '10': Input should be a valid number" in result.output
