@@ -194,13 +194,14 @@ def test_missing_required_section_names_it(tmp_path, section):
 
 
 _VALID_VALUES = {
-    ("tracking", "control_rate_hz"): st.floats(0.5, 100.0),
+    # >= 2 Hz: the presets' drives.watchdog_s of 1 s must span two control periods
+    ("tracking", "control_rate_hz"): st.floats(2.0, 100.0),
     ("tracking", "on_sun_tolerance_arcsec"): st.floats(0.01, 3600.0),
     ("site", "latitude_deg"): st.floats(-90.0, 90.0),
     ("site", "height_m"): st.floats(-500.0, 9000.0),
-    ("weather", "calm_s"): st.floats(0.0, 1e6),
-    ("api", "port"): st.integers(0, 65535),
-    ("api", "host"): st.sampled_from(["127.0.0.1", "::1", "localhost", "0.0.0.0"]),
+    ("weather", "calm_s"): st.floats(0.0, 86400.0),
+    ("api", "port"): st.integers(1, 65535),
+    ("api", "host"): st.sampled_from(["127.0.0.1", "::1", "localhost", "127.0.0.53"]),
     ("simulator", "wind_seed"): st.integers(-(2**31), 2**31),
 }
 
@@ -858,6 +859,7 @@ _NUMBER_OPTIONS = [
     (["dry-run", "--start=2026-01-01T00:00:00Z"], "--days"),
     (["exposure"], "--settle-s"),
     (["simulate"], "--time-offset-s"),
+    (["daemon"], "--time-offset-s"),
     (["calibrate", "simulate", "--out=x.csv"], "--sun-step-s"),
     (["calibrate", "simulate", "--out=x.csv"], "--noise-arcsec"),
     (["calibrate", "fit", "m.csv", "--out=x.toml"], "--reject-sigma"),
@@ -873,6 +875,16 @@ def test_cli_non_finite_numbers_are_usage_errors(cli_env, args, option, value):
     result, out = _run([*args, *extra, f"{option}={value}"])
     assert result.exit_code == 2, out
     assert f"Invalid value for '{option}'" in out and "not a finite number" in out, out
+
+
+@pytest.mark.parametrize("command", ["daemon", "simulate"])
+@pytest.mark.parametrize("value", ["1e12", "-1e12", "3155760001", "-3.2e9"])
+def test_time_offset_beyond_100_years_is_a_usage_error(command, value):
+    """Issue 11: ``--time-offset-s 1e12`` ended in an OverflowError traceback."""
+    result, out = _run([command, f"--time-offset-s={value}"])
+    assert result.exit_code == 2, out
+    assert "Invalid value for '--time-offset-s'" in out and "is not in the range" in out, out
+    assert "-3155760000" in out and "Traceback" not in out, out
 
 
 async def _modbus_rtu_scenario(plan: list[tuple]) -> list[str]:

@@ -306,6 +306,8 @@ ALLOWED = {
         "graphviz dot: argv [which('dot'), '-Tpng', '-o', <absolute output path>], no shell",
     ("benchmarks/drivers.py", "subprocess.Popen"):
         "benchmark starts `tracker simulate` with a fixed argv (sys.executable, constants)",
+    ("benchmarks/store_durability.py", "subprocess.run"):
+        "benchmark reads the previous store with `git show <fixed commit>:<fixed path>`",
 }
 
 

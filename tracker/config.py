@@ -5,6 +5,12 @@ speed limits, the drives, the tracking parameters, the API and the simulator.
 Every section has defaults except ``site`` and ``envelope``.  Unknown keys are
 errors (a typo must never silently fall back to a default).
 
+Strict: every value must have its own type (no ``"10"`` for a number, no ``true`` for a
+rate or an angle, no ``"8470"`` for a port; an integer is accepted for a real number) and
+every number lies in a physically sane range; each error names the file, the key, the value
+and the rule.  The API binds loopback only unless ``api.allow_remote = true`` (then a loud
+warning is logged at load).
+
 Angles are degrees, rates deg/s, accelerations deg/s^2, times seconds, unless
 the name says otherwise (``_arcsec``, ``_m_s``...).  Axis positions are in the
 mount's own frame: azimuth axis from north through east, possibly beyond
@@ -13,11 +19,21 @@ mount's own frame: azimuth axis from north through east, possibly beyond
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tracker.errors import ConfigError
 
@@ -37,13 +53,45 @@ CONFIG_DIR = _presets_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "sim.toml"
 PRESETS = ("sim", "sim-modbus", "babyiaxo", "cast", "iaxo")
 
+log = logging.getLogger(__name__)
+
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+AzimuthDeg = Annotated[float, Field(ge=-540, le=540, allow_inf_nan=False)]
+ElevationDeg = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+#: Seconds of a time-out on a drive link: 10 ms .. 10 s.
+#: A pointing-model term of the simulated mount: within +-10 deg (36000 arcsec).
+TermArcsec = Annotated[float, Field(ge=-36000, le=36000, allow_inf_nan=False)]
+LinkTimeoutS = Annotated[float, Field(ge=0.01, le=10, allow_inf_nan=False)]
+Baudrate = Annotated[int, Field(ge=300, le=4_000_000)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    h = host.strip().strip("[]")
+    if h.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_non_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true`` is not 1 (pydantic's Literal[1, -1] or Literal[0.0] would take it)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            if cls.model_fields[info.field_name].annotation is not bool:
+                raise ValueError(f"a boolean ({str(value).lower()}) is not allowed here")
+        return value
 
 
 class Site(_Section):
@@ -73,10 +121,10 @@ class KeepOutZone(_Section):
     """A box in axis coordinates the mount must never enter (degrees)."""
 
     name: str = "keep-out"
-    azimuth_min_deg: Finite
-    azimuth_max_deg: Finite
-    elevation_min_deg: Finite
-    elevation_max_deg: Finite
+    azimuth_min_deg: AzimuthDeg
+    azimuth_max_deg: AzimuthDeg
+    elevation_min_deg: ElevationDeg
+    elevation_max_deg: ElevationDeg
 
 
 class Envelope(_Section):
@@ -119,8 +167,9 @@ class Envelope(_Section):
 class AxisLimits(_Section):
     """Speed and acceleration limits of one axis, as the controller may command them."""
 
-    max_speed_deg_s: Positive
-    max_accel_deg_s2: Positive
+    #: <= 10 deg/s: no helioscope mount moves faster (the Sun moves <= 0.005 deg/s).
+    max_speed_deg_s: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
+    max_accel_deg_s2: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
 
 
 class Axes(_Section):
@@ -131,8 +180,8 @@ class Axes(_Section):
 class AxisPosition(_Section):
     """A named mount position in axis coordinates (degrees)."""
 
-    azimuth_deg: Finite
-    elevation_deg: Finite
+    azimuth_deg: AzimuthDeg
+    elevation_deg: ElevationDeg
 
 
 class Positions(_Section):
@@ -143,19 +192,28 @@ class Positions(_Section):
 class Tracking(_Section):
     """Tracking and planning parameters."""
 
-    control_rate_hz: Annotated[float, Field(gt=0, le=100)] = 10.0
-    log_rate_hz: Annotated[float, Field(ge=1, le=100)] = 1.0
-    on_sun_tolerance_arcsec: Positive = 36.0
-    following_error_limit_arcsec: Positive = 600.0
-    following_error_grace_s: NonNegative = 5.0
-    position_gain_per_s: Annotated[float, Field(gt=0, le=20)] = 1.0
-    min_window_s: NonNegative = 600.0
-    preposition_margin_s: NonNegative = 120.0
-    settle_s: NonNegative = 30.0
+    control_rate_hz: Annotated[float, Field(ge=1, le=100, allow_inf_nan=False)] = 10.0
+    log_rate_hz: Annotated[float, Field(ge=1, le=100, allow_inf_nan=False)] = 1.0
+    on_sun_tolerance_arcsec: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 36.0
+    following_error_limit_arcsec: Annotated[float, Field(gt=0, le=36000,
+                                                         allow_inf_nan=False)] = 600.0
+    following_error_grace_s: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = 5.0
+    position_gain_per_s: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)] = 1.0
+    min_window_s: Annotated[float, Field(ge=0, le=86400, allow_inf_nan=False)] = 600.0
+    preposition_margin_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 120.0
+    settle_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
     auto_track: bool = False
     #: After a fault or e-stop is reset, resume automatic tracking by itself (default: no,
     #: an operator command 'track on' is needed).
     resume_after_reset: bool = False
+
+    @model_validator(mode="after")
+    def _log_not_faster_than_control(self) -> Tracking:
+        if self.log_rate_hz > self.control_rate_hz:
+            raise ValueError(f"log_rate_hz ({self.log_rate_hz}) must not exceed "
+                             f"control_rate_hz ({self.control_rate_hz}): one sample per tick "
+                             "at most")
+        return self
 
 
 class WindRegister(_Section):
@@ -227,10 +285,10 @@ class Weather(_Section):
     """
 
     source: Literal["sim", "modbus", "nmea", "none"] = "sim"
-    wind_stow_m_s: Positive = 15.0
+    wind_stow_m_s: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 15.0
     gust_stow_m_s: Positive | None = None
-    wind_resume_m_s: Positive = 10.0
-    calm_s: NonNegative = 600.0
+    wind_resume_m_s: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 10.0
+    calm_s: Annotated[float, Field(ge=0, le=86400, allow_inf_nan=False)] = 600.0
     mean_window_s: Positive = 600.0
     gust_window_s: Positive = 3.0
     max_age_s: Positive = 10.0
@@ -278,10 +336,10 @@ class ModbusDrives(_Section):
 
     transport: Literal["tcp", "rtu"] = "tcp"
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 5020
+    port: Port = 5020
     serial_port: str = "/dev/ttyUSB0"
-    baudrate: Annotated[int, Field(gt=0)] = 115200
-    timeout_s: Positive = 0.25
+    baudrate: Baudrate = 115200
+    timeout_s: LinkTimeoutS = 0.25
     azimuth_device_id: Annotated[int, Field(ge=1, le=247)] = 1
     elevation_device_id: Annotated[int, Field(ge=1, le=247)] = 2
     #: Register map file, relative to the config file's folder.
@@ -292,8 +350,8 @@ class SerialDrives(_Section):
     """Serial (ASCII line protocol) motion controller for both axes."""
 
     port: str = "/dev/ttyUSB0"
-    baudrate: Annotated[int, Field(gt=0)] = 115200
-    timeout_s: Positive = 0.25
+    baudrate: Baudrate = 115200
+    timeout_s: LinkTimeoutS = 0.25
 
 
 class Drives(_Section):
@@ -301,36 +359,45 @@ class Drives(_Section):
 
     kind: Literal["sim", "modbus", "serial"] = "sim"
     #: Drive-side watchdog: without a heartbeat for this long the drives ramp to zero.
-    watchdog_s: Positive = 1.0
+    watchdog_s: Annotated[float, Field(ge=0.1, le=10, allow_inf_nan=False)] = 1.0
     modbus: ModbusDrives = Field(default_factory=ModbusDrives)
     serial: SerialDrives = Field(default_factory=SerialDrives)
+
+    @model_validator(mode="after")
+    def _link_faster_than_watchdog(self) -> Drives:
+        link = {"modbus": self.modbus, "serial": self.serial}.get(self.kind)
+        if link is not None and link.timeout_s >= self.watchdog_s:
+            raise ValueError(f"drives.{self.kind}.timeout_s ({link.timeout_s}) must be below "
+                             f"watchdog_s ({self.watchdog_s}): one lost reply would trip the "
+                             "drives' watchdog")
+        return self
 
 
 class Misalignment(_Section):
     """True mechanical errors of the simulated mount (TPOINT-style terms, arc-seconds)."""
 
-    ia_arcsec: Finite = 0.0   # azimuth index (encoder zero) offset
-    ie_arcsec: Finite = 0.0   # elevation index offset
-    ca_arcsec: Finite = 0.0   # collimation (boresight not perpendicular to elevation axis)
-    npae_arcsec: Finite = 0.0  # elevation axis not perpendicular to azimuth axis
-    an_arcsec: Finite = 0.0   # azimuth axis tilt towards north
-    aw_arcsec: Finite = 0.0   # azimuth axis tilt towards west
-    tf_arcsec: Finite = 0.0   # elevation flexure (cos el)
+    ia_arcsec: TermArcsec = 0.0   # azimuth index (encoder zero) offset
+    ie_arcsec: TermArcsec = 0.0   # elevation index offset
+    ca_arcsec: TermArcsec = 0.0   # collimation (boresight not perp. to el axis)
+    npae_arcsec: TermArcsec = 0.0  # elevation axis not perp. to azimuth axis
+    an_arcsec: TermArcsec = 0.0   # azimuth axis tilt towards north
+    aw_arcsec: TermArcsec = 0.0   # azimuth axis tilt towards west
+    tf_arcsec: TermArcsec = 0.0   # elevation flexure (cos el)
 
 
 class Simulator(_Section):
     """The simulated mount's physics and disturbances."""
 
-    encoder_resolution_arcsec: Positive = 0.5
-    backlash_arcsec: NonNegative = 2.0
-    friction_deg_s2: NonNegative = 0.001
-    wind_mean_m_s: NonNegative = 3.0
-    wind_gust_m_s: NonNegative = 2.0
+    encoder_resolution_arcsec: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 0.5
+    backlash_arcsec: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 2.0
+    friction_deg_s2: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.001
+    wind_mean_m_s: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 3.0
+    wind_gust_m_s: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 2.0
     wind_seed: int = 1
     #: Hard limit switches sit this far beyond the drive's soft limits (degrees).
-    hard_limit_margin_deg: Positive = 1.0
+    hard_limit_margin_deg: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 1.0
     #: Soft limits sit this far beyond the controller's envelope (degrees).
-    soft_limit_margin_deg: NonNegative = 0.5
+    soft_limit_margin_deg: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.5
     #: Hardware speed/acceleration headroom over the controller's limits (ratio >= 1).
     drive_headroom: Annotated[float, Field(ge=1.0, le=5.0)] = 1.2
     misalignment: Misalignment = Field(default_factory=Misalignment)
@@ -339,18 +406,34 @@ class Simulator(_Section):
 class Api(_Section):
     """HTTP API and ASCOM Alpaca interface of the daemon."""
 
+    #: Loopback unless ``allow_remote`` (``""``, ``"0"``, ``"0.0.0.0"`` are all interfaces).
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8470
+    port: Port = 8470
+    allow_remote: bool = False
     token_file: str = "~/.config/helio-tracker/token"
     alpaca_enabled: bool = False
     alpaca_writes: bool = True
     alpaca_allow_remote: bool = False
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> Api:
+        if not self.allow_remote and not is_loopback(self.host):
+            raise ValueError(f"api.host = {self.host!r} is not a loopback address (127.0.0.1, "
+                             "::1, localhost): the API would be reachable from other machines; "
+                             "set api.allow_remote = true to allow that")
+        return self
 
 
 class Store(_Section):
     """Tracking log (SQLite).  A relative path is relative to the working directory."""
 
     path: str = "tracker.sqlite"
+    #: A log failing ``PRAGMA quick_check`` at start: move it aside and start a new one, or
+    #: refuse to start.
+    on_corrupt: Literal["move_aside", "refuse"] = "move_aside"
+    #: Where rows unwritable at stop (disk full) are kept (then the system temporary folder);
+    #: empty: the system temporary folder only.
+    spill_dir: str = ""
 
 
 class Pointing(_Section):
@@ -377,6 +460,15 @@ class Settings(_Section):
     pointing: Pointing = Field(default_factory=Pointing)
     #: Folder of the file this was loaded from (for relative paths); not a TOML key.
     source_path: str = ""
+
+    @model_validator(mode="after")
+    def _watchdog_spans_ticks(self) -> Settings:
+        period_s = 1.0 / self.tracking.control_rate_hz
+        if self.drives.watchdog_s < 2.0 * period_s:
+            raise ValueError(f"drives.watchdog_s ({self.drives.watchdog_s}) must be at least two "
+                             f"control periods (2 / tracking.control_rate_hz = {2 * period_s:g} s)"
+                             ": the heartbeat comes once a tick")
+        return self
 
     @model_validator(mode="after")
     def _positions_inside(self) -> Settings:
@@ -428,6 +520,10 @@ def parse(data: dict, path: str = "<config>") -> Settings:
             value=first.get("input"),
             allowed=first.get("msg"),
         ) from None
+    if settings.api.allow_remote and not is_loopback(settings.api.host):
+        log.warning("%s: api.host = %r with api.allow_remote = true: the API listens beyond "
+                    "this machine (every interface for '', '0', '0.0.0.0', '::'); only the "
+                    "token protects the mount", path, settings.api.host)
     if settings.drives.kind == "modbus":
         map_path = settings.relative_path(settings.drives.modbus.register_map)
         if not map_path.is_file():

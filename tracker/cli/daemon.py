@@ -8,6 +8,7 @@ import sys
 import click
 
 from tracker import config as config_mod
+from tracker.cli.options import TIME_OFFSET_S
 
 
 @click.command()
@@ -17,8 +18,9 @@ from tracker import config as config_mod
               help="API port (default: api.port from the config; 0 = any free port).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="Tracking log SQLite file (default: store.path from the config).")
-@click.option("--time-offset-s", type=float, default=0.0, show_default=True,
-              help="Run the clock shifted by this many seconds (simulated drives only).")
+@click.option("--time-offset-s", type=TIME_OFFSET_S, default=0.0, show_default=True,
+              help="Run the clock shifted by this many seconds, within +-100 years "
+              "(simulated drives only).")
 def daemon(config_path: str | None, api_port: int | None, db_path: str | None,
            time_offset_s: float) -> None:
     """Run the tracker daemon until SIGTERM/SIGINT (then stop the drives and exit 0)."""

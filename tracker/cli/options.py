@@ -24,3 +24,11 @@ class FiniteFloatRange(click.FloatRange):
 
 #: A finite float, any value.
 FINITE = FiniteFloatRange()
+
+
+#: +-100 Julian years in seconds: the bound of ``--time-offset-s`` (beyond it the clock's
+#: date conversions overflow; no rehearsal needs more).
+MAX_TIME_OFFSET_S = 100 * 365.25 * 86400.0
+
+#: A clock offset in seconds, finite and within +-100 years.
+TIME_OFFSET_S = FiniteFloatRange(-MAX_TIME_OFFSET_S, MAX_TIME_OFFSET_S)

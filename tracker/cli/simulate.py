@@ -19,7 +19,7 @@ import sys
 import click
 
 from tracker import config as config_mod
-from tracker.cli.options import FINITE
+from tracker.cli.options import TIME_OFFSET_S
 from tracker.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,9 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
                    "simulated wind as it would a real anemometer).")
 @click.option("--anemometer-port", type=click.IntRange(0, 65535), default=None,
               help="Modbus anemometer TCP port (default: weather.modbus.port; 0 = any free).")
-@click.option("--time-offset-s", type=FINITE, default=0.0,
-              help="Clock offset the rehearsal runs at (shown; pass the same to the daemon).")
+@click.option("--time-offset-s", type=TIME_OFFSET_S, default=0.0,
+              help="Clock offset the rehearsal runs at, within +-100 years (shown; pass the "
+              "same to the daemon).")
 @click.option("--stdin-commands/--no-stdin-commands", default=None,
               help="Read fault-injection commands from stdin (default: when stdin is a terminal).")
 def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,

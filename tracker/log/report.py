@@ -73,6 +73,15 @@ def day_starts(t0_s: float, t1_s: float) -> list[float]:
     return out
 
 
+def _state_of(event: dict) -> str | None:
+    """The state an event's data moves to, or None (no data, not JSON, not a dict)."""
+    data = event.get("data")
+    if not isinstance(data, dict) or data.get("invalid_json") is True:
+        return None
+    state = data.get("to", data.get("state"))
+    return state if isinstance(state, str) else None
+
+
 def state_time_from_events(store: TrackingStore, t0_s: float, t1_s: float) -> dict[str, Any]:
     """Seconds in each state from the state events, clipped to ``[t0_s, t1_s)``.
 
@@ -83,7 +92,7 @@ def state_time_from_events(store: TrackingStore, t0_s: float, t1_s: float) -> di
     seconds: dict[str, float] = {}
     entries: dict[str, int] = {}
     before = store.state_at(t0_s)
-    cur = (before["data"] or {}).get("to") if before else None
+    cur = _state_of(before) if before else None
     cur_t = t0_s
     after_id = 0
     while True:
@@ -95,7 +104,7 @@ def state_time_from_events(store: TrackingStore, t0_s: float, t1_s: float) -> di
             t = min(max(ev["time_s"], t0_s), end_s)
             if cur is not None and t > cur_t:
                 seconds[cur] = seconds.get(cur, 0.0) + (t - cur_t)
-            cur = (ev["data"] or {}).get("to", (ev["data"] or {}).get("state"))
+            cur = _state_of(ev)
             cur_t = max(cur_t, t)
             if cur is not None:
                 entries[cur] = entries.get(cur, 0) + 1

@@ -146,7 +146,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     # A dry run's log is reproducible, so it commits once a simulated minute without
     # a full sync (the daemon keeps the defaults: every second, synchronous=FULL).
     store = (TrackingStore(db_path, clock=clock.now_s, commit_interval_s=60.0,
-                           synchronous="NORMAL") if db_path else None)
+                           synchronous="NORMAL", on_corrupt=settings.store.on_corrupt,
+                           spill_dir=settings.store.spill_dir or None) if db_path else None)
     if store is not None:
         store.set_meta(site=settings.site.name, config=config_name, mode=f"dry-run/{driver}")
     server = None
