@@ -100,5 +100,11 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         "data_ages": data_ages(engine, t),
         "log": {"healthy": getattr(store, "healthy", None),
                 "last_error": getattr(store, "last_error", None),
-                "path": str(getattr(store, "path", ""))},
+                "path": str(getattr(store, "path", "")),
+                "backlog": getattr(store, "backlog", None),
+                "event_backlog": getattr(store, "event_backlog", None),
+                "dropped_events": sum(getattr(store, "dropped_events", {}).values()),
+                "suppressed_refusals": sum(getattr(store, "suppressed_refusals", {}).values()),
+                "moved_aside": (str(store.moved_aside)
+                                if getattr(store, "moved_aside", None) else None)},
     }

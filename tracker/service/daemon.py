@@ -449,7 +449,8 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
                     time_offset_s)
     store_path = Path(db_path if db_path is not None else settings.store.path).expanduser()
     try:
-        store = TrackingStore(store_path, clock=clock)
+        store = TrackingStore(store_path, clock=clock, on_corrupt=settings.store.on_corrupt,
+                              spill_dir=settings.store.spill_dir or None)
         axes, mount = _build_axes(settings, clock)
     except BaseException:
         sock.close()
@@ -497,6 +498,13 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
             failed |= not await control_done
         except Exception as exc:
             log.error("control loop ended: %r", exc)
+            failed = True
+        unwritten = getattr(store, "unwritten", (0, 0))
+        if any(unwritten):
+            where = getattr(store, "spill_path", None)
+            log.error("the log could not be written: %d samples and %d events %s", *unwritten,
+                      f"are kept in the spill file {where}" if where
+                      else "are LOST (no space for a spill file)")
             failed = True
         server.should_exit = True
         with contextlib.suppress(TimeoutError):
