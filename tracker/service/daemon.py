@@ -277,8 +277,17 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _make_server(app: Any, sock: socket.socket) -> Any:
+def _make_server(app: Any, sock: socket.socket, settings: Any | None = None) -> Any:
+    """uvicorn serving ``app`` on ``sock``; with ``settings``, behind the request limits
+    (``tracker.service.limits``: Host/Origin, rate, body size, header timeout, connections)."""
     import uvicorn
+
+    from tracker.service.limits import RequestLimits, uvicorn_options
+
+    options: dict[str, Any] = {}
+    if settings is not None:
+        app = RequestLimits.from_settings(app, settings, sock.getsockname()[1])
+        options = uvicorn_options(settings)
 
     class _EmbeddedServer(uvicorn.Server):
         """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT."""
@@ -290,7 +299,7 @@ def _make_server(app: Any, sock: socket.socket) -> Any:
     # proxy_headers off: the client address (audit source, loopback check) is the peer's.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=2, server_header=False,
-                            proxy_headers=False)
+                            proxy_headers=False, **options)
     config.load()  # import the protocol modules now, not in the running control loop
     return _EmbeddedServer(config)
 
@@ -342,8 +351,9 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         tasks.append(asyncio.create_task(run_realtime(mount), name="sim-mount"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stop)
-    server = _make_server(create_app(daemon), sock)
+    server = _make_server(create_app(daemon), sock, settings)
     running: list[asyncio.Task] = []
+    closers: list[Any] = []
     drives_stopped = False
     failed = False
 
@@ -367,6 +377,11 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         control = asyncio.create_task(daemon.control_loop(), name="control-loop")
         running += [api, control]
+        from tracker.service.discovery import start_discovery
+
+        discovery = await start_discovery(settings, sock.getsockname()[1])
+        if discovery is not None:
+            closers.append(discovery[0].close)
         url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
         log.info("daemon running: API on %s, state %s, drives %s, log %s", url, engine.state,
                  settings.drives.kind, store_path)
@@ -393,6 +408,8 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         daemon.stop()
         if not drives_stopped:
             failed |= not await stop_drives()
+        for close in closers:
+            close()
         for task in running + tasks:
             task.cancel()
         await asyncio.gather(*running, *tasks, return_exceptions=True)
