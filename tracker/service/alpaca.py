@@ -453,8 +453,8 @@ class AlpacaTelescope:
         axis = self._axis(params)
         rate_deg_s = _float(params, "Rate")
         self._need_writes("moveaxis")
-        if axis == 2:
-            raise AlpacaError(INVALID_VALUE, "this mount has no tertiary axis")
+        if axis == 2:  # CanMoveAxis(2) is False
+            raise AlpacaError(NOT_IMPLEMENTED, "MoveAxis: this mount has no tertiary axis")
         limits = self.settings.axes.azimuth if axis == 0 else self.settings.axes.elevation
         if abs(rate_deg_s) > limits.max_speed_deg_s:
             raise AlpacaError(INVALID_VALUE, f"Rate {rate_deg_s} deg/s exceeds the axis limit "

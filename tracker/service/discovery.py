@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import socket
-from typing import Any
+from typing import Any, cast
 
 from tracker.service.api import is_loopback
 
@@ -35,8 +35,7 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         self.answered = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         # The protocol version is the character after "alpacadiscovery"; version 1 only.
