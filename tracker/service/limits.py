@@ -3,6 +3,7 @@
 ``RequestLimits`` is a pure ASGI middleware wrapping the whole application
 (API, Alpaca, web page).  In order, for every HTTP request:
 
+0. **Header size**: more than ``MAX_HEADER_BYTES`` of headers answers 431.
 1. **Host** (DNS rebinding): the ``Host`` header must name the bind host,
    ``localhost``, ``127.0.0.1``, ``[::1]`` or one of ``api.allowed_hosts``;
    otherwise 421 Misdirected Request (400 when the header is missing).
@@ -44,7 +45,8 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 #: Client addresses tracked by the rate limiter at most (oldest dropped first).
 MAX_TRACKED_CLIENTS = 4096
-#: Largest header block uvicorn's h11 parser buffers (bytes): beyond, 400 and close.
+#: Largest header block accepted (bytes): 431 beyond; uvicorn's h11 parser also buffers
+#: at most this much of an incomplete request head (400 and close beyond).
 MAX_HEADER_BYTES = 16 * 1024
 
 
@@ -143,8 +145,13 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         headers: dict[bytes, bytes] = {}
+        header_bytes = 0
         for key, value in scope.get("headers") or ():
             headers.setdefault(key.lower(), value)
+            header_bytes += len(key) + len(value) + 4
+        if header_bytes > MAX_HEADER_BYTES:
+            await self._refuse(send, 431, f"request headers over {MAX_HEADER_BYTES} bytes")
+            return
         host = headers.get(b"host")
         if host is None:
             await self._refuse(send, 400, "missing Host header")
