@@ -184,6 +184,8 @@ def create_app(backend: Backend) -> FastAPI:
         version=_version,
         description=__doc__,
     )
+    # For the server (tracker.service.daemon._make_server): request limits, discovery.
+    app.state.settings = backend.settings
 
     # Dependencies are coroutines: FastAPI would run plain functions in a worker thread.
     async def require_token(request: Request,

@@ -277,24 +277,47 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _make_server(app: Any, sock: socket.socket, settings: Any | None = None) -> Any:
-    """uvicorn serving ``app`` on ``sock``; with ``settings``, behind the request limits
-    (``tracker.service.limits``: Host/Origin, rate, body size, header timeout, connections)."""
+def _make_server(app: Any, sock: socket.socket) -> Any:
+    """uvicorn serving ``app`` on ``sock``.
+
+    For the daemon's app (``create_app`` leaves the settings in ``app.state.settings``)
+    the whole app sits behind ``tracker.service.limits.RequestLimits`` (header size, Host,
+    Origin, rate, body size and time), uvicorn runs with the header timeout and connection
+    limits of ``limits.uvicorn_options``, and the Alpaca discovery responder
+    (``tracker.service.discovery``, opt-in) runs while the server does.
+    """
     import uvicorn
 
+    from tracker.service.discovery import start_discovery
     from tracker.service.limits import RequestLimits, uvicorn_options
 
+    state = getattr(app, "state", None)
+    settings = getattr(state, "settings", None) if state is not None else None
+    port = sock.getsockname()[1]
     options: dict[str, Any] = {}
     if settings is not None:
-        app = RequestLimits.from_settings(app, settings, sock.getsockname()[1])
+        app = RequestLimits.from_settings(app, settings, port)
         options = uvicorn_options(settings)
 
     class _EmbeddedServer(uvicorn.Server):
         """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT."""
 
+        discovery: Any = None
+
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:
             yield
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if settings is not None:
+                self.discovery = await start_discovery(settings, port)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if self.discovery is not None:
+                self.discovery[0].close()
+                self.discovery = None
+            await super().shutdown(sockets=sockets)
 
     # proxy_headers off: the client address (audit source, loopback check) is the peer's.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
@@ -351,9 +374,8 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         tasks.append(asyncio.create_task(run_realtime(mount), name="sim-mount"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stop)
-    server = _make_server(create_app(daemon), sock, settings)
+    server = _make_server(create_app(daemon), sock)
     running: list[asyncio.Task] = []
-    closers: list[Any] = []
     drives_stopped = False
     failed = False
 
@@ -377,11 +399,6 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         control = asyncio.create_task(daemon.control_loop(), name="control-loop")
         running += [api, control]
-        from tracker.service.discovery import start_discovery
-
-        discovery = await start_discovery(settings, sock.getsockname()[1])
-        if discovery is not None:
-            closers.append(discovery[0].close)
         url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
         log.info("daemon running: API on %s, state %s, drives %s, log %s", url, engine.state,
                  settings.drives.kind, store_path)
@@ -408,8 +425,6 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
         daemon.stop()
         if not drives_stopped:
             failed |= not await stop_drives()
-        for close in closers:
-            close()
         for task in running + tasks:
             task.cancel()
         await asyncio.gather(*running, *tasks, return_exceptions=True)

@@ -11,18 +11,24 @@ request, so the responder cannot amplify traffic.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import socket
 from typing import Any, cast
-
-from tracker.service.api import is_loopback
 
 log = logging.getLogger(__name__)
 
 #: The discovery request: "alpacadiscovery" + the protocol version "1".
 DISCOVERY_REQUEST = b"alpacadiscovery1"
 DISCOVERY_PORT = 32227
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class DiscoveryProtocol(asyncio.DatagramProtocol):
@@ -41,7 +47,7 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         # The protocol version is the character after "alpacadiscovery"; version 1 only.
         if not data.startswith(DISCOVERY_REQUEST) or self.transport is None:
             return
-        if not self.allow_remote and not is_loopback(str(addr[0])):
+        if not self.allow_remote and not _is_loopback(str(addr[0])):
             return
         self.transport.sendto(self.reply, addr)
         self.answered += 1
