@@ -4,7 +4,8 @@ For the ASCOM Alpaca Telescope (``EquatorialSystem = equTopocentric``): the moun
 az/el direction (geometric, no refraction) expressed as right ascension and
 declination on the true equator and equinox of date, seen from the site.
 
-Method (ERFA): UT1 and TT from astropy's time scales (offline IERS tables);
+Method (ERFA): UT1-UTC and TT-UTC from astropy's time scales (offline IERS and
+leap-second tables, looked up once per 10 minutes);
 Greenwich apparent sidereal time ``erfa.gst06a`` (IAU 2006/2000A); local
 apparent sidereal time = GAST + east longitude; ``erfa.ae2hd`` turns (azimuth,
 elevation) at the geodetic latitude into (hour angle, declination); RA = LAST - HA.
@@ -24,16 +25,38 @@ _DEG = math.pi / 180.0
 _HOURS_PER_RAD = 12.0 / math.pi
 
 
-def _ut1_tt(t_unix_s: float) -> tuple[float, float, float, float]:
-    """(UT1 jd1, jd2, TT jd1, jd2) of a UTC unix time."""
+#: UT1-UTC and TT-UTC (seconds) are looked up in astropy's tables once per this many
+#: seconds of UTC (they change by < 2 ms a day, leap seconds at 0h UTC).
+_OFFSETS_REFRESH_S = 600.0
+_offsets_cache: dict[int, tuple[float, float]] = {}
+
+
+def _offsets_s(t_unix_s: float) -> tuple[float, float]:
+    """(UT1-UTC, TT-UTC) in seconds, from astropy's IERS and leap-second tables."""
     from astropy.time import Time
 
+    key = int(t_unix_s // _OFFSETS_REFRESH_S)
+    hit = _offsets_cache.get(key)
+    if hit is None:
+        with _quiet_astropy():
+            t = Time(key * _OFFSETS_REFRESH_S, format="unix", scale="utc")
+            dut1_s = float((t.ut1.mjd - t.mjd) * 86400.0)
+            tt_utc_s = float((t.tt.mjd - t.mjd) * 86400.0)
+        if len(_offsets_cache) > 64:
+            _offsets_cache.clear()
+        _offsets_cache[key] = hit = (dut1_s, tt_utc_s)
+    return hit
+
+
+def _ut1_tt(t_unix_s: float) -> tuple[float, float, float, float]:
+    """(UT1 jd1, jd2, TT jd1, jd2) of a UTC unix time (unix days + 2440587.5, no leap
+    second inside the day's fraction: exact except during a leap second itself)."""
     if not math.isfinite(t_unix_s):
         raise ValueError(f"time {t_unix_s} is not a finite number of seconds")
-    with _quiet_astropy():
-        t = Time(t_unix_s, format="unix", scale="utc")
-        ut1, tt = t.ut1, t.tt
-        return float(ut1.jd1), float(ut1.jd2), float(tt.jd1), float(tt.jd2)
+    dut1_s, tt_utc_s = _offsets_s(t_unix_s)
+    day, frac_s = divmod(t_unix_s, 86400.0)
+    jd1 = 2440587.5 + day
+    return jd1, (frac_s + dut1_s) / 86400.0, jd1, (frac_s + tt_utc_s) / 86400.0
 
 
 def local_apparent_sidereal_time_h(t_unix_s: float, lon_deg: float) -> float:
