@@ -77,7 +77,8 @@ def _raw_attack(port: int, payload: bytes) -> str:
         return type(exc).__name__
 
 
-async def attacker(port: int, seconds: float, counts: Counter) -> None:
+async def attacker(port: int, seconds: float, counts: Counter,
+                   kinds: tuple[str, ...] = ("bodies", "slowloris", "flood")) -> None:
     big = b"Connected=True&" + b"a=b&" * (10 * 1024 * 1024 // 4)
     declared = (f"PUT /api/v1/telescope/0/connected HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Length: {len(big)}\r\n\r\n").encode() + big
@@ -91,10 +92,10 @@ async def attacker(port: int, seconds: float, counts: Counter) -> None:
                                  transport=transport) as c:
         k = 0
         while time.perf_counter() - t0 < seconds:
-            if k % 5 == 0:  # two 10 MB bodies a second
+            if "bodies" in kinds and k % 5 == 0:  # two 10 MB bodies a second
                 for payload in (declared, chunked):
                     counts["10MB " + await asyncio.to_thread(_raw_attack, port, payload)] += 1
-            while len(loris) < 20:
+            while "slowloris" in kinds and len(loris) < 20:
                 try:
                     s = socket.create_connection(("127.0.0.1", port), timeout=5,
                                                  source_address=(ATTACKER, 0))
@@ -111,7 +112,8 @@ async def attacker(port: int, seconds: float, counts: Counter) -> None:
                     loris.remove(s)
                     s.close()
                     counts["slowloris closed by daemon"] += 1
-            rs = await asyncio.gather(*(c.get("/api/v1/info") for _ in range(100)),
+            n = 100 if "flood" in kinds else 0
+            rs = await asyncio.gather(*(c.get("/api/v1/info") for _ in range(n)),
                                       return_exceptions=True)
             for r in rs:
                 counts[f"flood {getattr(r, 'status_code', type(r).__name__)}"] += 1
@@ -121,20 +123,23 @@ async def attacker(port: int, seconds: float, counts: Counter) -> None:
         s.close()
 
 
-def _attacker_process(port: int, seconds: float, queue: multiprocessing.Queue) -> None:
+def _attacker_process(port: int, seconds: float, queue: multiprocessing.Queue,
+                      kinds: tuple[str, ...]) -> None:
     counts: Counter = Counter()
-    asyncio.run(attacker(port, seconds, counts))
+    asyncio.run(attacker(port, seconds, counts, kinds))
     queue.put(dict(counts))
 
 
-async def phase(d: DaemonProcess, seconds: float, hostile: bool) -> dict:
+async def phase(d: DaemonProcess, seconds: float, hostile: bool,
+                kinds: tuple[str, ...] = ("bodies", "slowloris", "flood")) -> dict:
     """Reads from this process; the attack (if any) from another one (its own CPU time)."""
     counts: dict = {}
     before = d.status()["loop"]
     queue: multiprocessing.Queue = multiprocessing.Queue()
     proc = None
     if hostile:
-        proc = multiprocessing.Process(target=_attacker_process, args=(d.port, seconds, queue))
+        proc = multiprocessing.Process(target=_attacker_process, args=(d.port, seconds, queue,
+                                                                            kinds))
         proc.start()
     ms = await reader(d.url, seconds)
     if proc is not None:
@@ -152,6 +157,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--attack", default="bodies,slowloris,flood",
+                    help="comma-separated hostile parts: bodies, slowloris, flood")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path, offset = make_config(Path(tmp))
@@ -159,7 +166,8 @@ def main() -> int:
         try:
             d.wait_for(lambda s: s["state"] == "tracking", 90.0, "tracking")
             quiet = asyncio.run(phase(d, args.seconds, False))
-            hostile = asyncio.run(phase(d, args.seconds, True))
+            kinds = tuple(k for k in args.attack.split(",") if k)
+            hostile = asyncio.run(phase(d, args.seconds, True, kinds))
             state = d.status()["state"]
         finally:
             d.kill()

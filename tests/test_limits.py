@@ -18,7 +18,7 @@ from tests.test_daemon import DaemonProcess, make_config
 from tracker.service.limits import TokenBucket
 
 LIMITS = {"rate_limit_per_s": 20.0, "rate_limit_burst": 20, "header_timeout_s": 1.0,
-          "body_timeout_s": 1.0, "max_body_bytes": 4096}
+          "body_timeout_s": 2.0, "max_body_bytes": 4096, "max_inflight_per_source": 4}
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +110,11 @@ def test_ten_megabyte_bodies_refused_fast(daemon):
 def test_slow_body_and_slow_headers_are_cut(daemon):
     _pause_for_bucket()
     port = daemon.port
-    # A body that never completes: 408 after body_timeout_s (1 s).
+    # A body that never completes: 408 after body_timeout_s (2 s).
     head = (b"PUT /api/v1/telescope/0/connected HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Length: 100\r\n\r\nConnected=True")
     data, elapsed_s = _raw(port, head)
-    assert _status_line(data) == 408 and 0.9 < elapsed_s < 3.0, (data[:80], elapsed_s)
+    assert _status_line(data) == 408 and 1.9 < elapsed_s < 4.0, (data[:80], elapsed_s)
     # Slowloris: a request head trickling in one byte at a time is closed after
     # header_timeout_s (1 s), on a fresh connection and on a kept-alive one.
     for first in (b"", b"GET /api/v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
@@ -210,4 +210,36 @@ def test_rate_limit_answers_429_then_recovers(daemon):
     assert codes.count(200) <= 20 + 20.0 * elapsed_s + 1, (codes.count(200), elapsed_s)
     assert retry_after == "1"
     _pause_for_bucket()
+    assert httpx.get(f"{daemon.url}/api/v1/info", timeout=5).status_code == 200
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_requests_in_progress_per_source_are_capped(daemon):
+    """4 stalled bodies hold the 4 slots of 127.0.0.1: a 5th request gets 429 at once;
+    another source address (127.0.0.2) is served; the slots free when the bodies time out."""
+    _pause_for_bucket()
+    head = (b"PUT /api/v1/telescope/0/connected HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 100\r\n\r\nConnected=")
+    held = []
+    try:
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+            s.sendall(head)
+            held.append(s)
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        r = httpx.get(f"{daemon.url}/api/v1/info", timeout=5)
+        assert r.status_code == 429 and "in progress" in r.text
+        assert time.perf_counter() - t0 < 0.5
+        other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+                             timeout=5)
+        with other:
+            assert other.get(f"{daemon.url}/api/v1/info").status_code == 200
+        for s in held:
+            s.settimeout(5)
+            assert s.recv(64).startswith(b"HTTP/1.1 408")
+    finally:
+        for s in held:
+            s.close()
     assert httpx.get(f"{daemon.url}/api/v1/info", timeout=5).status_code == 200

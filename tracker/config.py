@@ -241,6 +241,8 @@ class Api(_Section):
     #: Requests per second and burst per client address (token bucket; 429 beyond).
     rate_limit_per_s: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] = 200.0
     rate_limit_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 400
+    #: Requests of one client address in progress at once (429 beyond).
+    max_inflight_per_source: Annotated[int, Field(ge=1, le=10_000)] = 16
     #: Largest request body accepted (bytes): Alpaca forms and API JSON are a few hundred bytes.
     max_body_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 4096
     #: Seconds a client may take to send a request's headers, and its body (slowloris).

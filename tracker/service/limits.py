@@ -10,7 +10,9 @@
 2. **Origin** for state-changing methods (POST, PUT, PATCH, DELETE): absent, or
    ``http://<allowed host>:<this port>`` (same origin); otherwise 403.
 3. **Rate** per client address: a token bucket (``api.rate_limit_per_s``,
-   burst ``api.rate_limit_burst``); an empty bucket answers 429 with Retry-After.
+   burst ``api.rate_limit_burst``); an empty bucket answers 429 with Retry-After;
+   and at most ``api.max_inflight_per_source`` requests of one address in progress
+   at once (a slow body counts), beyond: 429.
 4. **Body size**: a declared ``Content-Length`` above ``api.max_body_bytes``
    answers 413 before any byte of the body is read; a body without one
    (chunked) is read only up to the limit, then 413.  The body is buffered
@@ -106,6 +108,7 @@ class RequestLimits:
     def __init__(self, app: ASGIApp, *, bind_host: str, port: int,
                  allowed_hosts: list[str] | tuple[str, ...] = (), max_body_bytes: int = 4096,
                  rate_per_s: float = 200.0, burst: int = 400, body_timeout_s: float = 10.0,
+                 max_inflight_per_source: int = 16,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.port = port
@@ -114,6 +117,8 @@ class RequestLimits:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.bucket = TokenBucket(rate_per_s, burst, clock)
+        self.max_inflight_per_source = max_inflight_per_source
+        self.inflight: dict[str, int] = {}
         self.refused: dict[int, int] = {}
 
     @classmethod
@@ -121,7 +126,8 @@ class RequestLimits:
         api = settings.api
         return cls(app, bind_host=api.host, port=port, allowed_hosts=list(api.allowed_hosts),
                    max_body_bytes=api.max_body_bytes, rate_per_s=api.rate_limit_per_s,
-                   burst=api.rate_limit_burst, body_timeout_s=api.body_timeout_s)
+                   burst=api.rate_limit_burst, body_timeout_s=api.body_timeout_s,
+                   max_inflight_per_source=api.max_inflight_per_source)
 
     async def _refuse(self, send: Send, status: int, text: str,
                       headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -170,11 +176,30 @@ class RequestLimits:
                                           f"this daemon: cross-origin commands are refused")
             return
         client = scope.get("client")
-        wait_s = self.bucket.take(client[0] if client else "unknown")
+        source = client[0] if client else "unknown"
+        wait_s = self.bucket.take(source)
         if wait_s > 0.0:
             await self._refuse(send, 429, "too many requests from this address: slow down",
                                ((b"retry-after", str(max(1, math.ceil(wait_s))).encode()),))
             return
+        if self.inflight.get(source, 0) >= self.max_inflight_per_source:
+            await self._refuse(send, 429, f"more than {self.max_inflight_per_source} requests "
+                                          f"from this address in progress: wait for answers",
+                               ((b"retry-after", b"1"),))
+            return
+        self.inflight[source] = self.inflight.get(source, 0) + 1
+        try:
+            await self._limited(scope, receive, send, headers, method)
+        finally:
+            left = self.inflight.get(source, 1) - 1
+            if left > 0:
+                self.inflight[source] = left
+            else:
+                self.inflight.pop(source, None)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send,
+                       headers: dict[bytes, bytes], method: str) -> None:
+        """The body limits, then the application."""
         length = headers.get(b"content-length")
         if length is not None:
             try:
