@@ -81,4 +81,4 @@ async def start_discovery(settings: Any, alpaca_port: int
         lambda: DiscoveryProtocol(alpaca_port, allow_remote=api.alpaca_allow_remote), sock=sock)
     log.info("Alpaca discovery answering on UDP %s:%d (AlpacaPort %d)", host,
              api.alpaca_discovery_port, alpaca_port)
-    return transport, protocol  # type: ignore[return-value]
+    return transport, protocol

@@ -278,7 +278,7 @@ def guarded_h11_protocol(header_timeout_s: float) -> type:
             if self.cycle is self._armed_cycle and not self.transport.is_closing():
                 self.transport.close()
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm()
 
