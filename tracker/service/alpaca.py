@@ -472,6 +472,8 @@ class AlpacaTelescope:
 
     async def _unpark(self, params: _Params, source: str) -> None:
         self._need_writes("unpark")
+        if not self._parked():
+            return  # ITelescopeV4 / ConformU: Unpark when not parked is harmless, moves nothing
         await self._engine("unpark", source)
 
     # ------------------------------------------------------------------ dispatch
