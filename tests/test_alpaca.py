@@ -89,7 +89,7 @@ def test_read_members_match_status(scope, daemon):
 
 def test_unimplemented_members_answer_0x400(scope):
     with pytest.raises(NotImplementedException):
-        _ = scope.RightAscension
+        _ = scope.SideOfPier
     with pytest.raises(NotImplementedException):
         scope.SlewToCoordinatesAsync(1.0, 2.0)
     with pytest.raises(NotImplementedException):

@@ -414,6 +414,25 @@ class Api(_Section):
     alpaca_enabled: bool = False
     alpaca_writes: bool = True
     alpaca_allow_remote: bool = False
+    #: Answer Alpaca discovery ('alpacadiscovery1' on UDP) when Alpaca is enabled (opt-in);
+    #: loopback only unless ``alpaca_allow_remote``.
+    alpaca_discovery: bool = False
+    alpaca_discovery_port: Annotated[int, Field(ge=1, le=65535)] = 32227
+    #: Host header names accepted besides the bind host, localhost, 127.0.0.1 and [::1]
+    #: (DNS rebinding protection): the names remote clients use to reach this daemon.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Requests per second and burst per client address (token bucket; 429 beyond).
+    rate_limit_per_s: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] = 200.0
+    rate_limit_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 400
+    #: Requests of one client address in progress at once (429 beyond).
+    max_inflight_per_source: Annotated[int, Field(ge=1, le=10_000)] = 16
+    #: Largest request body accepted (bytes): Alpaca forms and API JSON are a few hundred bytes.
+    max_body_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 4096
+    #: Seconds a client may take to send a request's headers, and its body (slowloris).
+    header_timeout_s: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 10.0
+    #: Simultaneous connections + requests served; beyond, uvicorn answers 503.
+    max_connections: Annotated[int, Field(ge=4, le=100_000)] = 256
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> Api:

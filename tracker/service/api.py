@@ -192,6 +192,8 @@ def create_app(backend: Backend) -> FastAPI:
         redoc_url=None,
     )
     _offline_docs(app)
+    # For the server (tracker.service.daemon._make_server): request limits, discovery.
+    app.state.settings = backend.settings
 
     # Dependencies are coroutines: FastAPI would run plain functions in a worker thread.
     async def require_token(request: Request,

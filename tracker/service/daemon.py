@@ -337,19 +337,51 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _make_server(app: Any, sock: socket.socket) -> Any:
+    """uvicorn serving ``app`` on ``sock``.
+
+    For the daemon's app (``create_app`` leaves the settings in ``app.state.settings``)
+    the whole app sits behind ``tracker.service.limits.RequestLimits`` (header size, Host,
+    Origin, rate, body size and time), uvicorn runs with the header timeout and connection
+    limits of ``limits.uvicorn_options``, and the Alpaca discovery responder
+    (``tracker.service.discovery``, opt-in) runs while the server does.
+    """
     import uvicorn
+
+    from tracker.service.discovery import start_discovery
+    from tracker.service.limits import RequestLimits, uvicorn_options
+
+    state = getattr(app, "state", None)
+    settings = getattr(state, "settings", None) if state is not None else None
+    port = sock.getsockname()[1]
+    options: dict[str, Any] = {}
+    if settings is not None:
+        app = RequestLimits.from_settings(app, settings, port)
+        options = uvicorn_options(settings)
 
     class _EmbeddedServer(uvicorn.Server):
         """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT."""
+
+        discovery: Any = None
 
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:
             yield
 
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if settings is not None:
+                self.discovery = await start_discovery(settings, port)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if self.discovery is not None:
+                self.discovery[0].close()
+                self.discovery = None
+            await super().shutdown(sockets=sockets)
+
     # proxy_headers off: the client address (audit source, loopback check) is the peer's.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=2, server_header=False,
-                            proxy_headers=False)
+                            proxy_headers=False, **options)
     config.load()  # import the protocol modules now, not in the running control loop
     return _EmbeddedServer(config)
 
