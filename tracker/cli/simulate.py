@@ -1,9 +1,10 @@
 """``tracker simulate``: the simulated mount in real time behind real protocol servers.
 
 Runs a ``SimMount`` stepped from ``time.monotonic()`` behind a Modbus TCP server
-(and, with ``--serial-pty``, the serial device on a pseudo-terminal), prints
+or, with ``--protocol opcua``, an OPC UA server (the simulated drive PLC, loopback
+only; and, with ``--serial-pty``, the serial device on a pseudo-terminal), prints
 where it listens and runs until SIGINT/SIGTERM.  An operator rehearses with
-the real daemon pointed at it (``config/sim-modbus.toml``).
+the real daemon pointed at it (``config/sim-modbus.toml``, ``config/sim-opcua.toml``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
+from urllib.parse import urlparse
 
 import click
 
@@ -46,16 +49,28 @@ async def _read_commands(faults, stop_event: asyncio.Event) -> None:
 
 
 async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: float,
-               stdin_commands: bool = False, ready=None) -> None:
-    from simulator.modbus_server import start_modbus_tcp_server
+               stdin_commands: bool = False, ready=None, protocol: str = "modbus",
+               opcua_port: int | None = None) -> None:
     from simulator.mount import SimMount, run_realtime
 
     mount = SimMount(settings)
-    host = settings.drives.modbus.host
-    handle, port = await start_modbus_tcp_server(mount, host=host, port=modbus_port)
+    handle: Any
+    if protocol == "opcua":
+        from simulator.opcua_server import start_opcua_server
+
+        endpoint = urlparse(settings.drives.opcua.endpoint_url)
+        host = endpoint.hostname or "127.0.0.1"
+        port = (endpoint.port or 4840) if opcua_port is None else opcua_port
+        handle, url = await start_opcua_server(mount, host=host, port=port)
+        click.echo(f"opcua {url} (node map {settings.drives.opcua.node_map})")
+    else:
+        from simulator.modbus_server import start_modbus_tcp_server
+
+        host = settings.drives.modbus.host
+        handle, port = await start_modbus_tcp_server(mount, host=host, port=modbus_port)
+        click.echo(f"modbus tcp {host}:{port} (azimuth device {handle.device_ids['azimuth']}, "
+                   f"elevation device {handle.device_ids['elevation']})")
     stops = [handle.stop]
-    click.echo(f"modbus tcp {host}:{port} (azimuth device {handle.device_ids['azimuth']}, "
-               f"elevation device {handle.device_ids['elevation']})")
     serial_stop = None
     if serial_pty:
         try:
@@ -85,7 +100,9 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
         from simulator.faults import FaultInjector
 
         click.echo("fault commands on stdin ('help' lists them)")
-        reader = asyncio.create_task(_read_commands(FaultInjector(mount, server=handle), stop_event))
+        # The injector's comms faults speak Modbus; over OPC UA it injects drive faults only.
+        injector = FaultInjector(mount, server=handle if protocol == "modbus" else None)
+        reader = asyncio.create_task(_read_commands(injector, stop_event))
     try:
         await stop_event.wait()
     finally:
@@ -111,14 +128,19 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
               help="Config file (default config/sim.toml).")
 @click.option("--modbus-port", type=click.IntRange(0, 65535), default=None,
               help="Modbus TCP port (default: drives.modbus.port; 0 = any free port).")
+@click.option("--protocol", type=click.Choice(["modbus", "opcua"]), default="modbus",
+              show_default=True, help="Serve the drives over Modbus TCP or OPC UA.")
+@click.option("--opcua-port", type=click.IntRange(0, 65535), default=None,
+              help="OPC UA port (default: the port of drives.opcua.endpoint_url; 0 = any free).")
 @click.option("--serial-pty", is_flag=True, help="Also serve the serial device on a pty.")
 @click.option("--time-offset-s", type=FINITE, default=0.0,
               help="Clock offset the rehearsal runs at (shown; pass the same to the daemon).")
 @click.option("--stdin-commands/--no-stdin-commands", default=None,
               help="Read fault-injection commands from stdin (default: when stdin is a terminal).")
-def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
-             time_offset_s: float, stdin_commands: bool | None) -> None:
-    """Run the simulated mount in real time behind a Modbus TCP server (and a serial pty).
+def simulate(config_path: str | None, modbus_port: int | None, protocol: str,
+             opcua_port: int | None, serial_pty: bool, time_offset_s: float,
+             stdin_commands: bool | None) -> None:
+    """Run the simulated mount in real time behind a Modbus TCP or OPC UA server (and a serial pty).
 
     With stdin commands an operator injects faults while rehearsing: e.g.
     ``trip azimuth overcurrent``, ``estop on``, ``wind 18``, ``drop``; ``help`` lists them.
@@ -128,7 +150,15 @@ def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
     if stdin_commands is None:
         stdin_commands = sys.stdin is not None and sys.stdin.isatty()
     try:
-        asyncio.run(_run(settings, port, serial_pty, time_offset_s, stdin_commands))
+        asyncio.run(_run(settings, port, serial_pty, time_offset_s, stdin_commands,
+                         protocol=protocol, opcua_port=opcua_port))
     except OSError as exc:
+        if protocol == "opcua":
+            raise ConfigError(f"cannot serve OPC UA on {settings.drives.opcua.endpoint_url} "
+                              f"(port {opcua_port}): {exc.strerror or exc}",
+                              key="--opcua-port", value=opcua_port) from None
         raise ConfigError(f"cannot serve on port {port}: {exc.strerror or exc}",
                           key="--modbus-port", value=port) from None
+    except ValueError as exc:  # a non-loopback host for the simulated PLC
+        raise ConfigError(str(exc), key="drives.opcua.endpoint_url",
+                          value=settings.drives.opcua.endpoint_url) from None
