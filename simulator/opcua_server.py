@@ -93,6 +93,17 @@ class OpcUaServerHandle:
         self._freezer: asyncio.Task[None] | None = None
         self._status_cb: dict[str, Callable[..., ua.DataValue]] = {}
 
+    def attach(self, mount: SimMount) -> None:
+        """Serve another mount from now on (fresh command state; the nodes stay).
+
+        Starting an asyncua server costs seconds (its standard address space), so tests
+        share one server and give each case a new mount.
+        """
+        self.thaw()
+        self.restore()
+        self.mount = mount
+        self.drives = {name: _Drive(mount.axes[name]) for name in AXES}
+
     # ------------------------------------------------------------------ status nodes
     def _status_value(self, axis_name: str, key: str) -> ua.Variant:
         m = self.map
