@@ -135,7 +135,9 @@ class OpcUaSession:
         self._user = user
         self._password = password
         self._client: Client | None = None
-        self._lock = asyncio.Lock()
+        self._connect_task: asyncio.Task[None] | None = None
+        self._last_error = f"{url}: no session yet"
+        self._config_error: ConfigError | None = None
         self._backoff_s = BACKOFF_MIN_S
         self._next_attempt_s = 0.0
         self._closed = False
@@ -179,56 +181,82 @@ class OpcUaSession:
             client.set_password(self._password)
         return client
 
-    async def ensure(self) -> None:
-        """Open the session if there is none (respecting the backoff).
+    @property
+    def connect_timeout_s(self) -> float:
+        """Bound on one whole connect sequence (hello, channel, session, node check, zeroing)."""
+        return max(8.0 * self.timeout_s, 2.0)
 
-        Raises ``CommsError(LINK_DOWN)`` if it cannot, ``ConfigError`` for a bad node map
-        on the first session.
+    async def ensure(self, wait: bool = False) -> None:
+        """Have a session, or raise ``CommsError(LINK_DOWN)``.
+
+        Without ``wait`` a missing session is opened in the background (respecting the
+        backoff) and this raises at once, so that a control cycle is never held up by a
+        connect sequence.  With ``wait`` (``connect()``) it waits for the attempt and
+        raises the ``ConfigError`` of a node map that does not match the PLC.
         """
         if self._client is not None:
             return
         if self._closed:
             raise CommsError(Condition.LINK_DOWN, "session closed")
-        async with self._lock:
-            if self._client is not None:
-                return
+        task = self._connect_task
+        if task is None or task.done():
             now = time.monotonic()
-            if now < self._next_attempt_s:
-                raise CommsError(Condition.LINK_DOWN, f"{self.url}: no session, retry in "
+            if not wait and now < self._next_attempt_s:
+                raise CommsError(Condition.LINK_DOWN, f"{self._last_error}; retry in "
                                  f"{self._next_attempt_s - now:.2f} s")
-            client: Client | None = None
-            try:
-                async with asyncio.timeout(max(4.0 * self.timeout_s, 1.0)):
-                    client = await self._new_client()
-                    await client.connect()
-            except Exception as exc:  # noqa: BLE001 - a driver never raises into the loop
-                if client is not None:
-                    _abandon(client)
-                self.failed_connects += 1
-                self._next_attempt_s = time.monotonic() + self._backoff_s
-                self._backoff_s = min(2.0 * self._backoff_s, BACKOFF_MAX_S)
-                text = str(exc) or type(exc).__name__
-                log.debug("%s: connect failed: %s", self.url, text)
-                raise CommsError(Condition.LINK_DOWN,
-                                 f"{self.url}: cannot open a session: {text}") from None
-            try:
+            task = self._connect_task = asyncio.get_running_loop().create_task(self._attempt())
+        if not wait:
+            raise CommsError(Condition.LINK_DOWN, f"{self._last_error}; reconnecting")
+        await asyncio.shield(task)
+        if self._client is not None:
+            return
+        if self._config_error is not None:
+            raise self._config_error
+        raise CommsError(Condition.LINK_DOWN, self._last_error)
+
+    async def _attempt(self) -> None:
+        """One connect sequence; never raises (the outcome is left on ``self``)."""
+        self._config_error = None
+        client: Client | None = None
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                client = await self._new_client()
+                await client.connect()
                 await self._validate(client)
                 await self._zero_commands(client)
-            except ConfigError:
+        except asyncio.CancelledError:
+            if client is not None:
                 _abandon(client)
-                if not self._validated:
-                    raise
-                raise CommsError(Condition.PROTOCOL_EXCEPTION,
-                                 f"{self.url}: the node map no longer matches the PLC") from None
-            except CommsError:
+            raise
+        except ConfigError as exc:
+            if client is not None:
                 _abandon(client)
-                raise
-            self._validated = True
-            self._backoff_s = BACKOFF_MIN_S
-            self.connects += 1
-            if self.connects > 1:
-                log.info("%s: session re-opened; both axes commanded to zero", self.url)
-            self._client = client
+            self._failed(f"{self.url}: the node map does not match the PLC: {exc}")
+            if not self._validated:
+                self._config_error = exc
+            return
+        except Exception as exc:  # noqa: BLE001 - a driver never raises into the loop
+            if client is not None:
+                _abandon(client)
+            text = exc.text if isinstance(exc, CommsError) else (str(exc) or type(exc).__name__)
+            self._failed(f"{self.url}: cannot open a session: {text}")
+            return
+        self._validated = True
+        self._backoff_s = BACKOFF_MIN_S
+        self.connects += 1
+        if self._closed:       # closed while connecting
+            _abandon(client)
+            return
+        if self.connects > 1:
+            log.info("%s: session re-opened; both axes commanded to zero", self.url)
+        self._client = client
+
+    def _failed(self, text: str) -> None:
+        self.failed_connects += 1
+        self._last_error = text
+        self._next_attempt_s = time.monotonic() + self._backoff_s
+        self._backoff_s = min(2.0 * self._backoff_s, BACKOFF_MAX_S)
+        log.debug("%s", text)
 
     async def _validate(self, client: Client) -> None:
         """Every node of the map exists and may be read (status) / written (commands)."""
@@ -283,16 +311,22 @@ class OpcUaSession:
                                  f"{self.url}: zeroing the commands failed: {_status_name(sc)}")
 
     def drop(self, why: str) -> None:
-        """Forget the session (the next request reconnects at once)."""
+        """Forget the session (the next request starts reconnecting at once)."""
         client, self._client = self._client, None
         if client is not None:
             log.warning("%s: session lost (%s); reconnecting", self.url, why)
             _abandon(client)
+        self._last_error = f"{self.url}: session lost ({why})"
         self._next_attempt_s = 0.0
 
     async def close(self) -> None:
         """Close the session (orderly when the PLC answers); the PLC watchdog then stops the axes."""
         self._closed = True
+        task, self._connect_task = self._connect_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -448,7 +482,7 @@ class OpcUaAxis:
         """Open the shared session; ``ConfigError`` if the node map does not match the PLC."""
         self.session.reopen()
         try:
-            await self.session.ensure()
+            await self.session.ensure(wait=True)
         except CommsError as exc:
             log.warning("%s: %s", self.name, exc.text)
 

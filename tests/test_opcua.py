@@ -201,8 +201,8 @@ async def test_lost_session_reports_link_down_and_reconnects_without_motion(plc)
     az, el = await read_both(axes)
     assert az.condition is Condition.LINK_DOWN and el.condition is Condition.LINK_DOWN
     assert not az.fresh and az.position_deg == last_az
-    # the next read opens a new session; its first act is zero velocity and stop
-    for _ in range(20):
+    # a new session is opened in the background; its first act is zero velocity and stop
+    for _ in range(200):
         az, el = await read_both(axes)
         if az.ok:
             break
@@ -235,7 +235,7 @@ async def test_lost_session_of_a_parked_mount_moves_nothing(plc):
     for _ in range(3):
         handle.drop_sessions()
         await asyncio.sleep(0.02)
-        for _ in range(20):
+        for _ in range(200):
             az, el = await read_both(axes)
             if az.ok:
                 break
@@ -333,14 +333,18 @@ async def test_a_plc_that_stops_answering_is_a_timeout_within_the_timeout(plc):
     t0 = time.perf_counter()
     await asyncio.gather(*(a.command_velocity(0.1) for a in axes.values()))   # never raises
     assert time.perf_counter() - t0 <= TIMEOUT_S + 0.15
-    # every later cycle is bounded too (TIMEOUT or, once the session is given up, LINK_DOWN)
-    for _ in range(5):
+    # every later cycle is bounded too (TIMEOUT or, once the session is given up, LINK_DOWN
+    # while a new one is tried in the background)
+    seen = set()
+    for _ in range(12):
         t0 = time.perf_counter()
         az = await axes["azimuth"].read()
+        seen.add(az.condition)
         assert az.condition in (Condition.TIMEOUT, Condition.LINK_DOWN)
-        assert time.perf_counter() - t0 <= 4 * TIMEOUT_S + 0.2
+        assert time.perf_counter() - t0 <= TIMEOUT_S + 0.15
+    assert Condition.LINK_DOWN in seen          # the dead session was given up
     handle.thaw()
-    for _ in range(60):
+    for _ in range(200):
         az, el = await read_both(axes)
         if az.ok and el.ok:
             break
