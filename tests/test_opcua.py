@@ -419,3 +419,54 @@ async def test_dry_run_over_opcua_tracks_within_a_few_arcsec(ou_settings):
     assert report.tracked_s >= 200.0
     assert report.rms_error_arcsec is not None and report.rms_error_arcsec <= 2.0
     assert report.max_error_arcsec <= 10.0
+
+
+# ---------------------------------------------------------------- processes: simulate + daemon
+def test_time_offset_allowed_only_with_a_loopback_plc(ou_settings):
+    from tracker.service.daemon import time_offset_refusal
+
+    assert time_offset_refusal(ou_settings, 3600.0) is None      # opc.tcp://127.0.0.1
+    remote = ou_settings.model_copy(update={"drives": ou_settings.drives.model_copy(update={
+        "opcua": ou_settings.drives.opcua.model_copy(
+            update={"endpoint_url": "opc.tcp://drive-plc.example:4840/"})})})
+    assert "refused" in time_offset_refusal(remote, 3600.0)
+
+
+@pytest.mark.slow
+def test_daemon_over_opcua_with_simulator_process(tmp_path):
+    """The mount behind ``tracker simulate --protocol opcua`` in its own process, the daemon
+    over OPC UA to it: it reaches the Sun and stops cleanly on SIGTERM."""
+    import shutil
+    import signal
+    import subprocess
+
+    from tests.test_daemon import TRACKER, DaemonProcess, free_port, make_config
+
+    port = free_port()
+    shutil.copy(CONFIG_DIR / "opcua_map.toml", tmp_path / "opcua_map.toml")
+    path, offset = make_config(tmp_path, base="sim-opcua.toml")
+    path.write_text(path.read_text().replace("127.0.0.1:4840", f"127.0.0.1:{port}"))
+    assert config.load(path).drives.opcua.endpoint_url == f"opc.tcp://127.0.0.1:{port}/"
+    sim_log = open(tmp_path / "simulate.log", "wb")
+    sim = subprocess.Popen([TRACKER, "simulate", "--protocol", "opcua", "--config", str(path),
+                            "--time-offset-s", repr(offset), "--no-stdin-commands"],
+                           stdout=sim_log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while f"opcua opc.tcp://127.0.0.1:{port}/" not in (tmp_path / "simulate.log").read_text():
+            assert sim.poll() is None, (tmp_path / "simulate.log").read_text()
+            assert time.monotonic() < deadline, "simulator did not start"
+            time.sleep(0.2)
+        d = DaemonProcess(path, time_offset_s=offset).wait_ready()
+        try:
+            st = d.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 90.0,
+                            "tracking over OPC UA")
+            assert st["pointing_error_arcsec"] < d.settings.tracking.on_sun_tolerance_arcsec
+            assert d.stop(signal.SIGTERM) == 0, d.output()
+        finally:
+            d.kill()
+        assert sim.poll() is None   # the PLC outlives the daemon
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(30) == 0
+        sim_log.close()
