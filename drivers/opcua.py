@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
+#: Session lifetime requested from the PLC, ms (servers may revise it).
+SESSION_TIMEOUT_MS = 30000
 #: The client's application URI: a client certificate for Basic256Sha256 carries it as SAN URI.
 APPLICATION_URI = "urn:helio-tracker:controller"
 #: Service results that mean the session or channel is gone (reconnect), not a node problem.
@@ -170,6 +172,8 @@ class OpcUaSession:
         client = Client(self.url, timeout=self.timeout_s,
                         watchdog_intervall=max(1.0, 4.0 * self.timeout_s))
         client.application_uri = APPLICATION_URI
+        # The PLC may drop a session whose client vanished after this long (ms).
+        client.session_timeout = SESSION_TIMEOUT_MS
         client.name = client.description = "helio-tracker"
         if self.security_policy == "Basic256Sha256":
             await client.set_security(
