@@ -298,7 +298,16 @@ async def start_opcua_server(mount: SimMount, host: str = "127.0.0.1", port: int
                     handle._on_write(axis_name, key, value)
 
             server.iserver.aspace.add_datachange_callback(nid, ua.AttributeIds.Value, on_change)
-    await server.start()
+    # Without certificates asyncua warns that it cannot verify or encrypt: that is the
+    # loopback lab set-up by design, not news for the operator.
+    srv_log = logging.getLogger("asyncua.server.server")
+    level = srv_log.level
+    if sec.certificate is None:
+        srv_log.setLevel(logging.ERROR)
+    try:
+        await server.start()
+    finally:
+        srv_log.setLevel(level)
     bs = server.bserver
     handle.port = bs.port if bs is not None else port
     handle.url = f"opc.tcp://{host}:{handle.port}/"
