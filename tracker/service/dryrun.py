@@ -176,8 +176,11 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         from tracker.service.compose import make_axes
         server, url = await start_opcua_server(mount, host="127.0.0.1", port=0)
         # A dry run talks to its own server: the lab policy, whatever the preset's security.
+        # Its time is simulated: a wall-clock stall of the shared process (a busy machine)
+        # is no comms fault, so requests get at least 2 s (comms faults are tested apart).
         opcua = settings.drives.opcua.model_copy(update={
-            "endpoint_url": url, "security_policy": "None", "user": "", "password_file": ""})
+            "endpoint_url": url, "security_policy": "None", "user": "", "password_file": "",
+            "timeout_s": max(settings.drives.opcua.timeout_s, 2.0)})
         drives = settings.drives.model_copy(update={"kind": "opcua", "opcua": opcua})
         settings = settings.model_copy(update={"drives": drives})
         axes = make_axes(settings, clock=clock.now_s)
