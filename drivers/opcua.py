@@ -348,7 +348,9 @@ class OpcUaSession:
         client = self._client
         assert client is not None
         try:
-            return await asyncio.wait_for(request(client), self.timeout_s)
+            # asyncua bounds every request by the client's timeout (= timeout_s) and
+            # raises TimeoutError: no second wait_for (a task per call) is needed.
+            return await request(client)
         except TimeoutError:
             raise CommsError(Condition.TIMEOUT,
                              f"{self.url}: no answer to {what} within {self.timeout_s} s") from None
