@@ -584,9 +584,9 @@ class OpcUaAxis:
     async def command_velocity(self, velocity_deg_s: float) -> None:
         v = float(velocity_deg_s)
         if not math.isfinite(v):
+            await self.stop()        # never run on at an old demand; then say why, once
             self._pending = CommsError(Condition.PROTOCOL_EXCEPTION,
                                        f"{self.name}: refused a non-finite velocity {v}")
-            await self.stop()
             return
         await self._command(velocity_setpoint=v / self.map.velocity_unit_deg_s,
                             mode=self.map.modes.velocity)
@@ -594,9 +594,9 @@ class OpcUaAxis:
     async def command_position(self, position_deg: float, speed_deg_s: float) -> None:
         p, s = float(position_deg), abs(float(speed_deg_s))
         if not (math.isfinite(p) and math.isfinite(s)):
+            await self.stop()
             self._pending = CommsError(Condition.PROTOCOL_EXCEPTION,
                                        f"{self.name}: refused a non-finite target {p} at {s} deg/s")
-            await self.stop()
             return
         m = self.map
         await self._command(position_setpoint=p / m.position_unit_deg,

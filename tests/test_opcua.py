@@ -188,6 +188,26 @@ async def test_every_command_feeds_the_watchdog_and_silence_trips_it(plc):
     assert az.fault_code == 7
 
 
+@on_module_loop
+async def test_a_non_finite_command_is_refused_and_the_axis_stops(plc):
+    mount, handle, axes, clock = plc
+    await asyncio.gather(*(a.enable() for a in axes.values()))
+    for _ in range(20):
+        await cycle(mount, clock, axes, 0.1, 0.0)
+    await axes["azimuth"].command_velocity(float("nan"))
+    assert handle.drives["azimuth"].cmd["mode"] == 3                 # stop, not NaN
+    assert handle.drives["azimuth"].cmd["velocity_setpoint"] == 0.0
+    az = await axes["azimuth"].read()
+    assert az.condition is Condition.PROTOCOL_EXCEPTION and "non-finite" in az.fault_text
+    await axes["azimuth"].command_position(float("inf"), 0.1)
+    assert math.isfinite(handle.drives["azimuth"].cmd["position_setpoint"])  # never written
+    assert "non-finite target" in (await axes["azimuth"].read()).fault_text
+    for _ in range(40):
+        await asyncio.gather(*(a.heartbeat() for a in axes.values()))
+        mount.step(0.1)
+    assert abs(mount.azimuth.velocity_deg_s) < 1e-3
+
+
 # ---------------------------------------------------------------- lost session
 @on_module_loop
 async def test_lost_session_reports_link_down_and_reconnects_without_motion(plc):
