@@ -490,3 +490,22 @@ def test_daemon_over_opcua_with_simulator_process(tmp_path):
         sim.send_signal(signal.SIGTERM)
         assert sim.wait(30) == 0
         sim_log.close()
+
+
+@pytest.mark.slow
+def test_dry_run_cli_over_opcua(tmp_path):
+    """``tracker dry-run --driver opcua`` end to end (a parked quarter hour: no window)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from tracker.cli.main import main as cli_main
+
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(cli_main, [
+        "dry-run", "--driver", "opcua", "--start", "2026-03-20T00:00:00Z", "--hours", "0.25",
+        "--no-progress", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["driver"] == "opcua" and data["faults"] == 0 and data["ticks"] > 0
+    assert "driver opcua" in result.output
