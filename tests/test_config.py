@@ -62,7 +62,7 @@ def _sim_with(replace: str, by: str) -> str:
      "greater than 0"),
     ("control_rate_hz = 10.0", "control_rate_hz = 10.0\nspeed = 3", "tracking.speed",
      "Extra inputs"),
-    ('kind = "sim"', 'kind = "plc"', "drives.kind", "'sim', 'modbus' or 'serial'"),
+    ('kind = "sim"', 'kind = "plc"', "drives.kind", "'sim', 'modbus', 'serial' or 'opcua'"),
     ("latitude_deg = 53.5775", "latitude_deg = nan", "site.latitude_deg", "finite"),
 ])
 def test_bad_value_names_file_key_value_and_rule(tmp_path, replace, by, key, fragment) -> None:

@@ -51,7 +51,7 @@ def _presets_dir() -> Path:
 #: The presets and the configuration used when none is given (BabyIAXO, simulated mount).
 CONFIG_DIR = _presets_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "sim.toml"
-PRESETS = ("sim", "sim-modbus", "babyiaxo", "cast", "iaxo")
+PRESETS = ("sim", "sim-modbus", "sim-opcua", "babyiaxo", "cast", "iaxo")
 
 log = logging.getLogger(__name__)
 
@@ -354,14 +354,46 @@ class SerialDrives(_Section):
     timeout_s: LinkTimeoutS = 0.25
 
 
-class Drives(_Section):
-    """Which drives to use: the in-process simulator, Modbus drives or a serial controller."""
+class OpcUaDrives(_Section):
+    """OPC UA client session to the drive PLC (both axes; see ``docs/opcua.md``)."""
 
-    kind: Literal["sim", "modbus", "serial"] = "sim"
+    endpoint_url: str = "opc.tcp://127.0.0.1:4840"
+    #: Node map file, relative to the config file's folder.
+    node_map: str = "opcua_map.toml"
+    #: "None" (a lab network only) or "Basic256Sha256" (mode SignAndEncrypt).
+    security_policy: Literal["None", "Basic256Sha256"] = "None"
+    #: Client certificate and private key (PEM or DER), relative to the config file's folder.
+    certificate: str = ""
+    private_key: str = ""
+    #: The PLC's certificate to pin; empty = take it from the server's endpoint list.
+    server_certificate: str = ""
+    #: User name for the session (empty = anonymous) and a file holding the password.
+    user: str = ""
+    password_file: str = ""
+    #: Bound on each request (read, write, connect), seconds.
+    timeout_s: Positive = 0.25
+
+    @model_validator(mode="after")
+    def _security(self) -> OpcUaDrives:
+        if not self.endpoint_url.startswith("opc.tcp://"):
+            raise ValueError(f"endpoint_url {self.endpoint_url!r} must start with opc.tcp://")
+        if self.security_policy != "None" and not (self.certificate and self.private_key):
+            raise ValueError(f"security_policy {self.security_policy!r} needs certificate and "
+                             "private_key")
+        if self.password_file and not self.user:
+            raise ValueError("password_file is set but user is empty")
+        return self
+
+
+class Drives(_Section):
+    """Which drives to use: the in-process simulator, Modbus, serial or OPC UA drives."""
+
+    kind: Literal["sim", "modbus", "serial", "opcua"] = "sim"
     #: Drive-side watchdog: without a heartbeat for this long the drives ramp to zero.
     watchdog_s: Annotated[float, Field(ge=0.1, le=10, allow_inf_nan=False)] = 1.0
     modbus: ModbusDrives = Field(default_factory=ModbusDrives)
     serial: SerialDrives = Field(default_factory=SerialDrives)
+    opcua: OpcUaDrives = Field(default_factory=OpcUaDrives)
 
     @model_validator(mode="after")
     def _link_faster_than_watchdog(self) -> Drives:
@@ -551,6 +583,17 @@ def parse(data: dict, path: str = "<config>") -> Settings:
                 f"file {map_path} does not exist",
                 path=str(path), key="drives.modbus.register_map",
                 value=settings.drives.modbus.register_map, allowed="an existing TOML file")
+    if settings.drives.kind == "opcua":
+        ou = settings.drives.opcua
+        for key in ("node_map", "certificate", "private_key", "server_certificate",
+                    "password_file"):
+            name = getattr(ou, key)
+            if name and not settings.relative_path(name).is_file():
+                raise ConfigError(
+                    f"{path}: drives.opcua.{key} = {name!r}: file "
+                    f"{settings.relative_path(name)} does not exist",
+                    path=str(path), key=f"drives.opcua.{key}", value=name,
+                    allowed="an existing file")
     return settings
 
 

@@ -17,8 +17,10 @@ from tracker.cli.options import FiniteFloatRange
 @click.option("--start", required=True, help="Start time, ISO 8601 UTC (e.g. 2026-06-21T00:00:00Z).")
 @click.option("--hours", type=FiniteFloatRange(min=0, min_open=True), help="Length in hours.")
 @click.option("--days", type=FiniteFloatRange(min=0, min_open=True), help="Length in days.")
-@click.option("--driver", type=click.Choice(["sim", "modbus"]), default="sim", show_default=True,
-              help="sim: in process; modbus: simulator behind a real Modbus TCP server on loopback.")
+@click.option("--driver", type=click.Choice(["sim", "modbus", "opcua"]), default="sim",
+              show_default=True,
+              help="sim: in process; modbus / opcua: simulator behind a real Modbus TCP / "
+                   "OPC UA server on loopback.")
 @click.option("--db", type=click.Path(dir_okay=False), help="Write the tracking log here (SQLite).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG plot here.")

@@ -1,11 +1,13 @@
 """``tracker simulate``: the simulated mount in real time behind real protocol servers.
 
 Runs a ``SimMount`` stepped from ``time.monotonic()`` behind a Modbus TCP server
-(and, with ``--serial-pty``, the serial device on a pseudo-terminal; with
-``--anemometer``, its wind as the anemometer ``weather.source`` names: a Modbus TCP
-anemometer on ``weather.modbus.port`` or NMEA 0183 MWV sentences on a pty), prints
+(with ``--protocol opcua``, an OPC UA server: the simulated drive PLC, loopback only;
+with ``--serial-pty``, also the serial device on a pseudo-terminal; with ``--anemometer``
+(default when ``weather.source = "modbus"``), its wind as the anemometer
+``weather.source`` names: a Modbus TCP anemometer on ``weather.modbus.port`` or NMEA 0183
+MWV sentences on a pty), prints
 where it listens and runs until SIGINT/SIGTERM.  An operator rehearses with
-the real daemon pointed at it (``config/sim-modbus.toml``).
+the real daemon pointed at it (``config/sim-modbus.toml``, ``config/sim-opcua.toml``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
+from urllib.parse import urlparse
 
 import click
 
@@ -74,16 +78,28 @@ async def _start_anemometer(settings, mount, port: int | None):
 
 async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: float,
                stdin_commands: bool = False, ready=None, anemometer: bool = False,
-               anemometer_port: int | None = None) -> None:
-    from simulator.modbus_server import start_modbus_tcp_server
+               anemometer_port: int | None = None, protocol: str = "modbus",
+               opcua_port: int | None = None) -> None:
     from simulator.mount import SimMount, run_realtime
 
     mount = SimMount(settings)
-    host = settings.drives.modbus.host
-    handle, port = await start_modbus_tcp_server(mount, host=host, port=modbus_port)
+    handle: Any
+    if protocol == "opcua":
+        from simulator.opcua_server import start_opcua_server
+
+        endpoint = urlparse(settings.drives.opcua.endpoint_url)
+        host = endpoint.hostname or "127.0.0.1"
+        port = (endpoint.port or 4840) if opcua_port is None else opcua_port
+        handle, url = await start_opcua_server(mount, host=host, port=port)
+        click.echo(f"opcua {url} (node map {settings.drives.opcua.node_map})")
+    else:
+        from simulator.modbus_server import start_modbus_tcp_server
+
+        host = settings.drives.modbus.host
+        handle, port = await start_modbus_tcp_server(mount, host=host, port=modbus_port)
+        click.echo(f"modbus tcp {host}:{port} (azimuth device {handle.device_ids['azimuth']}, "
+                   f"elevation device {handle.device_ids['elevation']})")
     stops = [handle.stop]
-    click.echo(f"modbus tcp {host}:{port} (azimuth device {handle.device_ids['azimuth']}, "
-               f"elevation device {handle.device_ids['elevation']})")
     if anemometer:
         try:
             stops.append(await _start_anemometer(settings, mount, anemometer_port))
@@ -119,7 +135,9 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
         from simulator.faults import FaultInjector
 
         click.echo("fault commands on stdin ('help' lists them)")
-        reader = asyncio.create_task(_read_commands(FaultInjector(mount, server=handle), stop_event))
+        # The injector's comms faults speak Modbus; over OPC UA it injects drive faults only.
+        injector = FaultInjector(mount, server=handle if protocol == "modbus" else None)
+        reader = asyncio.create_task(_read_commands(injector, stop_event))
     try:
         await stop_event.wait()
     finally:
@@ -145,6 +163,10 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
               help="Config file (default config/sim.toml).")
 @click.option("--modbus-port", type=click.IntRange(0, 65535), default=None,
               help="Modbus TCP port (default: drives.modbus.port; 0 = any free port).")
+@click.option("--protocol", type=click.Choice(["modbus", "opcua"]), default="modbus",
+              show_default=True, help="Serve the drives over Modbus TCP or OPC UA.")
+@click.option("--opcua-port", type=click.IntRange(0, 65535), default=None,
+              help="OPC UA port (default: the port of drives.opcua.endpoint_url; 0 = any free).")
 @click.option("--serial-pty", is_flag=True, help="Also serve the serial device on a pty.")
 @click.option("--anemometer/--no-anemometer", default=None,
               help="Serve the wind as weather.source says (modbus: TCP; nmea: a pty). "
@@ -157,10 +179,12 @@ async def _run(settings, modbus_port: int, serial_pty: bool, time_offset_s: floa
               "same to the daemon).")
 @click.option("--stdin-commands/--no-stdin-commands", default=None,
               help="Read fault-injection commands from stdin (default: when stdin is a terminal).")
-def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
-             anemometer: bool | None, anemometer_port: int | None, time_offset_s: float,
+def simulate(config_path: str | None, modbus_port: int | None, protocol: str,
+             opcua_port: int | None, serial_pty: bool, anemometer: bool | None,
+             anemometer_port: int | None, time_offset_s: float,
              stdin_commands: bool | None) -> None:
-    """Run the simulated mount in real time behind a Modbus TCP server (and a serial pty).
+    """Run the simulated mount in real time behind a Modbus TCP or OPC UA server (and a serial
+    pty, and an anemometer).
 
     With stdin commands an operator injects faults while rehearsing: e.g.
     ``trip azimuth overcurrent``, ``estop on``, ``wind 18``, ``drop``; ``help`` lists them.
@@ -173,7 +197,15 @@ def simulate(config_path: str | None, modbus_port: int | None, serial_pty: bool,
         anemometer = settings.weather.source == "modbus"
     try:
         asyncio.run(_run(settings, port, serial_pty, time_offset_s, stdin_commands,
-                         anemometer=anemometer, anemometer_port=anemometer_port))
+                         anemometer=anemometer, anemometer_port=anemometer_port,
+                         protocol=protocol, opcua_port=opcua_port))
     except OSError as exc:
+        if protocol == "opcua":
+            raise ConfigError(f"cannot serve OPC UA on {settings.drives.opcua.endpoint_url} "
+                              f"(port {opcua_port}): {exc.strerror or exc}",
+                              key="--opcua-port", value=opcua_port) from None
         raise ConfigError(f"cannot serve on port {port}: {exc.strerror or exc}",
                           key="--modbus-port", value=port) from None
+    except ValueError as exc:  # a non-loopback host for the simulated PLC
+        raise ConfigError(str(exc), key="drives.opcua.endpoint_url",
+                          value=settings.drives.opcua.endpoint_url) from None

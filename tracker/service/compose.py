@@ -3,7 +3,8 @@ wind sensor (``weather.source``).
 
 - ``sim``: in-process ``SimulatedAxis`` objects over a ``SimMount`` (pass ``mount``);
 - ``modbus``: ``drivers.modbus`` over TCP or RTU;
-- ``serial``: ``drivers.serial`` (imported only when used).
+- ``serial``: ``drivers.serial`` (imported only when used);
+- ``opcua``: ``drivers.opcua``, both axes over one OPC UA session to the drive PLC.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def make_axes(settings, *, clock: Any, mount=None) -> dict[str, Axis]:
     if kind == "serial":
         serial = importlib.import_module("drivers.serial")
         return dict(serial.make_serial_axes(settings, now))
+    if kind == "opcua":
+        from drivers.opcua import make_opcua_axes
+        return dict(make_opcua_axes(settings, now))
     raise ConfigError(f"unknown drives.kind {kind!r}", key="drives.kind", value=kind,
-                      allowed="sim, modbus, serial")
+                      allowed="sim, modbus, serial, opcua")
 
 
 def make_wind_sensor(settings, *, clock: Any, mount=None) -> WindSensor | None:

@@ -63,7 +63,8 @@ def time_offset_refusal(settings: Any, time_offset_s: float) -> str | None:
 
     A shifted clock is allowed only with simulated drives: the in-process simulator
     (``drives.kind = "sim"``) or a simulator process on this machine reached over
-    Modbus TCP on a loopback address (``tracker simulate``, started with the same offset).
+    Modbus TCP or OPC UA on a loopback address (``tracker simulate``, started with the
+    same offset).
     Real drives must never be run on a clock that is not the real time.
     """
     if time_offset_s == 0.0:
@@ -80,9 +81,19 @@ def time_offset_refusal(settings: Any, time_offset_s: float) -> str | None:
         except ValueError:
             if drives.modbus.host == "localhost":
                 return None
+    if drives.kind == "opcua":
+        from urllib.parse import urlparse
+
+        host = urlparse(drives.opcua.endpoint_url).hostname or ""
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            if host == "localhost":
+                return None
     return (f"--time-offset-s is refused with drives.kind = {drives.kind!r}: a shifted clock is "
             f"allowed only with simulated drives (drives.kind = \"sim\", or a `tracker simulate` "
-            f"process on a loopback Modbus TCP address)")
+            f"process on a loopback Modbus TCP or OPC UA address)")
 
 
 class LoopStats:

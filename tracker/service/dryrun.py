@@ -4,7 +4,8 @@ The same ``Engine.tick`` as the daemon, called once per control period of
 simulated time, with the simulator stepped by the same period in between, as
 fast as the CPU allows.  ``driver="modbus"`` puts the simulator behind a real
 Modbus TCP server on a free loopback port and drives it through the real
-Modbus driver.
+Modbus driver; ``driver="opcua"`` behind a real asyncua OPC UA server (the
+simulated drive PLC), driven through the real OPC UA driver.
 
 While the mount is parked or waiting with nothing to do (the automation would
 not change anything for minutes), the loop may take longer steps of up to
@@ -162,8 +163,21 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         drives = settings.drives.model_copy(update={"kind": "modbus", "modbus": modbus})
         settings = settings.model_copy(update={"drives": drives})
         axes = make_axes(settings, clock=clock.now_s)
+    elif driver == "opcua":
+        from simulator.opcua_server import start_opcua_server
+        from tracker.service.compose import make_axes
+        server, url = await start_opcua_server(mount, host="127.0.0.1", port=0)
+        # A dry run talks to its own server: the lab policy, whatever the preset's security.
+        # Its time is simulated: a wall-clock stall of the shared process (a busy machine)
+        # is no comms fault, so requests get at least 2 s (comms faults are tested apart).
+        opcua = settings.drives.opcua.model_copy(update={
+            "endpoint_url": url, "security_policy": "None", "user": "", "password_file": "",
+            "timeout_s": max(settings.drives.opcua.timeout_s, 2.0)})
+        drives = settings.drives.model_copy(update={"kind": "opcua", "opcua": opcua})
+        settings = settings.model_copy(update={"drives": drives})
+        axes = make_axes(settings, clock=clock.now_s)
     else:
-        raise ValueError(f"unknown dry-run driver {driver!r}: use 'sim' or 'modbus'")
+        raise ValueError(f"unknown dry-run driver {driver!r}: use 'sim', 'modbus' or 'opcua'")
     def truth() -> tuple[float, float]:
         """The mechanical axis' true direction (simulator truth, misalignment included)."""
         return true_direction(settings, mount.azimuth.true_position_deg,
