@@ -123,7 +123,7 @@ class ExposureAccumulator:
         start = t - dt
         lo = np.maximum(start, self.t0_s)
         hi = np.minimum(t, self.t1_s)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             frac = np.where(dt > 0, np.clip((hi - lo) / np.where(dt > 0, dt, 1.0), 0.0, 1.0),
                             ((t >= self.t0_s) & (t < self.t1_s)).astype(float))
         inside = frac > 0
@@ -131,7 +131,10 @@ class ExposureAccumulator:
         state = rows["state"]
         boresight = rows["boresight"]
         tracking = state == "tracking"
-        on_sun = np.nan_to_num(rows["on_sun_s"].astype(float), nan=0.0)
+        # On-Sun time counts only while tracking and never exceeds the row's length, whatever
+        # a (damaged or foreign) log says: on-Sun <= tracking <= logged, by definition.
+        on_sun = np.where(tracking, np.clip(np.nan_to_num(rows["on_sun_s"].astype(float),
+                                                          nan=0.0), 0.0, dt), 0.0)
 
         prev_end = np.concatenate(([self._prev_end_s if self._prev_end_s is not None
                                     else -math.inf], t[:-1]))
