@@ -74,6 +74,8 @@ class FacilityRig:
         try:
             self.d.kill()
         finally:
+            if self.sim.stdin is not None:
+                self.sim.stdin.close()
             if self.sim.poll() is None:
                 self.sim.send_signal(signal.SIGTERM)
                 try:

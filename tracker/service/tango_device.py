@@ -199,7 +199,9 @@ class HelioTracker(Device):
 
     def _run(self, name: str, argument: Any = None) -> None:
         try:
-            fm.execute(self._client, name, argument, source=self._source())
+            with self._lock:
+                status = self._status
+            fm.execute(self._client, name, argument, source=self._source(), status=status)
         except fm.CommandRefused as exc:
             reason = ("HelioTracker_Unreachable" if exc.status is None
                       and "reach" in str(exc) else "HelioTracker_Refused")
