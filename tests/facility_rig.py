@@ -25,6 +25,10 @@ class FacilityRig:
     def __init__(self, tmp: Path, **sections: dict) -> None:
         self.tmp = tmp
         modbus_port = free_port()
+        # The daemon enables the drives, then spends ~1 s (gc, API start) before its first
+        # tick: on a loaded 2-core CI machine that exceeded the 1 s drive watchdog and the
+        # mount faulted at start-up.  These tests are about the facility interfaces.
+        sections.setdefault("drives", {}).setdefault("watchdog_s", 5.0)
         path, offset = make_config(tmp, base="sim-modbus.toml", **sections)
         path.write_text(path.read_text().replace("port = 5020", f"port = {modbus_port}"))
         self.settings = config.load(path)

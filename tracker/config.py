@@ -243,7 +243,7 @@ class Facility(_Section):
     """
 
     api_url: str = ""
-    poll_hz: Annotated[float, Field(gt=0.0, le=20.0)] = 5.0
+    poll_hz: Annotated[float, Field(gt=0.0, le=20.0)] = 10.0
     allow_remote: bool = False
     tango_instance: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "helio"
     tango_device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")] = (

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Config used when the ConfigFile property is empty (set by ``tracker tango --config``).
 DEFAULT_CONFIG: str | None = None
+#: API URL used when the ApiUrl property is empty (set by ``tracker tango --api-url``).
+DEFAULT_API_URL: str = ""
 
 _PLACEHOLDER: dict[type, Any] = {float: float("nan"), bool: False, str: ""}
 _DTYPE: dict[type, Any] = {float: float, bool: bool, str: str}
@@ -63,8 +65,9 @@ class HelioTracker(Device):
         path = self.ConfigFile or DEFAULT_CONFIG
         self._settings = config_mod.load(Path(path) if path else None)
         self._model = {q.name: q for q in fm.build_model(self._settings)}
-        self._client = api_client(self._settings, self.ApiUrl)
-        self._poll_client = api_client(self._settings, self.ApiUrl)
+        url = self.ApiUrl or DEFAULT_API_URL
+        self._client = api_client(self._settings, url)
+        self._poll_client = api_client(self._settings, url)
         self._lock = threading.Lock()
         self._status: dict | None = None
         self._status_time_s = time.time()
@@ -262,7 +265,8 @@ def _quality(q: fm.Quantity, value: Any) -> AttrQuality:
     return AttrQuality.ATTR_VALID
 
 
-def run(instance: str, *, config_path: str | None, nodb: bool, settings: Any) -> None:
+def run(instance: str, *, config_path: str | None, nodb: bool, settings: Any,
+        api_url: str | None = None) -> None:
     """Run the device server ``HelioTracker/<instance>`` until interrupted (``tracker tango``).
 
     With ``nodb`` no Tango database is needed: the device ``facility.tango_device`` is
@@ -270,8 +274,9 @@ def run(instance: str, *, config_path: str | None, nodb: bool, settings: Any) ->
     ``tango://<host>:<port>/<device>#dbase=no``).  Otherwise the device must be
     registered in the database of ``TANGO_HOST`` (docs/facility.md).
     """
-    global DEFAULT_CONFIG
+    global DEFAULT_CONFIG, DEFAULT_API_URL
     DEFAULT_CONFIG = config_path
+    DEFAULT_API_URL = api_url or ""
     fac = settings.facility
     host = fac.tango_host
     args = [instance, "-ORBendPoint", f"giop:tcp:{host}:{fac.tango_port or ''}"]
