@@ -37,14 +37,14 @@ UNIT_IDS = {"deg": 17476, "arcsec": 4470322, "m/s": 5067859, "s": 5457219}
 
 
 class OpcUaProcess:
-    def __init__(self, rig: FacilityRig, tmp: Path) -> None:
+    def __init__(self, rig: FacilityRig, tmp: Path, config_path: Path | None = None) -> None:
         self.port = free_port()
         self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/helio-tracker/"
-        self.log_path = tmp / "opcua.log"
+        self.log_path = tmp / f"opcua-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [TRACKER, "opcua-server", "--config", str(rig.config_path), "--port", str(self.port),
-             "--api-url", rig.d.url],
+            [TRACKER, "opcua-server", "--config", str(config_path or rig.config_path),
+             "--port", str(self.port), "--api-url", rig.d.url],
             stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while "tracker opcua-server: opc.tcp://" not in self.log_path.read_text():
@@ -176,6 +176,64 @@ def test_wrong_password_refused(rig):
         Session(rig.opcua.endpoint, "operator", "not the password")
     with pytest.raises(ua.UaStatusCodeError):
         Session(rig.opcua.endpoint, "intruder", PASSWORD)
+
+
+def _self_signed(tmp: Path, name: str, uri: str, usage) -> tuple[Path, Path]:
+    from asyncua.crypto import cert_gen
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = cert_gen.generate_private_key()
+    cert = cert_gen.generate_self_signed_app_certificate(
+        key, name, {}, [x509.UniformResourceIdentifier(uri), x509.DNSName("localhost")],
+        [usage])
+    cert_path, key_path = tmp / f"{name}.pem", tmp / f"{name}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(cert_gen.dump_private_key_as_pem(key))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_basic256sha256_sign_and_encrypt(rig, tmp_path):
+    """With opcua_security = "basic256sha256" only an encrypted channel is offered and works."""
+    import tomllib
+
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from tests.toml_dump import dump_toml
+
+    srv_cert, srv_key = _self_signed(tmp_path, "server", "urn:helio-tracker:opcua-server",
+                                     ExtendedKeyUsageOID.SERVER_AUTH)
+    cli_cert, cli_key = _self_signed(tmp_path, "client", "urn:freeopcua:client",
+                                     ExtendedKeyUsageOID.CLIENT_AUTH)
+    data = tomllib.loads(rig.config_path.read_text())
+    data["facility"].update(opcua_security="basic256sha256", opcua_certificate=str(srv_cert),
+                            opcua_private_key=str(srv_key))
+    path = tmp_path / "secure.toml"
+    path.write_text(dump_toml(data))
+    server = OpcUaProcess(rig, tmp_path, path)
+    try:
+        plain = Client(server.endpoint)
+        with pytest.raises((ua.UaError, OSError, TimeoutError)):  # no unencrypted endpoint
+            plain.connect()
+            plain.disconnect()
+        secure = Client(server.endpoint)
+        secure.set_security_string(
+            f"Basic256Sha256,SignAndEncrypt,{cli_cert},{cli_key},{srv_cert}")
+        secure.set_user("operator")
+        secure.set_password(PASSWORD)
+        secure.connect()
+        try:
+            idx = secure.get_namespace_index(NAMESPACE_URI)
+            state = secure.nodes.objects.get_child([f"{idx}:HelioTracker", f"{idx}:TrackerState"])
+            assert state.read_value() == rig.d.status()["state"]
+            endpoints = secure.get_endpoints()
+            assert {e.SecurityPolicyUri.rsplit("#", 1)[-1] for e in endpoints} == {"Basic256Sha256"}
+            assert {e.SecurityMode for e in endpoints} == {ua.MessageSecurityMode.SignAndEncrypt}
+        finally:
+            secure.disconnect()
+    finally:
+        server.close()
 
 
 def test_authenticated_command_accepted_and_audited(rig, operator):
