@@ -212,7 +212,7 @@ class HelioTracker(Device):
         finally:
             self._wake.set()  # publish the command's effect now, not at the next poll
 
-    @command(doc_in="none", doc_out="none")
+    @command
     def TrackStart(self) -> None:
         """Start automatic Sun tracking (refused while parked or faulted)."""
         self._run("TrackStart")
