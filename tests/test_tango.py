@@ -9,6 +9,8 @@ The order matters: tracking, stop, park, then a drive fault (the module's last s
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import time
 
@@ -21,6 +23,7 @@ from hypothesis import strategies as st  # noqa: E402
 from tango.test_context import DeviceTestContext  # noqa: E402
 
 from tests.facility_rig import FacilityRig  # noqa: E402
+from tests.test_daemon import TRACKER, free_port  # noqa: E402
 from tracker.service import facility_model as fm  # noqa: E402
 from tracker.service.tango_device import HelioTracker  # noqa: E402
 
@@ -33,14 +36,14 @@ STILL_DEG = 1e-3
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    r = FacilityRig(tmp_path_factory.mktemp("tango"))
+    r = FacilityRig(tmp_path_factory.mktemp("tango"), facility={"tango_port": free_port()})
     yield r
     r.close()
 
 
 @pytest.fixture(scope="module")
 def proxy(rig):
-    ctx = DeviceTestContext(HelioTracker, device_name=DEVICE, process=True, timeout=60,
+    ctx = DeviceTestContext(HelioTracker, device_name=DEVICE, process=True, timeout=60, debug=0,
                             properties={"ConfigFile": str(rig.config_path),
                                         "ApiUrl": rig.d.url})
     with ctx as p:
@@ -63,6 +66,40 @@ def assert_still(rig, seconds: float = 1.0) -> None:
     after = rig.truth()
     for axis in ("azimuth", "elevation"):
         assert abs(after[axis] - before[axis]) < STILL_DEG, (axis, before, after)
+
+
+def test_tracker_tango_command_serves_on_loopback_only(rig):
+    """``tracker tango --nodb``: the device answers a DeviceProxy; every socket it listens on
+    is a loopback address (facility.tango_host, allow_remote false)."""
+    psutil = pytest.importorskip("psutil")
+    port = rig.settings.facility.tango_port
+    log_path = rig.tmp / "tango-cli.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([TRACKER, "tango", "--config", str(rig.config_path), "--nodb",
+                                 "--api-url", rig.d.url], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "Ready to accept request" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        dev = tango.DeviceProxy(f"tango://127.0.0.1:{port}/{DEVICE}#dbase=no")
+        deadline = time.monotonic() + 10
+        while dev.state() == tango.DevState.UNKNOWN:
+            assert time.monotonic() < deadline, dev.status()
+            time.sleep(0.1)
+        assert dev.read_attribute("TrackerState").value == rig.d.status()["state"]
+        listening = [c.laddr for c in psutil.Process(proc.pid).net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert listening and all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
+        assert port in {a.port for a in listening}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def test_attributes_have_units_formats_and_alarm_limits(proxy, rig):
