@@ -35,7 +35,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracker import __version__ as _version
-from tracker.service.auth import bearer_matches
 from tracker.errors import (
     ConfigError,
     EnvelopeError,
@@ -43,6 +42,7 @@ from tracker.errors import (
     TimeInputError,
     TrackerError,
 )
+from tracker.service.auth import bearer_matches
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from tracker.service.auth import read_token, token_path
 from tracker.errors import ApiError
+from tracker.service.auth import read_token, token_path
 
 API_PREFIX = "/api/v1"
 #: A relay's own client, recorded in the audit log (see tracker.service.api.SOURCE_HEADER).
