@@ -475,6 +475,48 @@ class Api(_Section):
         return self
 
 
+class Facility(_Section):
+    """Facility interfaces: the Tango device server and the OPC UA server (docs/facility.md).
+
+    Both run as their own processes and are clients of the daemon's HTTP API (``api_url``,
+    empty = the ``[api]`` section's address) with its token file.  They listen on loopback
+    only unless ``allow_remote`` is true.
+    """
+
+    api_url: str = ""
+    poll_hz: Annotated[float, Field(gt=0.0, le=20.0)] = 10.0
+    allow_remote: bool = False
+    tango_instance: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "helio"
+    tango_device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")] = (
+        "helio/tracker/1")
+    tango_host: str = "127.0.0.1"
+    tango_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    opcua_host: str = "127.0.0.1"
+    opcua_port: Annotated[int, Field(ge=0, le=65535)] = 4840
+    opcua_security: Literal["none", "basic256sha256"] = "none"
+    opcua_certificate: str = ""
+    opcua_private_key: str = ""
+    opcua_users_file: str = ""
+
+    @model_validator(mode="after")
+    def _checks(self) -> Facility:
+
+        for key in ("tango_host", "opcua_host"):
+            host = getattr(self, key)
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback and not self.allow_remote:
+                raise ValueError(f"facility.{key} = {host!r} is not a loopback address: set "
+                                 f"facility.allow_remote = true to serve other machines")
+        if self.opcua_security == "basic256sha256" and not (
+                self.opcua_certificate and self.opcua_private_key):
+            raise ValueError("facility.opcua_security = 'basic256sha256' needs "
+                             "facility.opcua_certificate and facility.opcua_private_key")
+        return self
+
+
 class Store(_Section):
     """Tracking log (SQLite).  A relative path is relative to the working directory."""
 
@@ -507,6 +549,7 @@ class Settings(_Section):
     drives: Drives = Field(default_factory=Drives)
     simulator: Simulator = Field(default_factory=Simulator)
     api: Api = Field(default_factory=Api)
+    facility: Facility = Field(default_factory=Facility)
     store: Store = Field(default_factory=Store)
     pointing: Pointing = Field(default_factory=Pointing)
     #: Folder of the file this was loaded from (for relative paths); not a TOML key.

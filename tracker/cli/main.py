@@ -37,6 +37,8 @@ COMMANDS: dict[str, str] = {
     "states": "states:states",
     "exposure": "exposure:exposure",
     "report": "report:report",
+    "tango": "facility:tango",
+    "opcua-server": "facility:opcua_server",
 }
 
 

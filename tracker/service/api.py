@@ -4,7 +4,9 @@ Reads (``GET``) are open to clients on the loopback interface and need the
 bearer token from anywhere else; commands (``POST``) always need
 ``Authorization: Bearer <token>``.  Every command goes to the engine, which
 checks it against the envelope and the state machine before anything moves and
-records it in the audit log with its source (``api:<client address>``).
+records it in the audit log with its source (``api:<client address>``; a relay
+holding the token, such as the Tango or OPC UA server, names its own client in the
+``X-Tracker-Source`` header: ``tango:<client> via api:<address>``).
 
 Refusals answer ``{"detail": "<why>"}``: 422 for targets outside the envelope
 or invalid values, 409 for commands not allowed in the current state, 401 for a
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Protocol
 
@@ -49,6 +52,11 @@ PLAN_MIN_S = 63158400.0
 PLAN_MAX_S = 7258118400.0
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+#: Header a relay holding the token (Tango, OPC UA server) sets to name its own client.
+SOURCE_HEADER = "X-Tracker-Source"
+#: What that header may hold: ``<interface>:<client>``, printable, no spaces, <= 120 characters.
+_SOURCE_RE = re.compile(r"[a-z][a-z0-9-]{0,15}:[A-Za-z0-9_.:/@\[\]#-]{1,100}")
 
 #: Declares the bearer scheme in the OpenAPI document; the check is ``require_token``.
 _bearer = HTTPBearer(auto_error=False, description="token from the daemon's api.token_file")
@@ -138,6 +146,22 @@ class InvalidRequest(BaseModel):
 
 
 # ----------------------------------------------------------------------------- helpers
+def command_source(request: Request) -> str:
+    """The audit source of a command: ``api:<address>``, or ``<relay source> via api:<address>``.
+
+    Only called after the token matched.  A malformed ``X-Tracker-Source`` is refused (422),
+    so nothing runs under a source that cannot be read back.
+    """
+    source = f"api:{client_host(request)}"
+    relay = request.headers.get(SOURCE_HEADER)
+    if relay is None:
+        return source
+    if not _SOURCE_RE.fullmatch(relay):
+        raise HTTPException(422, f"{SOURCE_HEADER} must look like 'interface:client' (lower-case "
+                                 f"interface, then letters, digits and _.:/@[]#-, at most 100)")
+    return f"{relay} via {source}"
+
+
 def _unauthorized(backend: Backend) -> HTTPException:
     return HTTPException(
         status_code=401,
@@ -207,7 +231,7 @@ def create_app(backend: Backend) -> FastAPI:
                 audit(request.url.path.rsplit("/", 1)[-1], f"api:{host}",
                       "refused: missing or wrong API token")
             raise _unauthorized(backend)
-        return client_host(request)
+        return command_source(request)
 
     async def read_access(request: Request) -> None:
         host = client_host(request)
@@ -315,22 +339,22 @@ def create_app(backend: Backend) -> FastAPI:
                         responses=_REFUSALS, summary=summary)
 
     @_post("goto", "Slew to a sky direction (or axis positions)")
-    async def goto(body: GotoRequest, host: str = Depends(require_token)) -> CommandResult:
-        return await _run("goto", f"api:{host}", az_deg=body.az_deg, el_deg=body.el_deg,
+    async def goto(body: GotoRequest, source: str = Depends(require_token)) -> CommandResult:
+        return await _run("goto", source, az_deg=body.az_deg, el_deg=body.el_deg,
                           boresight=body.boresight, axes=body.axes)
 
     @_post("jog", "Run one axis at a rate for a duration")
-    async def jog(body: JogRequest, host: str = Depends(require_token)) -> CommandResult:
-        return await _run("jog", f"api:{host}", axis=body.axis, rate_deg_s=body.rate_deg_s,
+    async def jog(body: JogRequest, source: str = Depends(require_token)) -> CommandResult:
+        return await _run("jog", source, axis=body.axis, rate_deg_s=body.rate_deg_s,
                           seconds=body.seconds)
 
     @_post("track", "Start or stop automatic Sun tracking")
-    async def track(body: TrackRequest, host: str = Depends(require_token)) -> CommandResult:
-        return await _run("set_auto_tracking", f"api:{host}", on=body.on)
+    async def track(body: TrackRequest, source: str = Depends(require_token)) -> CommandResult:
+        return await _run("set_auto_tracking", source, on=body.on)
 
     def _simple(name: str, summary: str) -> None:
-        async def handler(host: str = Depends(require_token)) -> CommandResult:
-            return await _run(name, f"api:{host}")
+        async def handler(source: str = Depends(require_token)) -> CommandResult:
+            return await _run(name, source)
         handler.__name__ = name
         handler.__doc__ = summary
         _post(name, summary)(handler)

@@ -17,6 +17,8 @@ from tracker.errors import ApiError
 from tracker.service.auth import read_token, token_path
 
 API_PREFIX = "/api/v1"
+#: A relay's own client, recorded in the audit log (see tracker.service.api.SOURCE_HEADER).
+SOURCE_HEADER = "X-Tracker-Source"
 
 
 class DaemonUnreachable(ApiError):
@@ -68,8 +70,10 @@ class Client:
         return self._token
 
     def _request(self, method: str, path: str, *, command: bool = False,
-                 json: Any = None, params: dict | None = None) -> Any:
+                 json: Any = None, params: dict | None = None, source: str | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self._token_value()}"} if command else {}
+        if source is not None:
+            headers[SOURCE_HEADER] = source
         try:
             resp = self._http.request(method, f"{API_PREFIX}/{path}", json=json, params=params,
                                       headers=headers)
@@ -104,22 +108,23 @@ class Client:
 
     # ------------------------------------------------------------------ commands
     def goto(self, az_deg: float, el_deg: float, *, boresight: str | None = None,
-             axes: bool = False) -> dict:
-        return self._request("POST", "goto", command=True, json={
+             axes: bool = False, source: str | None = None) -> dict:
+        """``source``: a relay's client (``tango:<client>``) for the audit log."""
+        return self._request("POST", "goto", command=True, source=source, json={
             "az_deg": az_deg, "el_deg": el_deg, "boresight": boresight, "axes": axes})
 
     def jog(self, axis: str, rate_deg_s: float, seconds: float) -> dict:
         return self._request("POST", "jog", command=True, json={
             "axis": axis, "rate_deg_s": rate_deg_s, "seconds": seconds})
 
-    def track(self, on: bool) -> dict:
-        return self._request("POST", "track", command=True, json={"on": on})
+    def track(self, on: bool, *, source: str | None = None) -> dict:
+        return self._request("POST", "track", command=True, json={"on": on}, source=source)
 
-    def command(self, name: str) -> dict:
+    def command(self, name: str, *, source: str | None = None) -> dict:
         """A command without arguments: stop, park, unpark, stow, reset."""
         if name not in ("stop", "park", "unpark", "stow", "reset"):
             raise ValueError(f"unknown command {name!r}")
-        return self._request("POST", name, command=True)
+        return self._request("POST", name, command=True, source=source)
 
 
 def _refusal_message(resp: httpx.Response) -> str:
