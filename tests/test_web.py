@@ -251,10 +251,14 @@ def test_page_shows_what_the_api_says(daemon, browser):
     from selenium.webdriver.common.by import By
 
     api_events = httpx.get(f"{d.url}/api/v1/events", timeout=5).json()
-    rows = browser.find_elements(By.CSS_SELECTOR, "#events tr")
-    ids = [int(r.get_attribute("data-id")) for r in rows]
-    assert ids == sorted(ids, reverse=True)
-    assert ids[0] == api_events[-1]["id"]
+    def shown() -> list[tuple[float, int]]:
+        return [(float(r.get_attribute("data-t")), int(r.get_attribute("data-id")))
+                for r in browser.find_elements(By.CSS_SELECTOR, "#events tr")]
+
+    wait_until(lambda: {e["id"] for e in api_events} <= {i for _, i in shown()}, 5.0,
+               "the API's events in the page", browser)
+    rows = shown()
+    assert rows == sorted(rows, reverse=True)                       # newest first, by time
     # the sky chart drew the Sun's path, the window part, the Sun and the pointing
     assert browser.find_elements(By.CSS_SELECTOR, "#sky polyline.sunpath")
     assert browser.find_elements(By.CSS_SELECTOR, "#sky polyline.sunwindow")

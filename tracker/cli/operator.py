@@ -144,6 +144,18 @@ def _seconds_text(value: Any) -> str:
     return f"{value:.1f} s"
 
 
+def _ages_lines(ages: dict, head: str = "Time data ") -> list[str]:
+    """The time-data parts, wrapped between parts to MAX_COLUMNS."""
+    lines, line = [], head
+    for part in _ages_text(ages).split("   "):
+        if line.strip() and line != head and len(line) + 3 + len(part) > MAX_COLUMNS:
+            lines.append(line)
+            line = " " * len(head)
+        line += ("" if line.strip() == head.strip() or not line.strip() else "   ") + part
+    lines.append(line)
+    return lines
+
+
 def _ages_text(ages: dict) -> str:
     """The time-data line: each figure with its own unit, dates and versions without one."""
     parts = []
@@ -303,7 +315,7 @@ def render_status(st: dict, *, colour: bool = False, speeds_deg_s: dict | None =
                  f" ms, {loop.get('overruns', 0)} overruns")
     ages = st.get("data_ages") or {}
     if ages:
-        lines.append("Time data " + _ages_text(ages))
+        lines += _ages_lines(ages)
     flags = [n for n, k in (("SLEWING", "slewing"), ("AT PARK", "at_park"), ("AT HOME", "at_home"))
              if st.get(k)]
     if flags:

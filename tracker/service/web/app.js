@@ -346,7 +346,8 @@ function drawSkyBase() {
   for (let az = 0; az <= 360; az += 45) {
     const x = az === 360 ? SKY.x1 : skyX(az);
     svgEl("line", {x1: x, x2: x, y1: SKY.y0, y2: SKY.y1, class: "gl"}, g);
-    svgEl("text", {x, y: SKY.y1 + 16, class: "ax", "text-anchor": "middle"}, g, names[az] ? `${names[az]} ${az}` : `${az}`);
+    svgEl("text", {x, y: SKY.y1 + 16, class: "ax", "text-anchor": az === 360 ? "end" : az === 0 ? "start" : "middle"}, g,
+          names[az] ? `${names[az]} ${az}` : `${az}`);
   }
   if (sky) {
     const p = sky.sun_path;
@@ -471,9 +472,13 @@ function addEvent(ev) {
     td.textContent = text;
     tr.appendChild(td);
   }
-  // newest first, ordered by id
+  // newest first in time order (a command is logged at once, the state change it causes a
+  // tick later with an earlier id: ids alone are not in time order)
+  tr.dataset.t = ev.time_s;
+  const later = (row) => Number(row.dataset.t) < ev.time_s ||
+    (Number(row.dataset.t) === ev.time_s && Number(row.dataset.id) < ev.id);
   let before = null;
-  for (const row of tbody.children) { if (Number(row.dataset.id) < ev.id) { before = row; break; } }
+  for (const row of tbody.children) { if (later(row)) { before = row; break; } }
   tbody.insertBefore(tr, before);
   while (tbody.children.length > 300) {
     const last = tbody.lastElementChild;
