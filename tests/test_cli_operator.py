@@ -182,7 +182,11 @@ def test_watch_and_follow_stop_on_ctrl_c(daemon):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     follow = subprocess.Popen([TRACKER, "events", "--follow", "--interval", "0.3", *base],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    # both running (a start takes seconds on a loaded machine; Ctrl-C before the first
+    # screen is click's "Aborted!", exit 1)
+    w_first = watch.stdout.readline()
+    f_first = follow.stdout.readline()
+    time.sleep(1.0)
     r = CliRunner().invoke(main, ["stop", *base])   # an event for --follow to show
     assert r.exit_code == 0
     time.sleep(2.0)
@@ -190,6 +194,7 @@ def test_watch_and_follow_stop_on_ctrl_c(daemon):
         p.send_signal(signal.SIGINT)
     w_out, w_err = watch.communicate(timeout=20)
     f_out, f_err = follow.communicate(timeout=20)
+    w_out, f_out = w_first + w_out, f_first + f_out
     assert watch.returncode == 0, w_err
     assert follow.returncode == 0, f_err
     assert w_out.count("helio-tracker  ") >= 3          # several refreshed screens
