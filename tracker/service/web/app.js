@@ -211,7 +211,7 @@ function render() {
   sample(st);
   drawSkyLive(st);
   const now = performance.now();
-  if (now - S.lastCharts > 1000) { S.lastCharts = now; drawCharts(); }
+  if (now - S.lastCharts > 2000) { S.lastCharts = now; drawCharts(); }
 }
 
 function renderBadges(st) {
@@ -377,22 +377,36 @@ function drawSkyBase() {
 }
 
 function drawSkyLive(st) {
+  // Persistent markers moved in place (no re-creation at 5 Hz: cheap for the browser).
   const g = $("sky-live");
   if (!g) return;
-  clear(g);
+  if (!g.firstChild) {
+    svgEl("path", {id: "m-target", class: "target"}, g);
+    svgEl("circle", {id: "m-sunglow", r: 15, class: "sunglow"}, g);
+    svgEl("circle", {id: "m-sun", r: 9, class: "sunnow"}, g);
+    svgEl("circle", {id: "m-point", r: 13, class: "pointing"}, g);
+    svgEl("path", {id: "m-cross", class: "pointing"}, g);
+  }
   const sun = st.sun || {}, pt = st.pointing || {}, tg = st.target || {};
-  if (Number.isFinite(tg.az_deg) && Number.isFinite(tg.el_deg)) {
+  const place = (id, attrs) => {
+    const el = $(id);
+    for (const [k, v] of Object.entries(attrs)) if (el.getAttribute(k) !== v) el.setAttribute(k, v);
+  };
+  const ok = (a, b) => Number.isFinite(a) && Number.isFinite(b);
+  const r1 = (v) => v.toFixed(1);
+  if (ok(tg.az_deg, tg.el_deg)) {
     const x = skyX(tg.az_deg), y = skyY(tg.el_deg);
-    svgEl("path", {d: `M${x} ${y - 8} L${x + 8} ${y} L${x} ${y + 8} L${x - 8} ${y} Z`, class: "target"}, g);
-  }
-  if (Number.isFinite(sun.azimuth_deg)) {
-    svgEl("circle", {cx: skyX(sun.azimuth_deg), cy: skyY(sun.elevation_deg), r: 9, class: "sunnow"}, g);
-  }
-  if (Number.isFinite(pt.az_deg) && Number.isFinite(pt.el_deg)) {
+    place("m-target", {d: `M${r1(x)} ${r1(y - 8)} L${r1(x + 8)} ${r1(y)} L${r1(x)} ${r1(y + 8)} L${r1(x - 8)} ${r1(y)} Z`, visibility: "visible"});
+  } else place("m-target", {visibility: "hidden"});
+  if (ok(sun.azimuth_deg, sun.elevation_deg)) {
+    const c = {cx: r1(skyX(sun.azimuth_deg)), cy: r1(skyY(sun.elevation_deg)), visibility: "visible"};
+    place("m-sun", c); place("m-sunglow", c);
+  } else { place("m-sun", {visibility: "hidden"}); place("m-sunglow", {visibility: "hidden"}); }
+  if (ok(pt.az_deg, pt.el_deg)) {
     const x = skyX(pt.az_deg), y = skyY(pt.el_deg);
-    svgEl("circle", {cx: x, cy: y, r: 13, class: "pointing"}, g);
-    svgEl("path", {d: `M${x - 20} ${y} H${x - 6} M${x + 6} ${y} H${x + 20} M${x} ${y - 20} V${y - 6} M${x} ${y + 6} V${y + 20}`, class: "pointing"}, g);
-  }
+    place("m-point", {cx: r1(x), cy: r1(y), visibility: "visible"});
+    place("m-cross", {d: `M${r1(x - 20)} ${r1(y)} H${r1(x - 6)} M${r1(x + 6)} ${r1(y)} H${r1(x + 20)} M${r1(x)} ${r1(y - 20)} V${r1(y - 6)} M${r1(x)} ${r1(y + 6)} V${r1(y + 20)}`, visibility: "visible"});
+  } else { place("m-point", {visibility: "hidden"}); place("m-cross", {visibility: "hidden"}); }
 }
 
 function drawSeries(svgId, ring, opts) {
@@ -418,11 +432,20 @@ function drawSeries(svgId, ring, opts) {
   for (const [v, cls] of opts.lines || []) {
     if (Number.isFinite(v)) svgEl("line", {x1: X0, x2: X1, y1: yOf(v), y2: yOf(v), class: cls}, svg);
   }
+  const step = Math.max(1, Math.floor(ring.length / (X1 - X0)));   // about one point per pixel
+  if (step > 1) {
+    const thin = [];
+    for (let i = 0; i < ring.length; i += step) {
+      const chunk = ring.slice(i, i + step).filter(([, v]) => v !== null);
+      thin.push(chunk.length ? [chunk[chunk.length - 1][0], Math.max(...chunk.map(([, v]) => v))] : [ring[i][0], null]);
+    }
+    ring = thin;
+  }
   let pts = [];
   const flush = () => { if (pts.length > 1) svgEl("polyline", {points: pts.join(" "), class: opts.cls}, svg); else if (pts.length === 1) { const [x, y] = pts[0].split(","); svgEl("circle", {cx: x, cy: y, r: 1.5, class: opts.cls + "-dot"}, svg); } pts = []; };
   let prevT = null;
   for (const [t, v] of ring) {
-    if (v === null || (prevT !== null && t - prevT > 5)) flush();
+    if (v === null || (prevT !== null && t - prevT > 5 * step)) flush();
     if (v !== null) pts.push(`${xOf(t).toFixed(1)},${yOf(v).toFixed(1)}`);
     prevT = t;
   }
