@@ -253,6 +253,24 @@ def test_fault_screen_wording():
     assert max(len(line) for line in out.splitlines()) <= 120
 
 
+def test_bell_once_per_new_fault():
+    tracking = {"state": "tracking", "faults": []}
+    fault = {"state": "fault", "faults": [{"source": "azimuth", "condition": "overcurrent",
+                                           "text": "drive overcurrent"}]}
+    known, ring = operator.fault_alarm(set(), tracking)
+    assert not ring and known == set()
+    known, ring = operator.fault_alarm(known, fault)
+    assert ring and "azimuth: drive overcurrent" in known
+    known, ring = operator.fault_alarm(known, fault)       # the same fault: no second bell
+    assert not ring
+    second = {"state": "fault", "faults": [*fault["faults"], {"source": "elevation",
+              "condition": "following_error", "text": ""}]}
+    known, ring = operator.fault_alarm(known, second)      # another one: bell again
+    assert ring
+    known, ring = operator.fault_alarm(known, tracking)    # reset: quiet
+    assert not ring and known == set()
+
+
 def test_event_messages_keep_arguments_and_drop_repeats():
     ev = {"id": 7, "time_s": 1.0, "time_utc": "x", "kind": "command", "source": "api:127.0.0.1",
           "message": "stop refused: refused: 'hold' is not allowed while parked",

@@ -346,6 +346,14 @@ def _window_text(win: dict | None, now_s: float | None, current: bool) -> str:
     return text + (f", boresight {bs}" if bs else "")
 
 
+def fault_alarm(known: set[str], st: dict) -> tuple[set[str], bool]:
+    """(the faults now, True if one is new since ``known``): ring the bell once per fault."""
+    faults = {_fault_text(f) for f in st.get("faults") or []}
+    if st.get("state") in ("fault", "estop"):
+        faults.add(f"state {st['state']}")
+    return faults, bool(faults - known)
+
+
 def use_colour(stream: Any = None) -> bool:
     """Colour and bells only on a terminal, and never with NO_COLOR set."""
     stream = stream or sys.stdout
@@ -392,12 +400,8 @@ def status(opts: dict, watch: bool, interval_s: float) -> None:
                     else:
                         out = render_status(st, colour=colour, speeds_deg_s=speeds,
                                             accels_deg_s2=accels)
-                        faults = {_fault_text(f) for f in st.get("faults") or []}
-                        if st.get("state") in ("fault", "estop"):
-                            faults.add(f"state {st['state']}")
-                        if faults - known_faults and colour:
-                            bell = "\a"
-                        known_faults = faults
+                        known_faults, new = fault_alarm(known_faults, st)
+                        bell = "\a" if new and colour else ""
                 except ApiError as exc:
                     out = (json.dumps({"ok": False, "error": str(exc)}) if opts["as_json"]
                            else f"error: {exc}\n(retrying every {interval_s:g} s; Ctrl-C to quit)")
