@@ -342,7 +342,9 @@ def test_no_shell_and_every_subprocess_is_known_with_a_fixed_argv():
                                      and kw["shell"].value is False), f
     states = [n for f, _, n in calls if f == "tracker/cli/states.py"]
     assert len(states) == 1
-    assert [ast.unparse(x) for x in states[0].args[0].elts] == ["exe", "'-Tpng'", "'-o'", "out"]
+    # the layout engine and dpi come from click.Choice / IntRange options, never free text
+    assert [ast.unparse(x) for x in states[0].args[0].elts] == [
+        "exe", "f'-K{engine}'", "f'-Gdpi={dpi}'", "'-Tpng'", "'-o'", "out"]
 
 
 def test_states_png_runs_dot_with_a_fixed_argv(tmp_path, monkeypatch):
@@ -365,7 +367,7 @@ def test_states_png_runs_dot_with_a_fixed_argv(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["states", "--png", evil])
     assert result.exit_code == 0, result.output
     seen = json.loads(record.read_text())
-    assert seen["argv"] == [str(fake), "-Tpng", "-o", str(tmp_path / evil)]
+    assert seen["argv"] == [str(fake), "-Kdot", "-Gdpi=110", "-Tpng", "-o", str(tmp_path / evil)]
     assert "digraph" in seen["stdin"]
     assert (tmp_path / evil).read_bytes() == b"PNG"
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
@@ -384,7 +386,7 @@ async def test_remote_client_without_token_gets_only_the_openapi_document(in_pro
     transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 5000))
     async with httpx.AsyncClient(transport=transport, base_url="http://tracker") as c:
         assert (await c.get("/openapi.json")).status_code == 200
-        for path in ("status", "plan", "events", "info"):
+        for path in ("status", "plan", "events", "info", "stream", "sky"):
             assert (await c.get(f"/api/v1/{path}")).status_code == 401, path
         for command in COMMANDS:
             r = await c.post(f"/api/v1/{command}", json=_BODIES.get(command))

@@ -7,6 +7,7 @@ A ``TrackerError`` ends the command with its message and exit status 2.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import sys
@@ -54,6 +55,18 @@ class _LazyGroup(click.Group):
         module = importlib.import_module(f"tracker.cli.{module_name}")
         return getattr(module, attr)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """Like click's, but a mistyped command gets the closest names as a suggestion."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            close = difflib.get_close_matches(name, sorted(COMMANDS), n=3, cutoff=0.6)
+            if not close:   # a prefix: 'stat' -> status, states
+                close = [c for c in sorted(COMMANDS) if c.startswith(name)][:3]
+            hint = (f" Did you mean {' or '.join(repr(c) for c in close)}?" if close
+                    else " See 'tracker --help' for the commands.")
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -66,6 +79,10 @@ class _LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.version_option(package_name="helio-tracker")
 def main(verbose: int) -> None:
-    """Solar-tracking controller for axion helioscopes."""
+    """Solar-tracking controller for axion helioscopes.
+
+    Shell completion (bash, zsh, fish): see docs/daemon.md, e.g. for bash
+    eval "$(_TRACKER_COMPLETE=bash_source tracker)" in ~/.bashrc.
+    """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import time
 from datetime import UTC, datetime
 
 import click
@@ -24,6 +26,12 @@ def parse_utc(text: str) -> float:
     return dt.timestamp()
 
 
+def today_start_s(now_s: float | None = None) -> float:
+    """00:00 UTC of the current day (of ``now_s``, default the system clock), unix seconds."""
+    now_s = time.time() if now_s is None else now_s
+    return math.floor(now_s / 86400.0) * 86400.0
+
+
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -32,12 +40,13 @@ def _hms(seconds: float) -> str:
 @click.command("plan")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Config file (default: config/sim.toml).")
-@click.option("--start", "start", required=True,
-              help="UTC date (YYYY-MM-DD) or ISO time; no zone means UTC.")
+@click.option("--start", "start", default=None,
+              help="UTC date (YYYY-MM-DD) or ISO time; no zone means UTC. Default: today "
+                   "(00:00 UTC).")
 @click.option("--days", type=FiniteFloatRange(min=0.0, min_open=True, max=3660.0), default=1.0,
               show_default=True, help="Length of the plan in days.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
-def plan(config_path: str | None, start: str, days: float, as_json: bool) -> None:
+def plan(config_path: str | None, start: str | None, days: float, as_json: bool) -> None:
     """Tracking windows: when the Sun is inside the envelope, per boresight.
 
     One line per window: start, end (UTC), duration, boresight, the Sun's
@@ -47,7 +56,7 @@ def plan(config_path: str | None, start: str, days: float, as_json: bool) -> Non
     from tracker.planning import planner
 
     settings = config_mod.load(config_path)
-    t0 = parse_utc(start)
+    t0 = parse_utc(start) if start is not None else today_start_s()
     result = planner.plan(settings, t0, t0 + days * 86400.0)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import click
+
+from tracker.log.store import iso_utc
 
 
 @click.command("report")
@@ -19,19 +23,35 @@ import click
 @click.option("--sky-days", type=click.IntRange(min=0), default=7, show_default=True,
               help="Daily sky charts for at most this many days.")
 @click.option("--no-plots", is_flag=True, help="JSON and CSV only.")
-def report(start, end, db, config_path, out_dir, sky_days, no_plots) -> None:
-    """Per-day exposure, error statistics, time in each state, faults; JSON, CSV and PNG."""
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def report(start, end, db, config_path, out_dir, sky_days, no_plots, quiet) -> None:
+    """Per-day exposure, error statistics, time in each state, faults; JSON, CSV and PNG.
+
+    Progress goes to stderr (one line per step with the time since the start), the summary
+    and the files written to stdout.
+    """
     from tracker.cli.exposure import open_log
     from tracker.log.report import build_report, resolve_range, write_report
 
+    started = time.monotonic()
+
+    def progress(text: str) -> None:
+        if not quiet:
+            click.echo(f"[{time.monotonic() - started:6.1f} s] {text}", err=True)
+
+    progress("opening the tracking log")
     store, settings = open_log(db, config_path)
     try:
         t0, t1 = resolve_range(store, start, end)
+        progress(f"computing exposure {iso_utc(t0)} .. {iso_utc(t1)} "
+                 f"({(t1 - t0) / 86400.0:.1f} days)")
         rep = build_report(store, t0, t1, settings=settings)
+        progress(f"writing JSON and CSV to {out_dir}")
         paths = write_report(rep, out_dir, store=store, settings=settings, plots=not no_plots,
-                             sky_days=sky_days)
+                             sky_days=sky_days, progress=lambda what: progress(f"plotting {what}"))
     finally:
         store.close()
+    progress("done")
     tot = rep["total"]
     click.echo(f"{rep['from_utc']} .. {rep['to_utc']}: on-Sun {tot['on_sun_s'] / 3600:.3f} h, "
                f"tracking {tot['tracking_s'] / 3600:.3f} h"

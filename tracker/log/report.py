@@ -19,6 +19,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,8 @@ def write_intervals_csv(path: str | Path, intervals: list[dict]) -> None:
 
 
 def write_report(report: dict, out_dir: str | Path, *, store: TrackingStore | None = None,
-                 settings=None, plots: bool = True, sky_days: int = 7) -> list[Path]:
+                 settings=None, plots: bool = True, sky_days: int = 7,
+                 progress: Callable[[str], None] | None = None) -> list[Path]:
     """Write the report files into ``out_dir`` (created); returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +238,8 @@ def write_report(report: dict, out_dir: str | Path, *, store: TrackingStore | No
                [[f["time_utc"], f["source"], f["message"]] for f in report["faults"]])
     written.append(p)
     if plots:
-        written += plot_all(report, out, store=store, settings=settings, sky_days=sky_days)
+        written += plot_all(report, out, store=store, settings=settings, sky_days=sky_days,
+                            progress=progress)
     return written
 
 
@@ -270,17 +273,24 @@ def _dt64(t_s: np.ndarray) -> np.ndarray:
 
 
 def plot_all(report: dict, out: Path, *, store: TrackingStore | None, settings=None,
-             sky_days: int = 7) -> list[Path]:
-    """Exposure per day, the pointing error series and up to ``sky_days`` daily sky charts."""
+             sky_days: int = 7, progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Exposure per day, the pointing error series and up to ``sky_days`` daily sky charts.
+
+    ``progress(text)``, if given, is told what is being drawn before each plot.
+    """
+    say = progress or (lambda _text: None)
+    say("exposure per day")
     written = [plot_exposure_per_day(report, out / "exposure_per_day.png")]
     t0 = parse_when(report["from_utc"])
     t1 = parse_when(report["to_utc"])
     if store is not None:
+        say("pointing error series")
         written.append(plot_error_series(store, t0, t1, out / "pointing_error.png",
                                          report.get("on_sun_tolerance_arcsec")))
     if settings is not None:
         for d0 in day_starts(t0, t1)[:max(sky_days, 0)]:
             date = iso_utc(d0)[:10]
+            say(f"sky chart {date}")
             day_plan = _plan(settings, d0, d0 + DAY_S)      # the whole day's windows
             windows = [w.to_json() for w in day_plan.windows] if day_plan is not None else []
             written.append(plot_sky_chart(settings, d0, out / f"sky_{date}.png", store=store,

@@ -365,6 +365,11 @@ def create_app(backend: Backend) -> FastAPI:
     _simple("stow", "Move to the stow (survival) position")
     _simple("reset", "Acknowledge faults and reset the drives (axes stay stopped)")
 
+    # The control-room page (``/``), its live stream and sky layer: tracker/service/web.py.
+    from tracker.service import web
+
+    web.install(app, backend, read_access)
+
     if backend.settings.api.alpaca_enabled:
         from tracker.service.alpaca import create_router
 
