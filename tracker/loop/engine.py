@@ -84,6 +84,14 @@ ARRIVED_DEG = 0.01
 ARRIVED_SPEED_DEG_S = 0.005
 #: Below this speed (deg/s) an axis counts as stopped (Alpaca's Slewing, status "moving").
 STOPPED_SPEED_DEG_S = 1e-4
+#: The anemometer is read and judged at this period (s): ultrasonic anemometers report at
+#: 1-4 Hz; the gust is a 3 s mean.
+WIND_PERIOD_S = 0.25
+#: The independent Sun interlock checks the tracked target at this period (s): the Sun
+#: moves at most 15 arcsec/s, the interlock's bound is 180 arcsec.
+INTERLOCK_PERIOD_S = 1.0
+#: The kernel's clock state is read, and judged for automatic tracking, this often (s).
+CLOCK_CHECK_PERIOD_S = 60.0
 
 
 class AxisBus:
@@ -158,7 +166,11 @@ class Engine:
         self.interlock_verdict: InterlockVerdict | None = None
         self.clock_sync: ClockSync | None = None
         self._clock_checked_mono = -math.inf
+        self._clock_ok = True
         self._clock_refusal_logged = ""
+        self._wind_due_mono = -math.inf
+        self._wind_last: tuple[str, bool] = ("", False)
+        self._interlock_due_mono = -math.inf
         self._true_direction = true_direction
         tr = settings.tracking
         self.period_s = 1.0 / tr.control_rate_hz
@@ -319,7 +331,7 @@ class Engine:
                        and m.error_arcsec <= self.settings.tracking.on_sun_tolerance_arcsec)
         # 3. supervise
         drives = self._drive_sup.check(mono, states)
-        wind_stow, wind_calm = await self._supervise_wind(t)
+        wind_stow, wind_calm = await self._supervise_wind(t, mono)
         clock_ok = self._supervise_clock(t, mono)
         acquired = False
         follow_fault = ""
@@ -329,8 +341,10 @@ class Engine:
             acquired, follow_fault = v.acquired, v.fault
         elif state is State.TRACKING:
             follow_fault = self._acq.check_tracking(mono, m.error_arcsec).fault
-        if self.interlock is not None and self.task.kind is TaskKind.SUN and state in (
-                State.ACQUIRING, State.TRACKING):
+        if (self.interlock is not None and self.task.kind is TaskKind.SUN
+                and state in (State.ACQUIRING, State.TRACKING)
+                and mono >= self._interlock_due_mono):
+            self._interlock_due_mono = mono + INTERLOCK_PERIOD_S
             iv = self.interlock_verdict = self.interlock.check(t, *m.target_sky)
             if not iv.ok:
                 follow_fault = f"Sun interlock: {iv.reason}"
@@ -356,12 +370,16 @@ class Engine:
         # 10. record
         self.recorder.record(t, state, self.boresight, m, self.on_sun, here)
 
-    async def _supervise_wind(self, t: float) -> tuple[str, bool]:
+    async def _supervise_wind(self, t: float, mono: float) -> tuple[str, bool]:
         """The wind verdict as (stow cause or "", calm): the gust/mean rule and the
-        sensor-loss fail-safe of ``tracker.loop.weather``."""
+        sensor-loss fail-safe of ``tracker.loop.weather``, every ``WIND_PERIOD_S``."""
         wind = self.wind
         if wind is None:
             return "", False
+        if mono < self._wind_due_mono:
+            stow, calm = self._wind_last
+            return (stow if not self._wind_stowed else ""), calm
+        self._wind_due_mono = mono + WIND_PERIOD_S
         if self._sample_wind:
             await wind.sample()
         v = self.wind_verdict = wind.monitor.verdict(t)
@@ -374,14 +392,16 @@ class Engine:
                         source="weather", data={"wind": v.as_dict()})
         stow = v.reason if (v.stow and not self._wind_stowed
                             and self.settings.weather.auto_stow) else ""
-        return stow, v.decision is WindDecision.CALM
+        self._wind_last = (stow, v.decision is WindDecision.CALM)
+        return self._wind_last
 
     def _supervise_clock(self, t: float, mono: float) -> bool:
         """May automatic tracking start with this clock?  The kernel's synchronisation
         state is read at most once a minute; a refusal is logged once per reason."""
-        if mono - self._clock_checked_mono >= 60.0 or self.clock_sync is None:
-            self._clock_checked_mono = mono
-            self.clock_sync = clock_sync_of(self.clock)
+        if mono - self._clock_checked_mono < CLOCK_CHECK_PERIOD_S and self.clock_sync is not None:
+            return self._clock_ok
+        self._clock_checked_mono = mono
+        self.clock_sync = clock_sync_of(self.clock)
         rates = (self.sun[2], self.sun[3])
         ok, why = may_start_tracking(self.clock_sync,
                                      self.settings.clock.max_share_of_tolerance,
@@ -394,6 +414,7 @@ class Engine:
                         source="clock", data={"clock": self.clock_sync.as_dict()})
         elif not why:
             self._clock_refusal_logged = ""
+        self._clock_ok = ok
         return ok
 
     def _clock_jumped(self, t: float, jump_s: float) -> None:

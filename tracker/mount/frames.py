@@ -24,6 +24,15 @@ class Frames:
     def __init__(self, envelope: Envelope, pointing: PointingModel) -> None:
         self.envelope = envelope
         self.pointing = pointing
+        #: boresight -> (azimuth offset deg, elevation sign), for the scalar fast path.
+        self._geometry: dict[str, tuple[float, float]] = {}
+
+    def _bs(self, boresight: str) -> tuple[float, float]:
+        g = self._geometry.get(boresight)
+        if g is None:
+            b = self.envelope.boresight(boresight)
+            g = self._geometry[boresight] = (b.azimuth_offset_deg, float(b.elevation_sign))
+        return g
 
     def sky_to_mount(self, boresight: str, az_deg: float, el_deg: float, *,
                      near_az_deg: float | None = None) -> tuple[float, float]:
@@ -37,14 +46,13 @@ class Frames:
                                 ref_az_deg: float) -> tuple[float, float]:
         """Mount angles for a moving target: the azimuth turn nearest ``ref_az_deg`` (the
         previous tick's), with no envelope check, so a tracked azimuth never jumps 360 deg."""
-        b = self.envelope.boresight(boresight)
-        return (nearest_turn_deg(az_deg - b.azimuth_offset_deg, ref_az_deg),
-                b.elevation_sign * el_deg)
+        offset, sign = self._bs(boresight)
+        return nearest_turn_deg(az_deg - offset, ref_az_deg), sign * el_deg
 
     def mount_to_sky(self, boresight: str, az_deg: float, el_deg: float) -> tuple[float, float]:
         """Sky direction (azimuth in [0, 360)) of ``boresight`` at these mount angles."""
-        az, el = self.envelope.axes_to_sky(boresight, az_deg, el_deg)
-        return float(az), float(el)
+        offset, sign = self._bs(boresight)
+        return (az_deg + offset) % 360.0, sign * el_deg
 
     def mount_to_encoder(self, az_deg: float, el_deg: float) -> tuple[float, float]:
         """Encoder readings at which the mechanical axis is at these mount angles."""

@@ -214,6 +214,8 @@ def create_app(backend: Backend) -> FastAPI:
         description=__doc__,
         docs_url=None,
         redoc_url=None,
+        # No 307 to the slash-less path: a client gets the route it asked for or an error.
+        redirect_slashes=False,
     )
     _offline_docs(app)
     # For the server (tracker.service.daemon._make_server): request limits, discovery.

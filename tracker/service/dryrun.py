@@ -133,7 +133,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     """
     from simulator.axis import SimulatedAxis
     from simulator.mount import SimMount
-    from simulator.truth import true_direction
+    from simulator.truth import truth_model
     from simulator.weather import SimWindSensor
     from tracker.log.store import TrackingStore
     from tracker.loop.weather import make_wind_supervisor
@@ -178,10 +178,12 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         axes = make_axes(settings, clock=clock.now_s)
     else:
         raise ValueError(f"unknown dry-run driver {driver!r}: use 'sim', 'modbus' or 'opcua'")
+    truth_model_ = truth_model(settings)
+    az_axis, el_axis = mount.azimuth, mount.elevation
+
     def truth() -> tuple[float, float]:
         """The mechanical axis' true direction (simulator truth, misalignment included)."""
-        return true_direction(settings, mount.azimuth.true_position_deg,
-                              mount.elevation.true_position_deg)
+        return truth_model_.axes_to_sky(az_axis.true_position_deg, el_axis.true_position_deg)
     end_s = start_s + duration_s
     figures = SampleStats(start_s, end_s, settle_s=settings.tracking.settle_s)
     # A dry run simulates the site: its anemometer is the simulated mount's wind (on any
