@@ -26,7 +26,8 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.modbus_map import RegisterMap, map_for
-from tracker.mount.axis import AxisState, Condition, Limit, condition_for_code, stale_state
+from drivers.status_word import fault_from_code, limit_from_flags
+from tracker.mount.axis import AxisState, Condition, stale_state
 
 log = logging.getLogger(__name__)
 
@@ -302,21 +303,9 @@ class ModbusAxis:
         vel = m.words_to_int32(regs[i], regs[i + 1]) / m.counts_per_deg_s
         flags = regs[self._flags_i]
         code = regs[self._code_i]
-        en, mv, sl, sh, hl, hh = self._bits
-        if flags & hh:
-            limit = Limit.HARD_HIGH
-        elif flags & hl:
-            limit = Limit.HARD_LOW
-        elif flags & sh:
-            limit = Limit.SOFT_HIGH
-        elif flags & sl:
-            limit = Limit.SOFT_LOW
-        else:
-            limit = Limit.NONE
-        cond = condition_for_code(code)
-        text = cond.value.replace("_", " ") if code else ""
-        if code and cond is Condition.DRIVE_FAULT:
-            text = f"drive fault code {code}"
+        en, mv = self._bits[0], self._bits[1]
+        limit = limit_from_flags(flags, self._bits)
+        cond, text = fault_from_code(code)
         pending = self._pending
         if pending is not None and cond is Condition.OK:
             # The last command was lost: say so once, with the fresh reading.

@@ -43,8 +43,9 @@ from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from drivers.opcua_map import AXES, COMMAND_KEYS, STATUS_KEYS, NodeMap, map_for
+from drivers.status_word import fault_from_code, limit_from_flags
 from tracker.errors import ConfigError
-from tracker.mount.axis import AxisState, Condition, Limit, condition_for_code, stale_state
+from tracker.mount.axis import AxisState, Condition, stale_state
 
 log = logging.getLogger(__name__)
 
@@ -540,21 +541,9 @@ class OpcUaAxis:
         pos = values[0] * self.map.position_unit_deg
         vel = values[1] * self.map.velocity_unit_deg_s
         word, code = values[2], values[3]
-        en, mv, sl, sh, hl, hh = self._bits
-        if word & hh:
-            limit = Limit.HARD_HIGH
-        elif word & hl:
-            limit = Limit.HARD_LOW
-        elif word & sh:
-            limit = Limit.SOFT_HIGH
-        elif word & sl:
-            limit = Limit.SOFT_LOW
-        else:
-            limit = Limit.NONE
-        cond = condition_for_code(code)
-        text = cond.value.replace("_", " ") if code else ""
-        if code and cond is Condition.DRIVE_FAULT:
-            text = f"drive fault code {code}"
+        en, mv = self._bits[0], self._bits[1]
+        limit = limit_from_flags(word, self._bits)
+        cond, text = fault_from_code(code)
         pending = self._pending
         if pending is not None and cond is Condition.OK:
             # The last command was lost: say so once, with the fresh reading.
