@@ -50,7 +50,7 @@ def _write(tmp_path, text: str):
 def _sim_with(replace: str, by: str) -> str:
     text = (CONFIG_DIR / "sim.toml").read_text()
     assert replace in text
-    return text.replace(replace, by)
+    return text.replace(replace, by, 1)
 
 
 @pytest.mark.parametrize("replace, by, key, fragment", [

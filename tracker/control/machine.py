@@ -60,7 +60,7 @@ TRANSITIONS: list[tuple[str, list[State] | State, State]] = [
     ("reacquire", S.TRACKING, S.ACQUIRING),
     ("close_window", [S.ACQUIRING, S.TRACKING], S.IDLE),
     ("park", [S.IDLE, S.SLEWING, S.WAITING, S.ACQUIRING, S.TRACKING, S.MANUAL, S.STOWED,
-              S.PARKING], S.PARKING),
+              S.STOWING, S.PARKING], S.PARKING),
     ("parked", S.PARKING, S.PARKED),
     ("manual", [S.IDLE, S.SLEWING, S.WAITING, S.ACQUIRING, S.TRACKING, S.PARKING, S.MANUAL,
                 S.STOWED, S.STOWING], S.MANUAL),

@@ -617,8 +617,21 @@ class Engine:
         if self.store is not None:
             self.store.audit(t, source, cmd.name, cmd.args(), True, "accepted")
 
+    def _require(self, cmd: Command, trigger: str) -> None:
+        """Refuse (before anything changes) a command whose transition the table forbids."""
+        if not self.machine.may(trigger):
+            raise StateError(f"{cmd.name} refused: not possible while {self.state}")
+
     async def _apply_command(self, cmd: Command, source: str) -> None:
         m = self.machine
+        if isinstance(cmd, Goto | Jog):
+            self._require(cmd, "manual")
+        elif isinstance(cmd, Park) and m.state is not State.PARKED:
+            self._require(cmd, "park")
+        elif isinstance(cmd, Stow) and m.state is not State.STOWED:
+            self._require(cmd, "stow")
+        elif isinstance(cmd, Unpark):
+            self._require(cmd, "unpark")
         if isinstance(cmd, Goto):
             b = cmd.boresight or self.boresight
             self.settings.envelope.boresight(b)
