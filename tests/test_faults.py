@@ -231,7 +231,7 @@ MATRIX: list[Row] = [
         "a single dropped connection is reconnected within the 0.5 s grace (no fault); a link "
         "lost for longer is a fault; the drives ramp to zero by their own watchdog",
         "fault", "`fault` event `link_down`; drive latches `watchdog`",
-        "restore the link, `tracker reset`; tracking resumes"),
+        "restore the link, `tracker reset` (the mount holds), `tracker track start`"),
     Row("slow_responses", "responses slower than the timeout",
         "`delay_responses(0.6)` (timeout 0.25 s)",
         "after 0.5 s of timeouts: fault, drives commanded to hold/stop",
@@ -246,7 +246,7 @@ MATRIX: list[Row] = [
         "check the drive, `tracker reset`"),
     Row("drive_trip", "drive trip (overcurrent)", "`trip('elevation', OVERCURRENT)`",
         "both axes stop and hold", "fault", "`fault` event `elevation: overcurrent`",
-        "find the cause, `tracker reset`; tracking resumes"),
+        "find the cause, `tracker reset` (the mount holds), `tracker track start`"),
     Row("encoder_jump", "encoder jump (0.5 deg)", "`encoder_jump('azimuth', 0.5)`",
         "both axes stop and hold", "fault", "`fault` event `azimuth: encoder_jump`",
         "re-reference the encoder, then `tracker reset` (a reset alone would track 0.5 deg off)"),
@@ -275,6 +275,16 @@ MATRIX: list[Row] = [
         "tracking continues; rows kept in memory; written when space returns", "tracking",
         "status `log.healthy` false with the error; `warning` event after recovery",
         "free disk space"),
+    Row("restart_in_fault", "daemon restarted while in fault",
+        "`trip('elevation')`, daemon stopped, drives healthy again, daemon started on the same log",
+        "starts holding in fault (the unacknowledged fault is read from the log); goto, stow "
+        "and track are refused (409) and nothing moves", "fault",
+        "`fault` event `unacknowledged fault from before the restart`",
+        "`tracker reset` (the mount holds), `tracker track start`"),
+    Row("clock_jump_during_jog", "clock jump back during a jog",
+        "15 s jog, then the daemon clock set back 3600 s after 5 s",
+        "the jog ends after its 15 s of monotonic time; the jump is reported", "manual",
+        "`warning` event `clock jumped by -3600.0 s`", "check NTP/the system clock"),
     Row("sqlite_locked", "SQLite file locked by another process",
         "a process holds `BEGIN IMMEDIATE` for 3 s",
         "tracking continues; rows kept in memory; written when the lock goes", "tracking",
@@ -344,6 +354,14 @@ async def fault_then_reset(rig: DaemonRig, inject: Callable[[], Any], text: str,
             await res
     r = await rig.post("reset")
     assert r.status_code == 200, r.text
+    # A reset acknowledges and holds: nothing moves until automatic tracking is asked for.
+    await asyncio.sleep(2.0)
+    st = await rig.status()
+    assert st["state"] == "idle" and not st["auto_tracking"], st["state"]
+    for ax in rig.mount.axes.values():
+        assert abs(ax.velocity_deg_s) < 1e-3, (ax.name, ax.velocity_deg_s)
+    r = await rig.post("track", {"on": True})
+    assert r.status_code == 200, r.text
     await rig.tracking(30.0)
     rig.assert_inside_hard_limits()
     return {"detect_s": waited}
@@ -408,6 +426,52 @@ async def test_drive_trip(tmp_path, monkeypatch, scene):
     async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
         await fault_then_reset(rig, lambda: rig.faults.trip("elevation", Condition.OVERCURRENT),
                                "elevation: overcurrent")
+
+
+async def test_restart_in_fault(tmp_path, monkeypatch, scene):
+    data, t_s = scene
+    db = tmp_path / "tracker.sqlite"
+    async with DaemonRig(tmp_path, monkeypatch, data, t_s, db_path=db) as rig:
+        await rig.tracking()
+        rig.faults.trip("elevation", Condition.OVERCURRENT)
+        await rig.wait_for(lambda s: s["state"] == "fault", 5.0, "fault")
+        assert await rig.stop() == 0
+    t_restart = t_s + 120.0
+    async with DaemonRig(tmp_path, monkeypatch, data, t_restart, db_path=db) as rig:
+        st, _ = await rig.wait_for(lambda s: s["state"] == "fault", 10.0, "fault at start")
+        start = {n: a.true_position_deg for n, a in rig.mount.axes.items()}
+        for command, body in (("goto", {"az_deg": st["sun"]["azimuth_deg"], "el_deg": 0.0}),
+                              ("stow", None), ("track", {"on": True})):
+            r = await rig.post(command, body)
+            assert r.status_code == 409 and "reset" in r.json()["detail"], (command, r.text)
+        await asyncio.sleep(5.0)
+        assert (await rig.status())["state"] == "fault"
+        moved = {n: abs(a.true_position_deg - start[n]) for n, a in rig.mount.axes.items()}
+        assert max(moved.values()) < 0.005, moved
+        assert any("unacknowledged fault from before the restart" in e["message"]
+                   for e in rig.events(t_s))
+        assert (await rig.post("reset")).status_code == 200
+        await asyncio.sleep(2.0)
+        assert (await rig.status())["state"] == "idle"
+        assert (await rig.post("track", {"on": True})).status_code == 200
+        await rig.tracking(60.0)
+        rig.assert_inside_hard_limits()
+
+
+async def test_clock_jump_during_jog(tmp_path, monkeypatch, scene):
+    data, t_s = scene
+    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+        await rig.tracking()
+        el0 = rig.mount.elevation.true_position_deg
+        r = await rig.post("jog", {"axis": "el", "rate_deg_s": -0.05, "seconds": 15.0})
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(5.0)
+        rig.clock.offset_s -= 3600.0
+        await asyncio.sleep(15.0)
+        st = await rig.status()
+        assert abs(rig.mount.elevation.velocity_deg_s) < 1e-3, st["task"]
+        assert rig.mount.elevation.true_position_deg - el0 == pytest.approx(-0.75, abs=0.1)
+        assert any("clock jumped by -3600" in e["message"] for e in rig.events(t_s - 7200.0))
 
 
 async def test_encoder_jump(tmp_path, monkeypatch, scene):

@@ -457,7 +457,8 @@ class Engine:
         if self._track is not None and w is not None and self._states:
             az, el = self._track.altaz_rates(t)[:2]
             try:
-                to = self.frames.sky_to_mount(w.boresight, az, el, near_az_deg=w.entry_axis_az_deg)
+                to = self.frames.sky_to_mount(w.boresight, az, el,
+                                              near_az_deg=self._planned_turn_az(w, az))
             except TrackerError:
                 to = (w.entry_axis_az_deg, w.entry_axis_el_deg)
             here = (self._states["azimuth"].position_deg, self._states["elevation"].position_deg)
@@ -466,6 +467,18 @@ class Engine:
                         + tr.settle_s + tr.following_error_grace_s)
         self._acq.start(deadline)
         self.on_sun = False
+
+    def _planned_turn_az(self, w: Window, sun_az_deg: float) -> float:
+        """The mount azimuth the plan has for the Sun at ``sun_az_deg`` in window ``w``: on
+        the cable-wrap turn that lies on the window's path from its entry to its exit (so
+        re-acquiring mid-window, after a restart or a stow, never takes the other turn)."""
+        offset = self.envelope.boresight(w.boresight).azimuth_offset_deg
+        lo, hi = sorted((w.entry_axis_az_deg, w.exit_axis_az_deg))
+        base = law.nearest_turn_deg(sun_az_deg - offset, 0.5 * (lo + hi))
+        for cand in (base, base - 360.0, base + 360.0):
+            if lo - 1.0 <= cand <= hi + 1.0:
+                return cand
+        return law.nearest_turn_deg(sun_az_deg - offset, w.entry_axis_az_deg)
 
     def _on_demanded_turn(self, here: tuple[float, float]) -> bool:
         """On the cable-wrap turn the Sun demand uses: a slew the long way round passes the
@@ -510,7 +523,8 @@ class Engine:
         w = self.window
         demand = resolve(self.task, self.sun, self.frames, boresight=self.boresight,
                          sun_ref_az_deg=self._prev.sun_mount_az_deg,
-                         entry_az_deg=w.entry_axis_az_deg if w else None, here_az_deg=here[0])
+                         entry_az_deg=self._planned_turn_az(w, self.sun[0]) if w else None,
+                         here_az_deg=here[0])
         last, dt, lim = self._prev.velocities, self.period_s, self._limits
         if demand is None:
             wanted = {"azimuth": 0.0, "elevation": 0.0}
