@@ -160,7 +160,10 @@ def test_event_loop_stall_drives_stop_by_themselves_then_reset(rehearsal):
         assert any(f["condition"] == "watchdog" for f in st["faults"]), st["faults"]
         resp = d.post("reset")
         assert resp.status_code == 200, resp.text
-        d.wait_for(on_sun, 30.0, "tracking again after the reset")
+        time.sleep(1.0)                                  # a reset holds: still idle
+        assert d.status()["state"] == "idle"
+        assert d.post("track", {"on": True}).status_code == 200
+        d.wait_for(on_sun, 30.0, "tracking again after the reset and 'track on'")
         assert d.stop(signal.SIGTERM) == 0, d.output()
     finally:
         d.kill()
