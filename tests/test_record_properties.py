@@ -79,3 +79,36 @@ async def test_dry_run_exposure_and_report_agree_on_one_log(sim, tmp_path, into_
     assert ex["rms_error_arcsec"] < 2.0 and ex["max_error_arcsec"] < 10.0
     if into_window_s > 0:
         assert ex["state_s"].get("acquiring", 0.0) > 10.0
+
+
+def test_intervals_carry_the_suns_position_and_distance_and_background_is_the_rest(sim) -> None:
+    """Two on-Sun stretches: each interval has the Sun's mean direction (the tracked target)
+    and the observer-Sun distance at its middle; off-Sun intervals are the complement."""
+    from tracker.astro.ephemeris import sun_altaz, sun_distance_au
+
+    site = (sim.site.latitude_deg, sim.site.longitude_deg, sim.site.height_m)
+    t0 = 1782043200.0                                    # 2026-06-21T12:00Z
+    rows = []
+    for k in range(120):
+        t = t0 + k + 1.0
+        on = not (40 <= k < 70)
+        az, el = sun_altaz(t, *site)
+        rows.append((t, 1.0, "tracking" if on else "idle", "main", float(az), float(el),
+                     float(az), float(el), 0.0, 0.0, 1.0, 1.0, 1.0 if on else 0.0))
+    acc = ExposureAccumulator(t0, t0 + 120.0, intervals=True, site=site)
+    acc.feed(np.array(rows, dtype=SAMPLE_DTYPE))
+    r = acc.result()
+    ivs = r["intervals"]
+    assert [round(iv["duration_s"]) for iv in ivs] == [40, 50]
+    for iv in ivs:
+        mid = 0.5 * (iv["start_s"] + iv["end_s"])
+        az, el = sun_altaz(mid, *site)
+        assert iv["sun_mean_az_deg"] == pytest.approx(float(az), abs=0.01)
+        assert iv["sun_mean_el_deg"] == pytest.approx(float(el), abs=0.01)
+        assert iv["sun_distance_au"] == pytest.approx(float(sun_distance_au(mid, *site)),
+                                                      rel=1e-9)
+        assert 1.016 < iv["sun_distance_au"] < 1.017          # near aphelion in June
+    off = r["off_sun_intervals"]
+    assert [round(o["duration_s"]) for o in off] == [30]
+    assert sum(iv["duration_s"] for iv in ivs) + sum(o["duration_s"] for o in off) == \
+        pytest.approx(120.0)

@@ -55,8 +55,8 @@ from tracker.errors import EphemerisRangeError, TimeInputError, TrackerError
 
 ensure_offline()
 
-__all__ = ["SiteError", "StaleIERSWarning", "SunTrack", "kernel_name", "sun_altaz", "sun_enu",
-           "sun_rates"]
+__all__ = ["SiteError", "StaleIERSWarning", "SunTrack", "kernel_name", "sun_altaz",
+           "sun_distance_au", "sun_enu", "sun_rates"]
 
 logger = logging.getLogger(__name__)
 
@@ -343,6 +343,16 @@ def sun_enu(times: Any, lat_deg: float, lon_deg: float, height_m: float) -> np.n
     jd1, jd2, _ = _prepare(times)
     az, el = _altaz_rad(jd1, jd2, lat, lon, h, 0.0, 10.0, 0.0)
     return _enu(az, el)
+
+
+def sun_distance_au(times: Any, lat_deg: float, lon_deg: float, height_m: float
+                    ) -> float | np.ndarray:
+    """Distance observer-Sun (centre), astronomical units, at UTC ``times`` (the axion flux
+    at the detector scales with its inverse square)."""
+    lat, lon, h = _check_site(lat_deg, lon_deg, height_m)
+    jd1, jd2, scalar = _prepare(times)
+    _, _, dist_m = _altaz_rad(jd1, jd2, lat, lon, h, 0.0, 10.0, 0.0, with_distance=True)
+    return _out(dist_m / (_AU_KM * 1000.0), scalar)
 
 
 def sun_rates(times: Any, lat_deg: float, lon_deg: float, height_m: float, *,

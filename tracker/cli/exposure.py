@@ -60,7 +60,9 @@ def exposure(start, end, db, config_path, settle_s, intervals_csv, as_json) -> N
         t0, t1 = resolve_range(store, start, end)
         if settle_s is None:
             settle_s = settings.tracking.settle_s if settings is not None else 30.0
-        r = store.exposure(t0, t1, settle_s=settle_s, intervals=True)
+        site = ((settings.site.latitude_deg, settings.site.longitude_deg, settings.site.height_m)
+                if settings is not None else None)
+        r = store.exposure(t0, t1, settle_s=settle_s, intervals=True, site=site)
     finally:
         store.close()
     r["db"] = str(store.path)

@@ -73,12 +73,22 @@ class _Interval:
     err2_sum: float
     err_max: float
     n: int
+    #: Weighted sums of the Sun's direction (the tracked target) as an ENU unit vector.
+    sun_e: float = 0.0
+    sun_n: float = 0.0
+    sun_u: float = 0.0
+    sun_distance_au: float | None = None
 
     def to_json(self) -> dict:
         w = self.weight_s if self.weight_s > 0 else 1.0
+        e, n, u = self.sun_e, self.sun_n, self.sun_u
+        sun = ({"sun_mean_az_deg": math.degrees(math.atan2(e, n)) % 360.0,
+                "sun_mean_el_deg": math.degrees(math.atan2(u, math.hypot(e, n)))}
+               if (e or n or u) else {"sun_mean_az_deg": None, "sun_mean_el_deg": None})
         return {"start_utc": iso_utc(self.start_s), "end_utc": iso_utc(self.end_s),
                 "start_s": self.start_s, "end_s": self.end_s,
                 "duration_s": self.end_s - self.start_s, "boresight": self.boresight,
+                **sun, "sun_distance_au": self.sun_distance_au,
                 "mean_offset_az_cos_el_arcsec": self.daz_sum / w,
                 "mean_offset_el_arcsec": self.del_sum / w,
                 "rms_error_arcsec": math.sqrt(self.err2_sum / w),
@@ -96,6 +106,9 @@ class ExposureAccumulator:
     intervals: bool = False
     gap_tolerance_s: float = 1.0
     max_gaps: int = 1000
+    #: (latitude deg, longitude deg, height m) of the site: intervals then carry the
+    #: Earth-Sun distance at their middle.
+    site: tuple[float, float, float] | None = None
     # carried state
     _prev_end_s: float | None = None
     _prev_tracking: bool = False
@@ -209,10 +222,15 @@ class ExposureAccumulator:
         for rid in np.unique(run_id):
             sel = idx[run_id == rid]
             w = weight[sel]
+            az = np.radians(rows["target_az_deg"][sel].astype(float))
+            el = np.radians(rows["target_el_deg"][sel].astype(float))
             piece = _Interval(float(lo[sel[0]]), float(hi[sel[-1]]), str(boresight[sel[0]]),
                               float(w.sum()), float((daz[sel] * w).sum()),
                               float((delv[sel] * w).sum()), float((err[sel] ** 2 * w).sum()),
-                              float(np.fmax.reduce(rows["error_max_arcsec"][sel])), int(sel.size))
+                              float(np.fmax.reduce(rows["error_max_arcsec"][sel])), int(sel.size),
+                              float(np.nansum(np.cos(el) * np.sin(az) * w)),
+                              float(np.nansum(np.cos(el) * np.cos(az) * w)),
+                              float(np.nansum(np.sin(el) * w)))
             if rid == 0 and self._open is not None:
                 o = self._open
                 o.end_s = piece.end_s
@@ -222,11 +240,28 @@ class ExposureAccumulator:
                 o.err2_sum += piece.err2_sum
                 o.err_max = max(o.err_max, piece.err_max)
                 o.n += piece.n
+                o.sun_e += piece.sun_e
+                o.sun_n += piece.sun_n
+                o.sun_u += piece.sun_u
             else:
                 self._close_open()
                 self._open = piece
         if not full[-1]:
             self._close_open()
+
+    def _off_sun_intervals(self, ivs: list[dict]) -> list[dict]:
+        """The complement of the on-Sun intervals within [t0, t1) (background time):
+        ``start_utc``, ``end_utc``, ``duration_s`` (time not logged, listed in ``gaps``, is
+        not told apart here)."""
+        edges = sorted((iv["start_s"], iv["end_s"]) for iv in ivs)
+        out = []
+        t = self.t0_s
+        for a, b in edges + [(self.t1_s, self.t1_s)]:
+            if a > t + _EPS_S:
+                out.append({"start_utc": iso_utc(t), "end_utc": iso_utc(a), "start_s": t,
+                            "end_s": a, "duration_s": a - t})
+            t = max(t, b)
+        return out
 
     def _close_open(self) -> None:
         if self._open is not None:
@@ -265,9 +300,16 @@ class ExposureAccumulator:
         out["n_gaps"] = self._n_gaps
         out["gap_s"] = self._gap_s
         if self.intervals:
+            if self.site is not None and self._intervals:
+                from tracker.astro.ephemeris import sun_distance_au
+                mids = np.array([0.5 * (iv.start_s + iv.end_s) for iv in self._intervals])
+                dist = np.atleast_1d(sun_distance_au(mids, *self.site))
+                for iv, d in zip(self._intervals, dist, strict=True):
+                    iv.sun_distance_au = float(d)
             ivs = [iv.to_json() for iv in self._intervals]
             out["intervals"] = ivs
             out["intervals_s"] = float(sum(iv["duration_s"] for iv in ivs))
+            out["off_sun_intervals"] = self._off_sun_intervals(ivs)
         return out
 
 
@@ -290,11 +332,13 @@ class SampleStats:
     recorder): the same ``ExposureAccumulator``, so a dry run, ``tracker exposure`` and
     ``tracker report`` give the same figures for the same samples."""
 
-    def __init__(self, t0_s: float, t1_s: float, *, settle_s: float, chunk: int = 4096) -> None:
+    def __init__(self, t0_s: float, t1_s: float, *, settle_s: float, chunk: int = 4096,
+                 site: tuple[float, float, float] | None = None) -> None:
         from tracker.log.store import SAMPLE_DTYPE, SAMPLE_FIELDS
         self._dtype = SAMPLE_DTYPE
         self._fields = SAMPLE_FIELDS
-        self._acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=True)
+        self._acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=True,
+                                        site=site)
         self._rows: list[tuple] = []
         self._chunk = chunk
 

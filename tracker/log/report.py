@@ -137,7 +137,10 @@ def build_report(store: TrackingStore, t0_s: float, t1_s: float, *, settings=Non
     """Everything the report files hold, as one JSON-able dict (see module docstring)."""
     if settle_s is None:
         settle_s = settings.tracking.settle_s if settings is not None else 30.0
-    total = store.exposure(t0_s, t1_s, settle_s=settle_s, intervals=True, per_day=True)
+    site = ((settings.site.latitude_deg, settings.site.longitude_deg, settings.site.height_m)
+            if settings is not None else None)
+    total = store.exposure(t0_s, t1_s, settle_s=settle_s, intervals=True, per_day=True,
+                           site=site)
     intervals = total.pop("intervals")
     per_day = total.pop("days")
     plan = _plan(settings, t0_s, t1_s) if settings is not None else None
@@ -202,8 +205,9 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 def write_intervals_csv(path: str | Path, intervals: list[dict]) -> None:
     """The exposure export: one line per interval of continuous on-Sun tracking."""
     cols = ["start_utc", "end_utc", "duration_s", "boresight", "mean_offset_az_cos_el_arcsec",
-            "mean_offset_el_arcsec", "rms_error_arcsec", "max_error_arcsec", "n_samples"]
-    _write_csv(Path(path), cols, [[iv[c] for c in cols] for iv in intervals])
+            "mean_offset_el_arcsec", "rms_error_arcsec", "max_error_arcsec", "n_samples",
+            "sun_mean_az_deg", "sun_mean_el_deg", "sun_distance_au"]
+    _write_csv(Path(path), cols, [[iv.get(c) for c in cols] for iv in intervals])
 
 
 def write_report(report: dict, out_dir: str | Path, *, store: TrackingStore | None = None,

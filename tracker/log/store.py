@@ -1197,7 +1197,8 @@ class TrackingStore:
 
     def exposure(self, t0_s: float, t1_s: float, *, settle_s: float = 30.0,
                  intervals: bool = False, per_day: bool = False,
-                 chunk_s: float = 21600.0) -> dict:
+                 chunk_s: float = 21600.0,
+                 site: tuple[float, float, float] | None = None) -> dict:
         """Exposure and pointing statistics over ``[t0_s, t1_s)``; see ``tracker.log.exposure``.
 
         ``intervals``: add the exposure intervals.  ``per_day``: add ``"days"``, the same
@@ -1208,7 +1209,7 @@ class TrackingStore:
         from tracker.log.exposure import ExposureAccumulator
 
         t0_s, t1_s = float(t0_s), float(t1_s)
-        acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=intervals)
+        acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=intervals, site=site)
         # A margin before t0 lets a tracking stretch that began earlier be recognised as
         # settled; rows end at time_s, so rows after t1 + margin cannot overlap the range.
         margin_s = max(60.0, settle_s + 30.0)

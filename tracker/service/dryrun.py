@@ -185,7 +185,9 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         """The mechanical axis' true direction (simulator truth, misalignment included)."""
         return truth_model_.axes_to_sky(az_axis.true_position_deg, el_axis.true_position_deg)
     end_s = start_s + duration_s
-    figures = SampleStats(start_s, end_s, settle_s=settings.tracking.settle_s)
+    site = settings.site
+    figures = SampleStats(start_s, end_s, settle_s=settings.tracking.settle_s,
+                          site=(site.latitude_deg, site.longitude_deg, site.height_m))
     # A dry run simulates the site: its anemometer is the simulated mount's wind (on any
     # preset), read every tick, with the preset's stow rules.
     wind = make_wind_supervisor(SimWindSensor(mount, clock.now_s)
