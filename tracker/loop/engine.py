@@ -523,7 +523,9 @@ class Engine:
         w = self.window
         demand = resolve(self.task, self.sun, self.frames, boresight=self.boresight,
                          sun_ref_az_deg=self._prev.sun_mount_az_deg,
-                         entry_az_deg=self._planned_turn_az(w, self.sun[0]) if w else None,
+                         entry_az_deg=(self._planned_turn_az(w, self.sun[0])
+                                       if w is not None and self._prev.sun_mount_az_deg is None
+                                       else None),
                          here_az_deg=here[0])
         last, dt, lim = self._prev.velocities, self.period_s, self._limits
         if demand is None:
