@@ -36,9 +36,6 @@ from tracker.control.law import (
 from tracker.mount.envelope import Envelope
 from tracker.planning.planner import plan
 
-#: The anemometer's response time (first-order), seconds.
-ANEMOMETER_TAU_S = 1.0
-
 
 @dataclass
 class TrackResult:
@@ -135,8 +132,6 @@ def track_sun(settings: Settings, start_s: float, duration_s: float = 1800.0, *,
                          m_el.backlash_deg)
     last = {"azimuth": 0.0, "elevation": 0.0}
     az_ref = w.entry_axis_az_deg
-    anemometer = mount.wind_m_s
-    k_anem = -math.expm1(-dt / ANEMOMETER_TAU_S)
     true_sq = enc_sq = 0.0
     true_max = enc_max = 0.0
     n = 0
@@ -147,7 +142,7 @@ def track_sun(settings: Settings, start_s: float, duration_s: float = 1800.0, *,
         d_az = nearest_turn_deg(az - b.azimuth_offset_deg, az_ref)
         az_ref = d_az
         d_el = b.elevation_sign * el
-        anemometer += (mount.wind_m_s - anemometer) * k_anem
+        anemometer = mount.wind_m_s  # the site's anemometer (3-s average)
         enc_az, enc_el = a_az.encoder_deg, a_el.encoder_deg
         defl_az, defl_el = load_deflection_deg(
             m_az, m_el, enc_el, enc_az, anemometer if wind_feedforward else 0.0,

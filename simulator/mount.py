@@ -49,6 +49,8 @@ import math
 import random
 import time
 
+import numpy as np
+
 from simulator.physics import (
     AxisDynamics,
     TrackUnevenness,
@@ -78,6 +80,10 @@ STANDSTILL_DEG_S = 2e-3
 SOFT_LIMIT_REPORT_DEG = 1e-3
 #: Fault code reported for a drive fault without its own code (-> ``DRIVE_FAULT``).
 GENERIC_FAULT_CODE = 99
+#: A gust (peak 3-s excursion over the mean) in standard deviations of the turbulence.
+GUST_PEAK_FACTOR = 3.0
+#: The anemometer's averaging time (WMO gust definition), seconds.
+ANEMOMETER_AVERAGE_S = 3.0
 #: Longest step of the wind model, seconds (the turbulence is exact for any step; the
 #: torque is held over it).
 WIND_UPDATE_S = 0.1
@@ -115,7 +121,8 @@ class SimAxis:
         "tilt_deg", "drift_amplitude_arcsec", "drift_period_s", "drift_phase_rad",
         "_motor_deg", "_load_deg", "_v", "_load_v", "_int", "_v_ref", "_mode", "_v_demand",
         "_target_deg", "_speed_deg_s", "_offset_deg", "_drift_deg", "_last_heartbeat_s",
-        "_braking", "_trans", "_gear_deg", "_ki",
+        "_braking", "_trans", "_gear_deg", "_ki", "_kp", "_k", "_cl_h", "_cl",
+        "_drift_t",
     )
 
     def __init__(self, name: str, *, position_deg: float, soft_low_deg: float,
@@ -152,7 +159,10 @@ class SimAxis:
                                      phys.motor_inertia_fraction, phys.velocity_loop_hz)
         self.torque_limit_deg_s2 = float(phys.torque_limit_deg_s2)
         self._trans = Transitions(self.dynamics)
-        self._ki = self.dynamics.gains[1]
+        self._kp, self._ki = self.dynamics.gains
+        self._k = self.dynamics.stiffness_per_s2
+        self._cl_h = 0.0     # step length of the cached closed-loop matrices ``_cl``
+        self._cl: tuple = ()
         #: Tilt of the mount on its track seen on this axis, degrees; set by ``SimMount``.
         self.tilt_deg = 0.0
         self.drift_amplitude_arcsec = float(phys.encoder_drift_arcsec)
@@ -172,6 +182,7 @@ class SimAxis:
         self._int = 0.0          # integral of the velocity error (the PI's state), deg
         self._gear_deg = 0.0     # backlash: where the gear flank sits relative to the motor
         self._v_ref = 0.0
+        self._drift_t = 0.0
         self._drift_deg = encoder_drift_deg(0.0, self.drift_amplitude_arcsec,
                                             self.drift_period_s, self.drift_phase_rad)
         self._mode = _HOLD
@@ -376,7 +387,9 @@ class SimAxis:
                 self._watchdog(t)
 
     def _drift(self, t: float) -> None:
-        if self.drift_amplitude_arcsec:
+        # Thermal drift is slow (hours): refreshed once a simulated second.
+        if self.drift_amplitude_arcsec and t >= self._drift_t + 1.0:
+            self._drift_t = t
             self._drift_deg = encoder_drift_deg(t, self.drift_amplitude_arcsec,
                                                 self.drift_period_s, self.drift_phase_rad)
 
@@ -507,27 +520,35 @@ class SimAxis:
         elif v < -MOVING_THRESHOLD_DEG_S:
             fr = self.friction_deg_s2
         g = self._gear_offset()
-        kg = self.dynamics.stiffness_per_s2 * g
+        kg = self._k * g
         tl = self.disturbance_deg_s2 + kg
         z = self._int
-        kp = self.dynamics.gains[0]
-        torque = kp * (v_in - v) + self._ki * z + ff
+        torque = self._kp * (v_in - v) + self._ki * z + ff
         lim = self.torque_limit_deg_s2
         if -lim <= torque <= lim:
-            phi, gam = self._trans.get("closed_loop", h)
+            if h != self._cl_h:
+                self._cl = self._trans.get("closed_loop", h)
+                self._cl_h = h
+            phi, gam = self._cl
             u = (v_in, ff + fr - kg, tl)
         else:
             # Current limit: the drive gives its peak torque, its integral held.
             phi, gam = self._trans.get("saturated", h)
             u = (0.0, (lim if torque > 0.0 else -lim) + fr - kg, tl)
-        xs = (m0, v, x0, self._load_v, z)
-        out = [0.0] * 5
-        for i in range(5):
-            pr = phi[i]
-            gr = gam[i]
-            out[i] = (pr[0] * xs[0] + pr[1] * xs[1] + pr[2] * xs[2] + pr[3] * xs[3]
-                      + pr[4] * xs[4] + gr[0] * u[0] + gr[1] * u[1] + gr[2] * u[2])
-        m, v1, x, lv, z1 = out
+        lv0 = self._load_v
+        u0, u1, u2 = u
+        r0, r1, r2, r3, r4 = phi
+        g0, g1, g2, g3, g4 = gam
+        m = (r0[0] * m0 + r0[1] * v + r0[2] * x0 + r0[3] * lv0 + r0[4] * z
+             + g0[0] * u0 + g0[1] * u1 + g0[2] * u2)
+        v1 = (r1[0] * m0 + r1[1] * v + r1[2] * x0 + r1[3] * lv0 + r1[4] * z
+              + g1[0] * u0 + g1[1] * u1 + g1[2] * u2)
+        x = (r2[0] * m0 + r2[1] * v + r2[2] * x0 + r2[3] * lv0 + r2[4] * z
+             + g2[0] * u0 + g2[1] * u1 + g2[2] * u2)
+        lv = (r3[0] * m0 + r3[1] * v + r3[2] * x0 + r3[3] * lv0 + r3[4] * z
+              + g3[0] * u0 + g3[1] * u1 + g3[2] * u2)
+        z1 = (r4[0] * m0 + r4[1] * v + r4[2] * x0 + r4[3] * lv0 + r4[4] * z
+              + g4[0] * u0 + g4[1] * u1 + g4[2] * u2)
         self._motor_deg = m
         self._v = v1
         self._load_deg = x
@@ -565,9 +586,13 @@ class SimMount:
     """Two simulated axes (``azimuth``, ``elevation``), the wind, the track and gravity.
 
     ``azimuth_deg``/``elevation_deg`` give the start position (default: park).
-    ``time_s`` is simulated seconds since creation; ``wind_m_s`` the current wind
-    speed at the magnet (mean + seeded Kaimal turbulence, or an override from
-    ``set_wind``), ``wind_direction_deg`` where it comes from (a slow random walk).
+    ``time_s`` is simulated seconds since creation.  The wind at the magnet is the
+    mean plus seeded Kaimal turbulence of standard deviation ``wind_gust_m_s /
+    GUST_PEAK_FACTOR`` (a gust is the peak 3-s excursion over the mean, about three
+    standard deviations), or an override from ``set_wind``; ``wind_now_m_s`` is the
+    instantaneous speed that loads the structure, ``wind_m_s`` what the site's
+    anemometer reports (its 3-s average, as a first-order lag), ``wind_direction_deg``
+    where it comes from (a slow random walk).
 
     Load torques (axis accelerations, deg/s^2), with ``rel`` the wind direction
     relative to the magnet's azimuth:
@@ -621,11 +646,20 @@ class SimMount:
         self.track = TrackUnevenness(sim.track_unevenness_arcsec, track_rng)
         self.time_s = 0.0
         self._wind_mean_m_s = sim.wind_mean_m_s
-        self.turbulence = Turbulence(sim.wind_gust_m_s, sim.wind_mean_m_s, sim.wind_length_m,
-                                     self._rng)
+        self.turbulence = Turbulence(sim.wind_gust_m_s / GUST_PEAK_FACTOR, sim.wind_mean_m_s,
+                                     sim.wind_length_m, self._rng)
         self._wind_model_m_s = max(0.0, sim.wind_mean_m_s + self.turbulence.value_m_s)
+        self._anemometer_m_s = self._wind_model_m_s
+        self._anemometer_h = -1.0
+        self._anemometer_k = 0.0
         self._wind_override_m_s: float | None = None
         self._wind_dir_deg = self._rng.uniform(0.0, 360.0)
+        self._dir_rng = np.random.default_rng(self._rng.getrandbits(63))
+        self._dir_normals: list[float] = []
+        self._dir_pos = 0
+        self._dir_h = -1.0
+        self._dir_scale = 0.0
+        self._dir_fixed = False
         self._apply_wind()
         self._apply_tilt()
         # Start in static equilibrium: the load sits deflected under its present torque.
@@ -634,10 +668,16 @@ class SimMount:
             ax.min_true_deg = ax.max_true_deg = ax._load_deg
 
     @property
-    def wind_m_s(self) -> float:
+    def wind_now_m_s(self) -> float:
+        """The instantaneous wind speed at the magnet (what loads the structure), m/s."""
         if self._wind_override_m_s is not None:
             return self._wind_override_m_s
         return self._wind_model_m_s
+
+    @property
+    def wind_m_s(self) -> float:
+        """The anemometer's reading: the wind's 3-s average (first-order lag), m/s."""
+        return self._anemometer_m_s
 
     @property
     def wind_direction_deg(self) -> float:
@@ -653,27 +693,55 @@ class SimMount:
         """
         return self.azimuth.true_position_deg, self.elevation.true_position_deg
 
-    def set_wind(self, m_s: float | None) -> None:
-        """Override the wind speed (m/s, >= 0; steady); ``None`` returns to the seeded model."""
+    def set_wind(self, m_s: float | None, from_deg: float | None = None) -> None:
+        """Override the wind speed (m/s, >= 0; steady); ``None`` returns to the seeded model.
+
+        ``from_deg`` (degrees from north through east) also fixes where it comes
+        from (no random walk) while the speed is overridden.
+        """
         if m_s is not None:
             m_s = float(m_s)
             if not (math.isfinite(m_s) and m_s >= 0.0):
                 raise ValueError(f"wind speed must be a finite value >= 0 m/s, not {m_s}")
+        if from_deg is not None:
+            from_deg = float(from_deg)
+            if not math.isfinite(from_deg):
+                raise ValueError(f"wind direction must be a finite angle, not {from_deg}")
+            if m_s is None:
+                raise ValueError("a wind direction needs a wind speed to override")
+            self._wind_dir_deg = from_deg % 360.0
         self._wind_override_m_s = m_s
+        self._anemometer_m_s = self._anemometer_m_s if m_s is None else m_s
+        self._dir_fixed = from_deg is not None
         self._apply_wind()
 
     def _update_wind(self, h: float) -> None:
         """Advance the seeded turbulence and the direction by ``h`` seconds."""
         u = self.turbulence.step(h)
         w = self._wind_mean_m_s + u
-        self._wind_model_m_s = w if w > 0.0 else 0.0
+        w = self._wind_model_m_s = w if w > 0.0 else 0.0
+        if h != self._anemometer_h:
+            self._anemometer_h = h
+            self._anemometer_k = -math.expm1(-h / ANEMOMETER_AVERAGE_S)
+        self._anemometer_m_s += (w - self._anemometer_m_s) * self._anemometer_k
+        if self._dir_fixed:
+            self._apply_wind()
+            return
         # Direction: a random walk of 0.5 deg per sqrt(0.1 s), whatever the step.
+        i = self._dir_pos
+        if i >= len(self._dir_normals):
+            self._dir_normals = self._dir_rng.standard_normal(4096).tolist()
+            i = 0
+        self._dir_pos = i + 1
+        if h != self._dir_h:
+            self._dir_h = h
+            self._dir_scale = 0.5 * math.sqrt(h / 0.1)
         self._wind_dir_deg = (self._wind_dir_deg
-                              + 0.5 * math.sqrt(h / 0.1) * self._rng.gauss()) % 360.0
+                              + self._dir_scale * self._dir_normals[i]) % 360.0
         self._apply_wind()
 
     def _apply_wind(self) -> None:
-        w2 = self.wind_m_s ** 2
+        w2 = self.wind_now_m_s ** 2
         rel = math.radians(self._wind_dir_deg - self.azimuth._load_deg)
         cos_el = math.cos(math.radians(self.elevation._load_deg))
         self.azimuth.disturbance_deg_s2 = self._c_wind_az * w2 * math.sin(rel)

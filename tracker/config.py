@@ -244,7 +244,8 @@ class Simulator(_Section):
     #: drive each axis with torque-biased motor pairs: only a residual remains.
     backlash_arcsec: NonNegative = 0.5
     friction_deg_s2: NonNegative = 0.001
-    #: Mean wind and its turbulence (standard deviation) at the magnet, m/s.
+    #: Mean wind at the magnet and its gusts (the peak 3-s excursion over the mean; the
+    #: turbulence's standard deviation is a third of it: 20 % intensity at 5 m/s), m/s.
     wind_mean_m_s: NonNegative = 5.0
     wind_gust_m_s: NonNegative = 3.0
     #: Kaimal integral length of the turbulence, m (IEC 61400-1: 8.1 x 0.7 x height 10 m).
