@@ -711,7 +711,7 @@ class SimMount:
                 raise ValueError("a wind direction needs a wind speed to override")
             self._wind_dir_deg = from_deg % 360.0
         self._wind_override_m_s = m_s
-        self._anemometer_m_s = self._anemometer_m_s if m_s is None else m_s
+        self._anemometer_m_s = self._wind_model_m_s if m_s is None else m_s
         self._dir_fixed = from_deg is not None
         self._apply_wind()
 
@@ -723,6 +723,8 @@ class SimMount:
         if h != self._anemometer_h:
             self._anemometer_h = h
             self._anemometer_k = -math.expm1(-h / ANEMOMETER_AVERAGE_S)
+        if self._wind_override_m_s is not None:
+            w = self._wind_override_m_s
         self._anemometer_m_s += (w - self._anemometer_m_s) * self._anemometer_k
         if self._dir_fixed:
             self._apply_wind()
