@@ -90,12 +90,13 @@ def track_sun(settings: Settings, start_s: float, duration_s: float = 1800.0, *,
               wind_gust_m_s: float | None = None, wind_feedforward: bool = True,
               unbalance_feedforward: bool = True, settle_s: float = 120.0,
               gain_per_s: float | None = None, seed: int | None = None,
-              model_error: float = 0.1) -> TrackResult:
+              model_error: float = 0.1, rate_feedforward: bool = True) -> TrackResult:
     """Track the Sun for ``duration_s`` from the first window after ``start_s``; errors on truth.
 
     The mount starts on the Sun at the window's start (no slew), the drives
     enabled; errors count after ``settle_s``.  ``wind_*``/``seed`` override the
-    preset's simulator section.
+    preset's simulator section; ``rate_feedforward=False`` drops the Sun's rates
+    from the demand (position loop only).
     """
     sim_upd = {}
     if wind_mean_m_s is not None:
@@ -139,6 +140,8 @@ def track_sun(settings: Settings, start_s: float, duration_s: float = 1800.0, *,
     a_az, a_el = mount.azimuth, mount.elevation
     while t < end_s - 1e-9:
         az, el, az_rate, el_rate = track.altaz_rates(t)
+        if not rate_feedforward:
+            az_rate = el_rate = 0.0
         d_az = nearest_turn_deg(az - b.azimuth_offset_deg, az_ref)
         az_ref = d_az
         d_el = b.elevation_sign * el
