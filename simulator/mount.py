@@ -157,7 +157,10 @@ class SimAxis:
         phys = physics if physics is not None else SimAxisPhysics()
         self.dynamics = AxisDynamics(phys.mode_hz, phys.mode_damping,
                                      phys.motor_inertia_fraction, phys.velocity_loop_hz)
-        self.torque_limit_deg_s2 = float(phys.torque_limit_deg_s2)
+        # Never below twice the drive's own acceleration: the profile must stay reachable
+        # (fast test mounts configure accelerations of a few deg/s^2).
+        self.torque_limit_deg_s2 = max(float(phys.torque_limit_deg_s2),
+                                       2.0 * self.max_accel_deg_s2)
         self._trans = Transitions(self.dynamics)
         self._kp, self._ki = self.dynamics.gains
         self._k = self.dynamics.stiffness_per_s2

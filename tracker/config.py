@@ -223,6 +223,7 @@ class SimAxisPhysics(_Section):
     velocity_loop_hz: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)] = 1.5
     #: Peak motor torque as an axis acceleration, deg/s^2 (the drive's current limit).
     #: Beyond it (a storm on an unstowed mount) the axis runs away and trips on overspeed.
+    #: The simulator never uses less than twice the drive's acceleration limit.
     torque_limit_deg_s2: Positive = 1.0
     #: Gravity unbalance torque at el = 0 as an axis acceleration, deg/s^2 (elevation only;
     #: positive = nose-heavy, pulling the magnet's front end down; scales with cos(el)).
