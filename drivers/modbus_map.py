@@ -10,13 +10,12 @@ degrees: ``position_counts = round(position_deg * counts_per_deg)``.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tracker.errors import ConfigError
+from drivers.maps import parse_model, read_toml
 
 Address = Annotated[int, Field(ge=0, le=65535)]
 Bit = Annotated[int, Field(ge=0, le=15)]
@@ -163,27 +162,13 @@ class RegisterMap(_Section):
 
 def parse_map(data: dict, path: str = "<register map>") -> RegisterMap:
     """Validate a register-map mapping; ``ConfigError`` names the file, key and rule."""
-    try:
-        return RegisterMap.model_validate(data)
-    except ValidationError as exc:
-        errs = exc.errors(include_url=False)
-        lines = [f"{path}: {'.'.join(str(p) for p in e.get('loc', ())) or '(top level)'}: "
-                 f"{e.get('msg', 'invalid')}" for e in errs]
-        first = errs[0]
-        raise ConfigError("invalid Modbus register map:\n  " + "\n  ".join(lines), path=path,
-                          key=".".join(str(p) for p in first.get("loc", ())),
-                          value=first.get("input"), allowed=first.get("msg")) from None
+    return parse_model(RegisterMap, data, path, "Modbus register map")
 
 
 def load_map(path: str | Path | None = None) -> RegisterMap:
     """Read a register map TOML file (default: ``config/modbus_map.toml``)."""
     p = Path(path) if path is not None else DEFAULT_MAP
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read register map: {exc.strerror}", path=str(p)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: register map is not valid TOML: {exc}", path=str(p)) from None
+    data = read_toml(p, "register map")
     return parse_map(data, str(p))
 
 

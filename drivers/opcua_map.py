@@ -13,14 +13,13 @@ velocity unit): ``position_deg = plc_value * position_unit_deg``.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
 from asyncua import ua
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tracker.errors import ConfigError
+from drivers.maps import parse_model, read_toml
 
 DEFAULT_MAP = Path(__file__).resolve().parent.parent / "config" / "opcua_map.toml"
 
@@ -154,27 +153,13 @@ class NodeMap(_Section):
 
 def parse_map(data: dict, path: str = "<node map>") -> NodeMap:
     """Validate a node-map mapping; ``ConfigError`` names the file, key and rule."""
-    try:
-        return NodeMap.model_validate(data)
-    except ValidationError as exc:
-        errs = exc.errors(include_url=False)
-        lines = [f"{path}: {'.'.join(str(p) for p in e.get('loc', ())) or '(top level)'}: "
-                 f"{e.get('msg', 'invalid')}" for e in errs]
-        first = errs[0]
-        raise ConfigError("invalid OPC UA node map:\n  " + "\n  ".join(lines), path=path,
-                          key=".".join(str(p) for p in first.get("loc", ())),
-                          value=first.get("input"), allowed=first.get("msg")) from None
+    return parse_model(NodeMap, data, path, "OPC UA node map")
 
 
 def load_map(path: str | Path | None = None) -> NodeMap:
     """Read a node map TOML file (default: ``config/opcua_map.toml``)."""
     p = Path(path) if path is not None else DEFAULT_MAP
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read OPC UA node map: {exc.strerror}", path=str(p)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: OPC UA node map is not valid TOML: {exc}", path=str(p)) from None
+    data = read_toml(p, "OPC UA node map")
     return parse_map(data, str(p))
 
 

@@ -113,8 +113,12 @@ async def test_read_state_over_tcp(tcp):
     assert isinstance(az, Axis)
     a, e = await asyncio.gather(az.read(), el.read())
     assert a.ok and a.fresh and e.ok
-    assert a.position_deg == pytest.approx(180.0, abs=COUNT_DEG)
-    assert e.position_deg == pytest.approx(0.0, abs=COUNT_DEG)
+    # The driver reports what the drive's encoder reads (to one count of the register map);
+    # the encoder reads the motor near 180/0 deg (within a step of its resolution).
+    assert a.position_deg == pytest.approx(mount.azimuth.encoder_deg, abs=COUNT_DEG)
+    assert e.position_deg == pytest.approx(mount.elevation.encoder_deg, abs=COUNT_DEG)
+    assert a.position_deg == pytest.approx(180.0, abs=1.0 / 3600)
+    assert e.position_deg == pytest.approx(0.0, abs=1.0 / 3600)
     assert not a.enabled and not a.moving and a.limit is Limit.NONE
     assert a.timestamp_s == 1.8e9 and a.name == "azimuth" and e.name == "elevation"
 
@@ -377,7 +381,7 @@ async def test_no_server_is_link_down_with_bounded_backoff(mb_settings):
             if a.ok:
                 break
             await asyncio.sleep(0.05)
-        assert a.ok and a.position_deg == pytest.approx(180.0, abs=COUNT_DEG)
+        assert a.ok and a.position_deg == pytest.approx(mount.azimuth.encoder_deg, abs=COUNT_DEG)
     finally:
         await az.close()
         await handle.stop()
