@@ -35,7 +35,7 @@ def separation_deg(az1, el1, az2, el2) -> np.ndarray:
 def preset_sites() -> list[tuple[float, float, float]]:
     sites = set()
     for path in sorted(CONFIG_DIR.glob("*.toml")):
-        if path.name == "modbus_map.toml":
+        if path.name.endswith("_map.toml"):      # a driver map, not a preset
             continue
         s = config.load(path).site
         sites.add((s.latitude_deg, s.longitude_deg, s.height_m))
