@@ -131,6 +131,10 @@ CAN_FALSE = {
 }
 
 
+#: A held axis jitters below this in the simulated wind (the drive does not call it moving).
+STILL_DEG_S = 2e-3
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -443,7 +447,7 @@ def test_slew_slewing_until_stopped(daemon, scope):
     assert scope.Slewing is True  # Platform 7: True on return from an async slew
     assert scope.Tracking is False
     _wait(lambda: not scope.Slewing, 40.0, "slew end", 0.02)
-    assert max(abs(v) for v in _velocities(daemon)) < 1e-3
+    assert max(abs(v) for v in _velocities(daemon)) < STILL_DEG_S
     assert scope.Azimuth == pytest.approx(az, abs=0.01)
     assert scope.Altitude == pytest.approx(el, abs=0.01)
 
@@ -464,7 +468,7 @@ def test_abort_and_moveaxis_zero_keep_slewing_until_axes_stop(daemon, scope):
         while scope.Slewing:
             time.sleep(0.01)
         az_when_false = daemon.status()["axes"]["azimuth"]["position_deg"]
-        assert max(abs(v) for v in _velocities(daemon)) < 1e-3, stop
+        assert max(abs(v) for v in _velocities(daemon)) < STILL_DEG_S, stop
         time.sleep(1.0)
         rest = daemon.status()["axes"]["azimuth"]["position_deg"]
         assert rest == pytest.approx(az_when_false, abs=2e-3), stop
@@ -541,7 +545,7 @@ def test_after_fuzz_still_parked_and_unmoved(daemon, scope):
     st = daemon.status()
     assert st["state"] == "parked", st["state"]
     assert st["auto_tracking"] is False
-    assert max(abs(v) for v in _velocities(daemon)) < 1e-3
+    assert max(abs(v) for v in _velocities(daemon)) < STILL_DEG_S
     assert scope.AtPark is True
 
 

@@ -82,8 +82,6 @@ TRACK_MARGIN_S = 3 * 3600.0
 #: Position error (deg) and speed (deg/s) under which a move counts as arrived.
 ARRIVED_DEG = 0.01
 ARRIVED_SPEED_DEG_S = 0.005
-#: Below this speed (deg/s) an axis counts as stopped (Alpaca's Slewing, status "moving").
-STOPPED_SPEED_DEG_S = 1e-4
 #: The anemometer is read and judged at this period (s): ultrasonic anemometers report at
 #: 1-4 Hz; the gust is a 3 s mean.
 WIND_PERIOD_S = 0.25
@@ -251,8 +249,9 @@ class Engine:
 
     @property
     def stopped(self) -> bool:
-        """Both axes below ``STOPPED_SPEED_DEG_S`` (a commanded stop has finished)."""
-        return all(abs(s.velocity_deg_s) < STOPPED_SPEED_DEG_S for s in self._states.values())
+        """Neither drive reports motion (its "moving" flag: a profile running or the motor
+        visibly moving; a held axis jittering in the wind is not moving)."""
+        return not any(s.moving for s in self._states.values())
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

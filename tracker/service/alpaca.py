@@ -20,7 +20,7 @@ azimuth 0..360 from north through east).  RightAscension/Declination are the
 same direction in topocentric apparent coordinates (``EquatorialSystem`` 1),
 SiderealTime the local apparent sidereal time (hours).  ``Slewing`` is True
 while the engine slews, parks, stows or moves an axis, and afterwards until
-both axes have stopped (|velocity| < ``STOPPED_DEG_S``), except while tracking
+neither drive reports motion (its "moving" flag), except while tracking
 the Sun.  ``Tracking`` is automatic Sun tracking (``TrackingRate`` driveSolar).
 Alpaca writes need no bearer token (Alpaca clients cannot send one): they are
 accepted only from loopback unless ``api.alpaca_allow_remote`` and can be
@@ -68,7 +68,6 @@ DRIVE_RATES = (0, 1, 2, 3)
 #: EquatorialCoordinateType.equTopocentric (topocentric apparent, true equator of date).
 EQU_TOPOCENTRIC = 1
 #: An axis counts as stopped below this speed (deg/s) for ``Slewing``.
-STOPPED_DEG_S = 1e-3
 
 #: Members answered without a connection.
 _ALWAYS = {"connected", "connecting", "name", "description", "driverinfo", "driverversion",
@@ -308,16 +307,13 @@ class AlpacaTelescope:
 
     @staticmethod
     def _slewing(status: dict) -> bool:
-        """The engine's slewing flag, or (except while tracking) an axis still moving."""
+        """The engine's slewing flag, or (except while tracking) a drive still moving (its
+        "moving" flag: a held axis jittering in the wind is not slewing)."""
         if status.get("slewing"):
             return True
         if status.get("state") == "tracking":
             return False
-        for axis in (status.get("axes") or {}).values():
-            v = axis.get("velocity_deg_s")
-            if isinstance(v, int | float) and abs(v) >= STOPPED_DEG_S:
-                return True
-        return False
+        return any(bool(axis.get("moving")) for axis in (status.get("axes") or {}).values())
 
     def _parked(self) -> bool:
         status = self._status()
