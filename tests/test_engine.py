@@ -112,7 +112,7 @@ async def test_drive_trip_during_tracking_stops_and_needs_a_reset(sim) -> None:
     await rig.run(20.0)
     held = rig.mount.azimuth.true_position_deg
     await rig.run(60.0)
-    assert abs(rig.mount.azimuth.velocity_deg_s) < 1e-4     # stopped, stays stopped
+    assert not rig.mount.azimuth.moving                     # stopped (wind jitter aside)
     assert rig.mount.azimuth.true_position_deg == pytest.approx(held, abs=0.001)
     with pytest.raises(StateError, match="reset"):
         await e.goto(100.0, 10.0, source="test")
