@@ -21,9 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracker import config, dryrun  # noqa: E402
+from tracker import config  # noqa: E402
 from tracker.astro.timeinput import to_unix_s  # noqa: E402
 from tracker.planning.planner import plan  # noqa: E402
+from tracker.service import dryrun  # noqa: E402
 
 
 def row(label: str, r: dryrun.DryRunReport) -> str:
