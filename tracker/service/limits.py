@@ -172,8 +172,9 @@ class RequestLimits:
         origin = headers.get(b"origin")
         if method in STATE_CHANGING and origin is not None \
                 and not self._origin_ok(origin.decode("latin-1")):
-            await self._refuse(send, 403, f"Origin {origin.decode('latin-1')[:100]!r} is not "
-                                          f"this daemon: cross-origin commands are refused")
+            await self._refuse(send, 403, f"refused: Origin {origin.decode('latin-1')[:100]!r} "
+                                          f"is another origin than this daemon: cross-origin "
+                                          f"commands are refused")
             return
         client = scope.get("client")
         source = client[0] if client else "unknown"

@@ -23,7 +23,8 @@ page, so twenty pages cost one reader, not twenty.  A page that cannot keep up i
 
 Commands stay on the existing ``POST /api/v1/...`` endpoints with the bearer token in the
 ``Authorization`` header (never a cookie, so a foreign site cannot ride on a session);
-``install`` also refuses any ``POST`` whose ``Origin`` header names another host (403).
+the HTTP edge (``tracker.service.limits``) refuses any command whose ``Origin`` is another
+origin (403).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -316,22 +316,7 @@ def create_router(backend: Any, read_access: Callable[..., Awaitable[None]]) -> 
     return router
 
 
-def _same_origin(origin: str, host: str | None) -> bool:
-    parts = urlsplit(origin)
-    return bool(host) and parts.scheme in ("http", "https") and parts.netloc == host
-
-
 def install(app: FastAPI, backend: Any, read_access: Callable[..., Awaitable[None]]) -> None:
-    """Serve the page on ``app`` and refuse cross-origin commands (``POST`` with a foreign Origin)."""
+    """Serve the page on ``app``.  Cross-origin commands are refused for every route at the
+    HTTP edge (``tracker.service.limits``: a state-changing request with a foreign Origin)."""
     app.include_router(create_router(backend, read_access))
-
-    @app.middleware("http")
-    async def _origin_rule(request: Request, call_next: Callable[[Request], Awaitable[Response]],
-                           ) -> Response:
-        origin = request.headers.get("origin")
-        if (request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None
-                and not _same_origin(origin, request.headers.get("host"))):
-            log.warning("refused %s %s from origin %s", request.method, request.url.path, origin)
-            return JSONResponse({"detail": f"refused: commands from a page of another origin "
-                                           f"({origin}) are not accepted"}, status_code=403)
-        return await call_next(request)
