@@ -96,7 +96,7 @@ async def test_simulate_serial_pty_serves_the_same_mount():
     from drivers.serial import make_serial_axes
 
     proc, line = start("--config", str(CONFIG_DIR / "sim-modbus.toml"), "--modbus-port", "0",
-                       "--serial-pty")
+                       "--serial-pty", "--no-anemometer")
     try:
         assert line.startswith("modbus tcp"), line
         assert proc.stdout is not None
