@@ -60,11 +60,12 @@ log = logging.getLogger("soak")
 KINDS = ("trip", "link", "encoder_jump", "estop", "wind", "clock_jump")
 TRIP_CONDITIONS = (Condition.OVERCURRENT, Condition.OVERTEMPERATURE, Condition.FOLLOWING_ERROR,
                    Condition.DRIVE_FAULT)
-#: How the events table shows each kind: (event kind, text in the message).
-LOG_SIGNATURE = {"trip": ("fault", ""), "link": ("fault", "link_down"),
-                 "encoder_jump": ("fault", "encoder_jump"), "estop": ("fault", "estop"),
-                 "wind": ("state", "-> stowing: wind"), "clock_jump": ("warning", "clock jumped"),
-                 "unexpected": ("fault", "")}
+#: How the events table shows each kind: (event kind, text in the message), any of them.
+LOG_SIGNATURE = {"trip": [("fault", "")], "link": [("fault", "link_down")],
+                 "encoder_jump": [("fault", "encoder_jump")], "estop": [("fault", "estop")],
+                 # a stow, or (parked or in fault: nothing moves) a warning that it holds
+                 "wind": [("state", "-> stowing: wind"), ("warning", "not stowing")],
+                 "clock_jump": [("warning", "clock jumped")], "unexpected": [("fault", "")]}
 #: After the nominal duration the run goes on (at most this long) until the last fault recovers.
 OVERTIME_S = 3 * 3600.0
 
@@ -343,9 +344,9 @@ class Soak:
         events = store.events(limit=100000)
         store.close()
         for f in rep.faults:
-            kind, text = LOG_SIGNATURE[f.kind]
             f.logged = any(ev["kind"] == kind and text in (ev.get("message") or "")
-                           and f.t_s - 1.0 <= ev["time_s"] <= f.t_s + 600.0 for ev in events)
+                           and f.t_s - 1.0 <= ev["time_s"] <= f.t_s + 600.0
+                           for kind, text in LOG_SIGNATURE[f.kind] for ev in events)
         rep.days = self.elapsed_s / 86400.0
         rep.inside_limits = all(ax.hard_low_deg <= ax.min_true_deg and
                                 ax.max_true_deg <= ax.hard_high_deg

@@ -263,7 +263,7 @@ MATRIX: list[Row] = [
     Row("wind", "wind over the limit", "`wind(20)` (stow 15 m/s), then `wind(2)`",
         "stow; commands refused while stowed; resumes after `weather.calm_s` of calm "
         "(auto_resume)", "stowing -> stowed -> tracking",
-        "`state` events with the wind speed, `info` wind calm", "none (or `tracker stow`)"),
+        "`state` events with the 3 s gust from the Modbus anemometer, `info` wind calm", "none (or `tracker stow`)"),
     Row("clock_jump", "clock jump +-1 h", "daemon clock offset +3600 s / -3600 s",
         "re-plan; tracking re-acquires the Sun at the new time", "tracking",
         "`warning` event `clock jumped by +3600.0 s; re-planning` (or -3599.9 s)", "check NTP/the system clock"),
@@ -549,8 +549,8 @@ async def test_wind(tmp_path, monkeypatch, scene):
         rig.faults.wind(2.0)
         await rig.tracking(30.0)
         ev = rig.events(t0)
-        assert any(e["kind"] == "state" and "-> stowing" in e["message"] and "wind 20.0" in
-                   e["message"] for e in ev), ev
+        assert any(e["kind"] == "state" and "-> stowing" in e["message"] and "wind gust" in
+                   e["message"] and "(3 s mean) above 15 m/s" in e["message"] for e in ev), ev
         assert any(e["kind"] == "info" and "wind calm" in e["message"] for e in ev), ev
         rig.assert_inside_hard_limits()
 
@@ -609,7 +609,8 @@ async def _log_outage(rig: DaemonRig, block: Callable[[], Any], unblock: Callabl
     assert what in (st["log"]["last_error"] or ""), st["log"]
     await asyncio.sleep(2.0)
     st = await rig.status()
-    assert st["state"] == "tracking" and st["on_sun"] and not st["log"]["healthy"]
+    # Tracking goes on (the store may already write again into what its WAL freed).
+    assert st["state"] == "tracking" and st["on_sun"], st["state"]
     unblock()
     await rig.wait_for(lambda s: s["log"]["healthy"] is True, 15.0, "log healthy again")
     await asyncio.sleep(1.5)

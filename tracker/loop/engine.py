@@ -167,6 +167,7 @@ class Engine:
         self._clock_ok = True
         self._clock_refusal_logged = ""
         self._wind_due_mono = -math.inf
+        self._wind_hold_logged = False
         self._wind_last: tuple[str, bool] = ("", False)
         self._interlock_due_mono = -math.inf
         self._true_direction = true_direction
@@ -391,6 +392,14 @@ class Engine:
                         source="weather", data={"wind": v.as_dict()})
         stow = v.reason if (v.stow and not self._wind_stowed
                             and self.settings.weather.auto_stow) else ""
+        held = self.machine.state in (State.PARKED, State.FAULT, State.ESTOP, State.OFF)
+        if stow and held and not self._wind_hold_logged:
+            self._wind_hold_logged = True
+            self._event(t, "warning", f"{v.reason}: {self.state}, not stowing (nothing moves "
+                        "while parked or in fault)", source="weather",
+                        data={"wind": v.as_dict()})
+        elif not v.stow:
+            self._wind_hold_logged = False
         self._wind_last = (stow, v.decision is WindDecision.CALM)
         return self._wind_last
 

@@ -20,6 +20,8 @@ class _Engine(Protocol):
 class _Clock(Protocol):
     def now_s(self) -> float: ...
 
+    def monotonic_s(self) -> float: ...
+
     def advance(self, dt_s: float) -> float: ...
 
 
@@ -47,8 +49,10 @@ class SimulatedTime:
         exception from a tick (the run goes on) instead of it ending the run.
         """
         clock, period = self.clock, self.engine.period_s
-        end_s = clock.now_s() + seconds
-        while clock.now_s() < end_s - 1e-9:
+        # Simulated seconds are counted on the monotonic clock: an injected step of the UTC
+        # clock neither ends the run early nor prolongs it.
+        end_mono = clock.monotonic_s() + seconds
+        while clock.monotonic_s() < end_mono - 1e-9:
             if before is not None:
                 await before()
             t = clock.now_s()
@@ -59,7 +63,8 @@ class SimulatedTime:
                     raise
                 on_error(exc)
             self.ticks += 1
-            dt = min(step_s(t) if step_s is not None else period, end_s - t)
+            dt = min(step_s(t) if step_s is not None else period,
+                     end_mono - clock.monotonic_s())
             self.step_physics(dt)
             clock.advance(dt)
             if observe is not None:
