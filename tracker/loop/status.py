@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from tracker.control.machine import State
+from tracker.loop.recorder import target_sky
 from tracker.loop.supervise import AXES
 from tracker.loop.tasks import TaskKind
 from tracker.timefmt import iso_utc
@@ -65,6 +66,8 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                                       and not engine.arrived))
     store = engine.store
     m = engine.measurement
+    # The target of the task in effect now (a command changes it between ticks).
+    target = target_sky(task, sun, engine.frames, engine.boresight)
     return {
         "time_utc": iso_utc(t),
         "state": state.value,
@@ -75,7 +78,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                 "azimuth_rate_deg_s": sun[2], "elevation_rate_deg_s": sun[3]},
         "axes": axes,
         "pointing": {"az_deg": _num(m.pointing_sky[0]), "el_deg": _num(m.pointing_sky[1])},
-        "target": {"az_deg": _num(m.target_sky[0]), "el_deg": _num(m.target_sky[1])},
+        "target": {"az_deg": _num(target[0]), "el_deg": _num(target[1])},
         "pointing_error_arcsec": _num(m.error_arcsec),
         "true_error_arcsec": _num(m.true_error_arcsec),
         "on_sun": engine.on_sun,
