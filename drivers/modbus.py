@@ -26,7 +26,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.modbus_map import RegisterMap, map_for
-from drivers.status_word import fault_from_code, limit_from_flags
+from drivers.status_word import decode_state
 from tracker.mount.axis import AxisState, Condition, stale_state
 
 log = logging.getLogger(__name__)
@@ -303,17 +303,11 @@ class ModbusAxis:
         vel = m.words_to_int32(regs[i], regs[i + 1]) / m.counts_per_deg_s
         flags = regs[self._flags_i]
         code = regs[self._code_i]
-        en, mv = self._bits[0], self._bits[1]
-        limit = limit_from_flags(flags, self._bits)
-        cond, text = fault_from_code(code)
-        pending = self._pending
-        if pending is not None and cond is Condition.OK:
-            # The last command was lost: say so once, with the fresh reading.
-            self._pending = None
-            cond, text = pending.condition, f"last command failed: {pending.text}"
-        state = AxisState(name=self.name, position_deg=pos, velocity_deg_s=vel,
-                          enabled=bool(flags & en), moving=bool(flags & mv), limit=limit,
-                          condition=cond, fault_code=code, fault_text=text, timestamp_s=now_s)
+        pending = self._pending if code == 0 else None
+        if pending is not None:
+            self._pending = None      # the lost command is reported once, with this reading
+        state = decode_state(self.name, pos, vel, flags, code, self._bits, now_s,
+                             (pending.condition, pending.text) if pending else None)
         self._last = state
         return state
 

@@ -43,7 +43,7 @@ from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from drivers.opcua_map import AXES, COMMAND_KEYS, STATUS_KEYS, NodeMap, map_for
-from drivers.status_word import fault_from_code, limit_from_flags
+from drivers.status_word import decode_state
 from tracker.errors import ConfigError
 from tracker.mount.axis import AxisState, Condition, stale_state
 
@@ -541,17 +541,11 @@ class OpcUaAxis:
         pos = values[0] * self.map.position_unit_deg
         vel = values[1] * self.map.velocity_unit_deg_s
         word, code = values[2], values[3]
-        en, mv = self._bits[0], self._bits[1]
-        limit = limit_from_flags(word, self._bits)
-        cond, text = fault_from_code(code)
-        pending = self._pending
-        if pending is not None and cond is Condition.OK:
-            # The last command was lost: say so once, with the fresh reading.
-            self._pending = None
-            cond, text = pending.condition, f"last command failed: {pending.text}"
-        state = AxisState(name=self.name, position_deg=pos, velocity_deg_s=vel,
-                          enabled=bool(word & en), moving=bool(word & mv), limit=limit,
-                          condition=cond, fault_code=code, fault_text=text, timestamp_s=now_s)
+        pending = self._pending if code == 0 else None
+        if pending is not None:
+            self._pending = None      # the lost command is reported once, with this reading
+        state = decode_state(self.name, pos, vel, word, code, self._bits, now_s,
+                             (pending.condition, pending.text) if pending else None)
         self._last = state
         return state
 
