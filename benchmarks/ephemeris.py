@@ -7,7 +7,7 @@ Prints single-position latency and vectorised throughput of ``SunTrack``,
 ``get_body`` + ``AltAz`` and skyfield (DE421), with ratios to ``SunTrack``, and
 the maximum great-circle error of each against astropy's full reduction
 (geometric, pressure 0) and against skyfield (its built-in Earth orientation:
-~0.5" of UT1/polar-motion differences; tests/test_ephemeris.py matches those and
+~0.5" of UT1/polar-motion differences; tests/astro/test_ephemeris.py matches those and
 finds sun_altaz within 0.0006" of skyfield/DE421).
 Targets (issues 2, 12): SunTrack scalar <= 5 us/call, vectorised >= 10 M positions/s,
 within 0.003 arcsec of the reference.

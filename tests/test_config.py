@@ -9,8 +9,8 @@ import tomllib
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import CONFIG_DIR, PRESETS
-from tests.toml_dump import dump_toml
+from tests.support import CONFIG_DIR, PRESETS
+from tests.support.toml_dump import dump_toml
 from tracker import config
 from tracker.cli.main import main
 from tracker.errors import ConfigError

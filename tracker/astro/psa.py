@@ -47,7 +47,7 @@ VALID_FROM_UNIX_S = 946684800.0
 VALID_TO_UNIX_S = 2871763200.0
 #: Bound on the great-circle error against the full reduction (``sun_altaz``) inside the valid
 #: span, any latitude: measured 0.0087 deg max over 2020-2050, 0.0097 deg over 2000-2019,
-#: 0.0083 deg over 2051-2060 (30 000 random times per span; tests/test_psa.py checks the
+#: 0.0083 deg over 2051-2060 (30 000 random times per span; tests/astro/test_psa.py checks the
 #: presets' sites, the equator and the poles).
 MAX_ERROR_DEG = 0.01
 

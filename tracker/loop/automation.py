@@ -1,7 +1,7 @@
 """Automation: which task and which transitions, as a pure function of the situation.
 
 ``decide(situation) -> Decision``: no I/O, no clock, no mutation; tested from a table
-(``tests/test_automation.py``).  The engine fires the decision's transitions in order and
+(``tests/loop/test_automation.py``).  The engine fires the decision's transitions in order and
 takes its task and window.
 """
 
