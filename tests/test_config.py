@@ -121,7 +121,7 @@ def test_every_preset_is_valid_toml_with_comments_on_sources() -> None:
         assert text.startswith("#")
 
 
-# ---------------------------------------------------------------------------- strict (issue 11)
+# ---------------------------------------------------------------------------- strict types
 def _sim_data() -> dict:
     return tomllib.loads((CONFIG_DIR / "sim.toml").read_text())
 

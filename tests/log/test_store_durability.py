@@ -1,4 +1,4 @@
-"""The tracking log under a full disk and with a corrupt file (issue 11, items 5 and 6).
+"""The tracking log under a full disk and with a corrupt file.
 
 Real SQLite files throughout.  The full disk is a real 2 MiB tmpfs when we may mount one
 (root), else SQLite's own ``max_page_count`` (a real SQLITE_FULL).  The corrupt file is a

@@ -1,4 +1,4 @@
-"""The fault matrix (issue 6): one end-to-end test per fault on the running daemon.
+"""The fault matrix: one end-to-end test per fault on the running daemon.
 
 The real daemon (``tracker.service.daemon.serve``: control loop, engine, store, HTTP API) runs in
 this event loop, its drives over real Modbus TCP to a simulated mount served in the same

@@ -1,4 +1,4 @@
-"""Calibration: grid planning, measurement CSV, the fit (the issue-7 proof), Sun camera, CLI."""
+"""Calibration: grid planning, measurement CSV, the fit (the fit recovers a known model), Sun camera, CLI."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_grid_avoids_keep_out_and_is_reproducible(sim_settings):
         plan_grid(s, 2)
 
 
-# ------------------------------------------------------------ the proof (issue 7 item 4)
+# ------------------------------------------------------------ the proof
 
 def test_fit_recovers_five_terms_within_one_arcsec(mis_settings):
     """30 grid points, 1 arcsec noise: every term within 1 arcsec, RMS at the noise level."""

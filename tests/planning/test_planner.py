@@ -23,7 +23,7 @@ Y2027_S = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
 JUNE1_S = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
 #: The Sun moves at most ~15 arcsec/s in azimuth or elevation inside these envelopes.
 SUN_MAX_RATE_DEG_S = 15.5 * arcsecond
-#: Allowed disagreement between our ephemeris and skyfield (the issue says 1.5 arcsec).
+#: Allowed disagreement between our ephemeris and skyfield (1.5 arcsec: skyfield and astropy differ by their UT1 and polar-motion handling).
 EPHEMERIS_TOL_DEG = 2.0 * arcsecond
 
 

@@ -1,4 +1,4 @@
-"""Bad input, property-tested with hypothesis (issue 6, item 4).
+"""Bad input, property-tested with hypothesis.
 
 * config files: random mutations of the presets (wrong types, out-of-range numbers,
   NaN/inf, unknown keys, missing sections, garbage bytes, non-UTF-8) give a

@@ -1,4 +1,4 @@
-"""Request limits at the HTTP edge (issue 11 items 1 and 8): real HTTP to the real daemon.
+"""Request limits at the HTTP edge: real HTTP to the real daemon.
 
 No request may cost the daemon much or act for another site: bodies over the limit are
 refused (413) before they are read, foreign Host names (DNS rebinding) get 421, foreign

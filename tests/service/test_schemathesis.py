@@ -1,4 +1,4 @@
-"""schemathesis against the real daemon's OpenAPI document (issue 6, item 4).
+"""schemathesis against the real daemon's OpenAPI document.
 
 The daemon runs as a subprocess (simulated mount, free loopback port, automatic
 tracking off); schemathesis loads ``/openapi.json`` from it over HTTP and, for

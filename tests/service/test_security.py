@@ -1,4 +1,4 @@
-"""Access control and the audit trail (issue 6, item 5); docs/security.md cites these tests.
+"""Access control and the audit trail; docs/security.md cites these tests.
 
 * the API listens on loopback by default (config defaults, presets, the real socket);
 * every command needs the bearer token, compared with ``hmac.compare_digest``;
