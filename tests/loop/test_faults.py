@@ -6,7 +6,7 @@ loop; the clock is shifted into a long tracking window and the mount starts on t
 Each test injects one fault, checks the reaction and state through the API, the events
 table in the log file, that no axis left its hard limits (the simulator's record), and the
 operator's action through the API.  ``MATRIX`` is the table in docs/faults.md
-(``python -m tests.test_faults`` rewrites it).  Also: a short soak (benchmarks/soak.py).
+(``python -m tests.loop.test_faults`` rewrites it).  Also: a short soak (benchmarks/soak.py).
 
 Three seams are patched (``Daemon`` only to keep a handle to stop it), the other two to
 reach things that cannot exist here otherwise: both to reach things that cannot exist here otherwise:
@@ -22,13 +22,14 @@ import asyncio
 import contextlib
 import json
 import math
+import shutil
 import sqlite3
 import subprocess
 import sys
 import time
 import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +40,8 @@ import tracker.service.daemon as daemon_mod
 from simulator.faults import FaultInjector
 from simulator.modbus_server import start_modbus_tcp_server
 from simulator.mount import SimMount
+from simulator.opcua_server import start_opcua_server
+from simulator.serial_device import start_pty_server
 from simulator.weather import start_modbus_anemometer
 from tests.support import ROOT
 from tracker import config
@@ -93,52 +96,69 @@ def merge(data: dict, overrides: dict[str, dict]) -> dict:
 
 
 class DaemonRig:
-    """One daemon + Modbus server + mount; use as ``async with DaemonRig(...) as rig``."""
+    """One daemon + the simulated mount behind a real drive server + a Modbus TCP anemometer;
+    use as ``async with DaemonRig(...) as rig``.  ``drives``: "modbus" (TCP), "opcua" (the
+    simulated drive PLC) or "serial" (the line protocol on a pty)."""
 
-    def __init__(self, tmp_path: Path, monkeypatch: Any, data: dict, t_s: float, *,
-                 db_path: Path | None = None) -> None:
+    def __init__(self, tmp_path: Path, data: dict, t_s: float, *,
+                 db_path: Path | None = None, drives: str = "modbus") -> None:
         self.tmp = tmp_path
-        self.monkeypatch = monkeypatch
         data = json.loads(json.dumps(data))
         data["api"]["token_file"] = str(tmp_path / "token")
         data["store"]["path"] = str(tmp_path / "tracker.sqlite")
         self.data = data
         self.t_s = t_s
+        self.drives = drives
         self.db_path = db_path or tmp_path / "tracker.sqlite"
         self.clock: SystemClock | None = None
         self.daemon: Any = None
+
+    async def _serve_drives(self) -> Callable[[], Awaitable[None]]:
+        """Serve the mount as the drives of kind ``self.drives``; returns the server's stop."""
+        if self.drives == "modbus":
+            self.handle, port = await start_modbus_tcp_server(self.mount)
+            self.data["drives"]["modbus"]["port"] = port
+            return self.handle.stop
+        self.handle = None
+        if self.drives == "opcua":
+            shutil.copy(ROOT / "config" / "opcua_map.toml", self.tmp / "opcua_map.toml")
+            handle, url = await start_opcua_server(self.mount)
+            node_map = str(self.tmp / "opcua_map.toml")
+            self.data["drives"] = {"kind": "opcua", "watchdog_s": self.data["drives"]["watchdog_s"],
+                                   "opcua": {"endpoint_url": url, "node_map": node_map}}
+            return handle.stop
+        pty = start_pty_server(self.mount)
+        self.data["drives"] = {"kind": "serial", "watchdog_s": self.data["drives"]["watchdog_s"],
+                               "serial": {"port": pty.path}}
+
+        async def stop() -> None:
+            pty.stop()
+        return stop
 
     async def __aenter__(self) -> DaemonRig:
         settings = config.parse(self.data, str(self.tmp / "sim.toml"))
         az, el = sun_axes(settings, self.t_s)
         self.mount = SimMount(settings, azimuth_deg=az, elevation_deg=el)
-        self.handle, port = await start_modbus_tcp_server(self.mount)
-        self.data["drives"]["modbus"]["port"] = port
+        self._stop_drives = await self._serve_drives()
         # The wind reaches the daemon as from a real anemometer: Modbus TCP on loopback.
         wind_cfg = config.parse(self.data, str(self.tmp / "sim.toml")).weather.modbus
         self.anemometer = await start_modbus_anemometer(self.mount, wind_cfg, port=0)
         self.data["weather"]["modbus"]["port"] = self.anemometer.port
         self.settings = config.parse(self.data, str(self.tmp / "sim.toml"))
         self.faults = FaultInjector(self.mount, server=self.handle)
-        rig = self
-
-        def make_clock(offset_s: float = 0.0) -> SystemClock:
-            rig.clock = SystemClock(offset_s)
-            return rig.clock
-
-        class _Daemon(daemon_mod.Daemon):
-            def __init__(self, *a: Any, **k: Any) -> None:
-                super().__init__(*a, **k)
-                rig.daemon = self
-
-        self.monkeypatch.setattr(daemon_mod, "SystemClock", make_clock)
-        self.monkeypatch.setattr(daemon_mod, "Daemon", _Daemon)
-        self.monkeypatch.setattr(daemon_mod, "_build_axes",
-                                 lambda s, clock: (make_axes(s, clock=clock), self.mount))
+        self.clock = SystemClock(self.t_s - time.time())
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_daemon(daemon: Any) -> None:
+            self.daemon = daemon
+
         self.task = asyncio.create_task(daemon_mod.serve(
             self.settings, api_port=0, db_path=str(self.db_path),
-            time_offset_s=self.t_s - time.time(), ready=ready.set_result))
+            # The clock is shifted here, not by ``time_offset_s`` (which the daemon allows only
+            # for drives it knows to be simulated: a pty could be a real controller).
+            ready=ready.set_result, clock=self.clock,
+            build_axes=lambda s, clock: (make_axes(s, clock=clock), self.mount),
+            on_daemon=on_daemon))
         done, _ = await asyncio.wait({self.task, ready}, timeout=60.0,
                                      return_when=asyncio.FIRST_COMPLETED)
         if self.task in done:
@@ -156,7 +176,7 @@ class DaemonRig:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.task, 30.0)
         await self.http.aclose()
-        await self.handle.stop()
+        await self._stop_drives()
         await self.anemometer.stop()
 
     async def stop(self) -> int:
@@ -259,7 +279,8 @@ MATRIX: list[Row] = [
         "azimuth drive speed limited to 1e-6 deg/s; limit 60 arcsec, grace 1 s",
         "fault after the grace time; axes hold", "fault", "`fault` event `following error`",
         "free the axis, `tracker reset`"),
-    Row("wind", "wind over the limit", "`wind(20)` (stow 15 m/s), then `wind(2)`",
+    Row("wind", "wind over the limit", "`wind(20)` (stow 15 m/s), then `wind(2)`; drives over "
+        "Modbus TCP, OPC UA and serial in turn",
         "stow; commands refused while stowed; resumes after `weather.calm_s` of calm "
         "(auto_resume)", "stowing -> stowed -> tracking",
         "`state` events with the 3 s gust from the Modbus anemometer, `info` wind calm", "none (or `tracker stow`)"),
@@ -292,7 +313,7 @@ MATRIX: list[Row] = [
 ]
 
 DOCS = ROOT / "docs" / "faults.md"
-TABLE_BEGIN = "<!-- fault-matrix: generated by `python -m tests.test_faults`, checked by the tests -->"
+TABLE_BEGIN = "<!-- fault-matrix: generated by `python -m tests.loop.test_faults`, checked by the tests -->"
 TABLE_END = "<!-- end fault-matrix -->"
 
 
@@ -323,7 +344,7 @@ def scene() -> tuple[dict, float]:
 
 
 def test_docs_table_is_the_matrix() -> None:
-    assert render_table() in DOCS.read_text(), "docs/faults.md is stale: python -m tests.test_faults"
+    assert render_table() in DOCS.read_text(), "docs/faults.md is stale: python -m tests.loop.test_faults"
     tests = {n[5:] for n in globals() if n.startswith("test_")}
     assert {r.key for r in MATRIX} <= tests
 
@@ -366,9 +387,9 @@ async def fault_then_reset(rig: DaemonRig, inject: Callable[[], Any], text: str,
     return {"detect_s": waited}
 
 
-async def test_link_dropped(tmp_path, monkeypatch, scene):
+async def test_link_dropped(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await rig.tracking()
         t0 = rig.now_s()
         assert rig.faults.drop_connection() >= 1
@@ -394,16 +415,16 @@ async def test_link_dropped(tmp_path, monkeypatch, scene):
         await fault_then_reset(rig, pull, "link_down", repair=plug)
 
 
-async def test_slow_responses(tmp_path, monkeypatch, scene):
+async def test_slow_responses(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await fault_then_reset(rig, lambda: rig.faults.delay_responses(0.6), "timeout",
                                repair=rig.faults.clear)
 
 
-async def test_garbled_frames(tmp_path, monkeypatch, scene):
+async def test_garbled_frames(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await rig.tracking()
         t0 = rig.now_s()
         rig.faults.garble(1)
@@ -413,30 +434,30 @@ async def test_garbled_frames(tmp_path, monkeypatch, scene):
                                repair=rig.faults.clear)
 
 
-async def test_modbus_exception(tmp_path, monkeypatch, scene):
+async def test_modbus_exception(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await fault_then_reset(rig, lambda: rig.faults.exception(4, -1), "protocol_exception",
                                repair=rig.faults.clear)
 
 
-async def test_drive_trip(tmp_path, monkeypatch, scene):
+async def test_drive_trip(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await fault_then_reset(rig, lambda: rig.faults.trip("elevation", Condition.OVERCURRENT),
                                "elevation: overcurrent")
 
 
-async def test_restart_in_fault(tmp_path, monkeypatch, scene):
+async def test_restart_in_fault(tmp_path, scene):
     data, t_s = scene
     db = tmp_path / "tracker.sqlite"
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s, db_path=db) as rig:
+    async with DaemonRig(tmp_path, data, t_s, db_path=db) as rig:
         await rig.tracking()
         rig.faults.trip("elevation", Condition.OVERCURRENT)
         await rig.wait_for(lambda s: s["state"] == "fault", 5.0, "fault")
         assert await rig.stop() == 0
     t_restart = t_s + 120.0
-    async with DaemonRig(tmp_path, monkeypatch, data, t_restart, db_path=db) as rig:
+    async with DaemonRig(tmp_path, data, t_restart, db_path=db) as rig:
         st, _ = await rig.wait_for(lambda s: s["state"] == "fault", 10.0, "fault at start")
         start = {n: a.true_position_deg for n, a in rig.mount.axes.items()}
         for command, body in (("goto", {"az_deg": st["sun"]["azimuth_deg"], "el_deg": 0.0}),
@@ -457,9 +478,9 @@ async def test_restart_in_fault(tmp_path, monkeypatch, scene):
         rig.assert_inside_hard_limits()
 
 
-async def test_clock_jump_during_jog(tmp_path, monkeypatch, scene):
+async def test_clock_jump_during_jog(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await rig.tracking()
         el0 = rig.mount.elevation.true_position_deg
         r = await rig.post("jog", {"axis": "el", "rate_deg_s": -0.05, "seconds": 15.0})
@@ -473,9 +494,9 @@ async def test_clock_jump_during_jog(tmp_path, monkeypatch, scene):
         assert any("clock jumped by -3600" in e["message"] for e in rig.events(t_s - 7200.0))
 
 
-async def test_encoder_jump(tmp_path, monkeypatch, scene):
+async def test_encoder_jump(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await fault_then_reset(rig, lambda: rig.faults.encoder_jump("azimuth", 0.5),
                                "azimuth: encoder_jump",
                                repair=rig.mount.azimuth.clear_encoder_offset)
@@ -484,16 +505,16 @@ async def test_encoder_jump(tmp_path, monkeypatch, scene):
         assert abs(rig.mount.azimuth.true_position_deg - az) < 0.01
 
 
-async def test_limit_switch(tmp_path, monkeypatch, scene):
+async def test_limit_switch(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await fault_then_reset(rig, lambda: rig.faults.limit_switch("elevation"),
                                "elevation: limit_switch")
 
 
-async def test_estop(tmp_path, monkeypatch, scene):
+async def test_estop(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
 
         async def release() -> None:
             r = await rig.post("reset")                  # the chain is still open: refused
@@ -511,11 +532,11 @@ async def test_estop(tmp_path, monkeypatch, scene):
         assert resets[0][0] == "api:127.0.0.1" and "estop" in resets[0][2], resets
 
 
-async def test_following_error(tmp_path, monkeypatch, scene):
+async def test_following_error(tmp_path, scene):
     data, t_s = scene
     data = merge(data, {"tracking": {"following_error_limit_arcsec": 60.0,
                                      "following_error_grace_s": 1.0}})
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         speed = rig.mount.azimuth.max_speed_deg_s
 
         def jam() -> None:
@@ -527,7 +548,9 @@ async def test_following_error(tmp_path, monkeypatch, scene):
         await fault_then_reset(rig, jam, "following error", repair=free, detect_s=30.0)
 
 
-async def test_wind(tmp_path, monkeypatch, scene):
+@pytest.mark.parametrize("drives", ["modbus", "opcua", "serial"])
+async def test_wind(tmp_path, scene, drives):
+    """The stow does not depend on how the drives are wired: Modbus TCP, OPC UA or serial."""
     data, t_s = scene
     settings = config.parse(data, "<wind>")
     az, _ = sun_axes(settings, t_s)
@@ -535,8 +558,9 @@ async def test_wind(tmp_path, monkeypatch, scene):
     data = merge(data, {"weather": {"calm_s": 3.0},
                         "positions": {"stow": {"azimuth_deg": stow_az, "elevation_deg": 0.0},
                                       "park": data["positions"]["park"]}})
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s, drives=drives) as rig:
         await rig.tracking()
+        assert (await rig.http.get("/info")).json()["drives"] == drives
         t0 = rig.now_s()
         rig.faults.wind(20.0)
         await rig.wait_for(lambda s: s["state"] in ("stowing", "stowed"), 5.0, "stowing")
@@ -555,9 +579,9 @@ async def test_wind(tmp_path, monkeypatch, scene):
 
 
 @pytest.mark.parametrize("jump_s", [3600.0, -3600.0])
-async def test_clock_jump(tmp_path, monkeypatch, scene, jump_s):
+async def test_clock_jump(tmp_path, scene, jump_s):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         await rig.tracking()
         t0 = rig.now_s()
         rig.clock.offset_s += jump_s
@@ -572,14 +596,14 @@ async def test_clock_jump(tmp_path, monkeypatch, scene, jump_s):
         rig.assert_inside_hard_limits()
 
 
-async def test_stale_iers(tmp_path, monkeypatch):
+async def test_stale_iers(tmp_path):
     data = base_config()
     first, last, _ = iers_mjd_range()
     beyond_s = (last - 40587.0 + 120.0) * 86400.0         # 120 days after the table's end
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StaleIERSWarning)     # planning the test's own time
         t_s = tracking_time(config.parse(data, "<iers>"), beyond_s)
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         st = await rig.tracking()
         assert st["data_ages"]["iers_days_left"] < 0
         ev = [e for e in rig.events() if e["kind"] == "warning"]
@@ -620,7 +644,7 @@ async def _log_outage(rig: DaemonRig, block: Callable[[], Any], unblock: Callabl
     rig.assert_inside_hard_limits()
 
 
-async def test_disk_full(tmp_path, monkeypatch, scene):
+async def test_disk_full(tmp_path, scene):
     data, t_s = scene
     fs = tmp_path / "fs"
     fs.mkdir()
@@ -630,7 +654,7 @@ async def test_disk_full(tmp_path, monkeypatch, scene):
         pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
     filler = fs / "filler"
     try:
-        async with DaemonRig(tmp_path, monkeypatch, data, t_s, db_path=fs / "log.sqlite") as rig:
+        async with DaemonRig(tmp_path, data, t_s, db_path=fs / "log.sqlite") as rig:
             def fill() -> None:
                 with open(filler, "wb") as f, contextlib.suppress(OSError):
                     while True:
@@ -642,9 +666,9 @@ async def test_disk_full(tmp_path, monkeypatch, scene):
         subprocess.run(["umount", "-l", str(fs)], check=False)
 
 
-async def test_sqlite_locked(tmp_path, monkeypatch, scene):
+async def test_sqlite_locked(tmp_path, scene):
     data, t_s = scene
-    async with DaemonRig(tmp_path, monkeypatch, data, t_s) as rig:
+    async with DaemonRig(tmp_path, data, t_s) as rig:
         holder: list[subprocess.Popen] = []
         code = ("import sqlite3, sys, time\n"
                 "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"

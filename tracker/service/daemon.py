@@ -467,12 +467,17 @@ def _run_control_thread(daemon: Daemon, mount: Any, started: concurrent.futures.
 
 
 async def serve(settings: Any, *, api_port: int | None = None, db_path: str | None = None,
-                time_offset_s: float = 0.0, ready: Any = None) -> int:
+                time_offset_s: float = 0.0, ready: Any = None, clock: Any = None,
+                build_axes: Callable[[Any, Any], tuple[Mapping[str, Any], Any]] = _build_axes,
+                on_daemon: Callable[[Daemon], None] | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the exit status (0 after a clean stop).
 
     The engine ticks on its own thread and event loop (``_run_control_thread``); this loop
     serves the HTTP API.  ``ready``: optional callable receiving the API base URL once the
-    API listens.
+    API listens.  The parts a test or an embedding program replaces are parameters:
+    ``clock`` (default: the system clock shifted by ``time_offset_s``), ``build_axes``
+    (settings, clock -> (axes, in-process mount or None)), ``on_daemon`` (receives the
+    ``Daemon`` before the control loop starts).
     """
     from tracker.log.store import TrackingStore
     from tracker.loop.engine import Engine
@@ -486,7 +491,7 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     host = settings.api.host
     port = settings.api.port if api_port is None else api_port
     sock = _bind(host, port)
-    clock = SystemClock(time_offset_s)
+    clock = clock if clock is not None else SystemClock(time_offset_s)
     if time_offset_s:
         log.warning("daemon clock shifted by %+.1f s from the system clock (simulated drives)",
                     time_offset_s)
@@ -494,7 +499,7 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     try:
         store = TrackingStore(store_path, clock=clock, on_corrupt=settings.store.on_corrupt,
                               spill_dir=settings.store.spill_dir or None)
-        axes, mount = _build_axes(settings, clock)
+        axes, mount = build_axes(settings, clock)
     except BaseException:
         sock.close()
         raise
@@ -508,6 +513,8 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     inline = settings.weather.source == "sim"
     engine = Engine(settings, axes, store, clock, wind=wind, sample_wind_each_tick=inline)
     daemon = Daemon(settings, engine, clock, token=token)
+    if on_daemon is not None:
+        on_daemon(daemon)
     loop = asyncio.get_running_loop()
     started: concurrent.futures.Future = concurrent.futures.Future()
     finished: concurrent.futures.Future = concurrent.futures.Future()
