@@ -18,12 +18,21 @@ def preset(request) -> config.Settings:
     return config.load(CONFIG_DIR / f"{request.param}.toml")
 
 
-def pytest_unconfigure(config) -> None:
-    """Name every non-daemon thread and child process a test left behind.
+_exit_status: list[int] = [0]
 
-    The interpreter waits for non-daemon threads at exit, so one leaked by a test keeps the
-    whole run from ending after its summary; this prints where each one is stuck.
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _exit_status[0] = int(exitstatus)
+
+
+def pytest_unconfigure(config) -> None:
+    """Name every non-daemon thread and child process a test left behind, and fail the run.
+
+    The interpreter waits for non-daemon threads at exit, so one leaked by a test would keep
+    the run from ever ending after its summary; this prints where each one is stuck and ends
+    the process with a failure instead.
     """
+    import os
     import sys
     import threading
     import traceback
@@ -34,7 +43,13 @@ def pytest_unconfigure(config) -> None:
     leaked = [t for t in threading.enumerate()
               if t is not threading.main_thread() and not t.daemon and t.is_alive()]
     for thread in leaked:
-        stack = "".join(traceback.format_stack(frames.get(thread.ident))) if thread.ident in frames else ""
+        stack = "".join(traceback.format_stack(frames[thread.ident])) if thread.ident in frames else ""
         sys.stderr.write(f"\nleaked non-daemon thread {thread.name!r}:\n{stack}")
-    for child in psutil.Process().children(recursive=True):
+    children = psutil.Process().children(recursive=True)
+    for child in children:
         sys.stderr.write(f"\nleaked child process {child.pid}: {' '.join(child.cmdline())}\n")
+    if leaked:
+        sys.stderr.write(f"\n{len(leaked)} non-daemon threads left running: failing the run\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(_exit_status[0] or 1)

@@ -149,17 +149,6 @@ def test_refusals_carry_the_daemon_reason_and_status():
     assert exc.value.status == 422
 
 
-@pytest.mark.parametrize("name", sorted(fm.MOVES_FROM_PARK))
-def test_parked_moves_are_not_sent(name):
-    c = RecordingClient()
-    arg = [180.0, 0.0] if name == "Goto" else None
-    with pytest.raises(fm.CommandRefused, match="parked") as exc:
-        fm.execute(c, name, arg, source="tango:x", status={"state": "parked"})
-    assert exc.value.status == 409 and c.calls == []
-    fm.execute(c, "Unpark", source="tango:x", status={"state": "parked"})
-    assert c.calls == [("unpark", "tango:x")]
-
-
 @given(name=st.text(max_size=20), arg=st.one_of(
     st.none(), st.floats(), st.text(max_size=5),
     st.lists(st.one_of(st.floats(), st.integers(), st.booleans(), st.text(max_size=3),

@@ -77,6 +77,18 @@ def rig(tmp_path_factory):
     r.close()
 
 
+def connect(client: Client) -> Client:
+    """``client.connect()``; when it fails, stop the client's own thread loop (a non-daemon
+    thread asyncua stops only in ``disconnect``, which would keep the test run from exiting)."""
+    try:
+        client.connect()
+    except BaseException:
+        if client.tloop.is_alive():
+            client.tloop.stop()
+        raise
+    return client
+
+
 class Session:
     """A connected client with the HelioTracker object and its namespace index."""
 
@@ -85,7 +97,7 @@ class Session:
         if user is not None:
             self.client.set_user(user)
             self.client.set_password(password or "")
-        self.client.connect()
+        connect(self.client)
         self.idx = self.client.get_namespace_index(NAMESPACE_URI)
         self.obj = self.client.nodes.objects.get_child(f"{self.idx}:HelioTracker")
 
@@ -215,14 +227,13 @@ def test_basic256sha256_sign_and_encrypt(rig, tmp_path):
     try:
         plain = Client(server.endpoint)
         with pytest.raises((ua.UaError, OSError, TimeoutError)):  # no unencrypted endpoint
-            plain.connect()
-            plain.disconnect()
+            connect(plain).disconnect()
         secure = Client(server.endpoint)
         secure.set_security_string(
             f"Basic256Sha256,SignAndEncrypt,{cli_cert},{cli_key},{srv_cert}")
         secure.set_user("operator")
         secure.set_password(PASSWORD)
-        secure.connect()
+        connect(secure)
         try:
             idx = secure.get_namespace_index(NAMESPACE_URI)
             state = secure.nodes.objects.get_child([f"{idx}:HelioTracker", f"{idx}:TrackerState"])

@@ -284,19 +284,13 @@ def az_el_argument(value: Any) -> tuple[float, float]:
     return out[0], out[1]
 
 
-#: Commands that would move a parked mount: refused here until Unpark (see ``execute``).
-MOVES_FROM_PARK = frozenset({"TrackStart", "Goto", "Stow"})
-
-
-def execute(client: Any, name: str, argument: Any = None, *, source: str,
-            status: dict | None = None) -> dict:
+def execute(client: Any, name: str, argument: Any = None, *, source: str) -> dict:
     """Run facility command ``name`` through the API client as ``source``; the API's result.
 
     Raises ``CommandRefused`` with the daemon's reason (envelope, state, token...) or the
-    argument check's; nothing is sent for an unknown command or a bad argument.
-    ``status`` (the latest snapshot): while it says ``parked``, commands that would move
-    the mount are refused before the API ("parked means nothing moves until Unpark");
-    the engine's own rules still apply to everything that is sent.
+    argument check's; nothing is sent for an unknown command or a bad argument.  What a
+    state allows (parked: nothing moves until Unpark) is the engine's motion-rules table,
+    the one every interface goes through.
     """
     cmd = COMMANDS.get(name)
     if cmd is None:
@@ -305,9 +299,6 @@ def execute(client: Any, name: str, argument: Any = None, *, source: str,
         az_deg, el_deg = az_el_argument(argument)
     elif argument is not None:
         raise CommandRefused(f"{name} takes no argument")
-    if status is not None and status.get("state") == "parked" and name in MOVES_FROM_PARK:
-        raise CommandRefused(f"refused: the mount is parked: nothing moves until Unpark "
-                             f"({name} not sent)", status=409)
     try:
         if name == "TrackStart":
             return client.track(True, source=source)

@@ -309,7 +309,7 @@ class FacilityOpcUa:
         source = fm.source_name("opcua", f"{user.name}@{peer}")
         try:
             result = await asyncio.to_thread(fm.execute, self.client, name, argument,
-                                             source=source, status=self.status)
+                                             source=source)
         except fm.CommandRefused as exc:
             await self._result(f"{name} refused: {exc}")
             code = {409: ua.StatusCodes.BadInvalidState, 422: ua.StatusCodes.BadOutOfRange,

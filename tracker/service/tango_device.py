@@ -202,9 +202,7 @@ class HelioTracker(Device):
 
     def _run(self, name: str, argument: Any = None) -> None:
         try:
-            with self._lock:
-                status = self._status
-            fm.execute(self._client, name, argument, source=self._source(), status=status)
+            fm.execute(self._client, name, argument, source=self._source())
         except fm.CommandRefused as exc:
             reason = ("HelioTracker_Unreachable" if exc.status is None
                       and "reach" in str(exc) else "HelioTracker_Refused")
