@@ -364,6 +364,11 @@ async def fault_then_reset(rig: DaemonRig, inject: Callable[[], Any], text: str,
     if asyncio.iscoroutine(res):
         await res
     st, waited = await rig.wait_for(lambda s: s["state"] == state, detect_s, state)
+    # The log commits in batches: the fault event reaches the file within a commit interval.
+    for _ in range(50):
+        if any(text in e["message"] for e in faults_since(rig, t0)):
+            break
+        await asyncio.sleep(0.1)
     assert any(text in e["message"] for e in faults_since(rig, t0)), rig.events(t0)
     await asyncio.sleep(2.0)
     for ax in rig.mount.axes.values():
