@@ -22,7 +22,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_daemon import DaemonProcess, make_config  # noqa: E402
+from tests.support.daemon import DaemonProcess, make_config  # noqa: E402
 
 JITTER_P99_TARGET_MS = 20.0
 

@@ -32,7 +32,7 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_store import T0_S  # noqa: E402
+from tests.support.records import T0_S  # noqa: E402
 
 
 def load_store(path: Path, name: str) -> ModuleType:

@@ -39,7 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_daemon import DaemonProcess, make_config  # noqa: E402
+from tests.support.daemon import DaemonProcess, make_config  # noqa: E402
 
 SHOWN_P99_TARGET_MS = 200.0
 JITTER_P99_TARGET_MS = 20.0
