@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.facility_rig import FacilityRig  # noqa: E402
 from tests.support.daemon import TRACKER, free_port  # noqa: E402
+from tests.support.facility_rig import FacilityRig  # noqa: E402
 
 READ_P99_TARGET_MS = 20.0
 EVENT_TARGET_MS = 200.0
