@@ -95,6 +95,27 @@ def test_unwritable_cache_folder_falls_back_to_parsing(tmp_path, monkeypatch, as
     _assert_same_table(astropy_parsed, table)
 
 
+@pytest.mark.slow
+def test_other_installations_tables_are_kept_until_unused_for_a_month(cache_in, astropy_parsed):
+    """Two venvs (two installed versions) share the folder without deleting each other's
+    table; one unused for ``STALE_CACHE_S`` goes when a table is written."""
+    import time
+
+    cache_in.mkdir(parents=True)
+    recent, stale = cache_in / "iers-auto-other1.npz", cache_in / "iers-auto-other2.npz"
+    recent.write_bytes(b"x")
+    stale.write_bytes(b"x")
+    old_s = time.time() - iers_cache.STALE_CACHE_S - 60.0
+    os.utime(stale, (old_s, old_s))
+    _, source = iers_cache.load_table()
+    assert source == "parsed, cached"
+    assert recent.exists() and not stale.exists() and iers_cache.cache_path().exists()
+    path = iers_cache.cache_path()
+    os.utime(path, (old_s, old_s))
+    _, source = iers_cache.load_table()           # a cache hit marks the table as in use
+    assert source == "cache" and path.stat().st_mtime > old_s + 3600.0
+
+
 def test_key_follows_the_installed_files(tmp_path, monkeypatch):
     """A new astropy-iers-data (other files, other times) gives another cache file."""
     copies = {}

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 #: Bump when the stored layout changes.
 FORMAT_VERSION = 2
 _PREFIX = "iers-auto-"
+#: A cached table of another installed version unused this long is deleted (s).
+STALE_CACHE_S = 30 * 86400.0
 
 
 def cache_dir() -> Path:
@@ -169,12 +172,16 @@ def _write(path: Path, table: Any) -> None:
         except OSError:
             pass
         raise
-    for old in path.parent.glob(f"{_PREFIX}*.npz"):  # tables of other installed versions
-        if old != path:
-            try:
+    # Tables of other installed versions go once unused for a while: not at once, since two
+    # installations (two venvs of one user) would otherwise delete each other's file and
+    # both parse at every start.
+    stale_before_s = time.time() - STALE_CACHE_S
+    for old in path.parent.glob(f"{_PREFIX}*.npz"):
+        try:
+            if old != path and old.stat().st_mtime < stale_before_s:
                 old.unlink()
-            except OSError:
-                pass
+        except OSError:
+            pass
 
 
 def _parse_with_astropy() -> Any:
@@ -199,6 +206,10 @@ def _ensure_file() -> tuple[Path | None, Any, str]:
         logger.debug("IERS cache unavailable: %s", exc)
         return None, _parse_with_astropy(), "parsed"
     if path.is_file():
+        try:
+            os.utime(path)  # in use: another installation's clean-up keeps it
+        except OSError:
+            pass
         return path, None, "cache"
     table = _parse_with_astropy()
     try:
