@@ -284,6 +284,11 @@ MATRIX: list[Row] = [
         "stow; commands refused while stowed; resumes after `weather.calm_s` of calm "
         "(auto_resume)", "stowing -> stowed -> tracking",
         "`state` events with the 3 s gust from the Modbus anemometer, `info` wind calm", "none (or `tracker stow`)"),
+    Row("anemometer_lost", "anemometer lost", "the Modbus anemometer server stopped "
+        "(`weather.max_age_s` 3 s); drives over Modbus TCP, OPC UA and serial in turn",
+        "stow within `max_age_s` + 2 s (`stow_on_sensor_loss`)", "stowing -> stowed",
+        "`warning` event `anemometer lost: last valid reading ... (limit 3 s)`, `state` event",
+        "repair the sensor; `tracker track start` once it reads again"),
     Row("clock_jump", "clock jump +-1 h", "daemon clock offset +3600 s / -3600 s",
         "re-plan; tracking re-acquires the Sun at the new time", "tracking",
         "`warning` event `clock jumped by +3600.0 s; re-planning` (or -3599.9 s)", "check NTP/the system clock"),
@@ -580,6 +585,33 @@ async def test_wind(tmp_path, scene, drives):
         assert any(e["kind"] == "state" and "-> stowing" in e["message"] and "wind gust" in
                    e["message"] and "(3 s mean) above 15 m/s" in e["message"] for e in ev), ev
         assert any(e["kind"] == "info" and "wind calm" in e["message"] for e in ev), ev
+        rig.assert_inside_hard_limits()
+
+
+@pytest.mark.parametrize("drives", ["modbus", "opcua", "serial"])
+async def test_anemometer_lost(tmp_path, scene, drives):
+    """A silent anemometer stows the mount, whatever link the drives are on."""
+    data, t_s = scene
+    max_age_s = 3.0
+    data = merge(data, {"weather": {"max_age_s": max_age_s},
+                        "positions": {"stow": data["positions"]["park"],
+                                      "park": data["positions"]["park"]}})
+    async with DaemonRig(tmp_path, data, t_s, drives=drives) as rig:
+        await rig.tracking()
+        t0 = rig.now_s()
+        await rig.anemometer.stop()
+        _, waited_s = await rig.wait_for(lambda s: s["state"] in ("stowing", "stowed"),
+                                         max_age_s + 2.0 + 2.0, "stowing on sensor loss")
+        assert waited_s <= max_age_s + 2.0 + 0.5        # + 0.5 s: the status poll's own period
+        await rig.wait_for(lambda s: s["state"] == "stowed", 60.0, "stowed")
+        for _ in range(50):
+            ev = rig.events(t0)
+            if any("anemometer lost" in e["message"] for e in ev if e["kind"] == "warning"):
+                break
+            await asyncio.sleep(0.1)
+        assert any(e["kind"] == "warning" and "anemometer lost: last valid reading" in
+                   e["message"] and f"(limit {max_age_s:g} s)" in e["message"] for e in ev), ev
+        assert any(e["kind"] == "state" and "-> stowing" in e["message"] for e in ev), ev
         rig.assert_inside_hard_limits()
 
 
