@@ -196,7 +196,7 @@ def ut1_uncertainty_s(mjd: float) -> float:
     first, last, predictive = iers_mjd_range()
     if mjd < first:
         return math.nan
-    sigma = 0.00025 * max(mjd - predictive, 0.0) ** 0.75
+    sigma = 0.00025 * math.pow(max(mjd - predictive, 0.0), 0.75)
     if mjd > last:
         sigma += _final_drift_s_per_day() * (mjd - last)
     return sigma
@@ -281,7 +281,8 @@ def _leap_second_expiry() -> _dt.date:
     from astropy.utils import iers
 
     ensure_offline(astropy_now=True)
-    return iers.LeapSeconds.auto_open().expires.utc.datetime.date()
+    expires: _dt.date = iers.LeapSeconds.auto_open().expires.utc.datetime.date()  # astropy: untyped
+    return expires
 
 
 @functools.lru_cache(maxsize=1)

@@ -42,6 +42,7 @@ import threading
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tracker.astro.datasources import (
     StaleIERSWarning,
@@ -493,7 +494,7 @@ class SunTrack:
         dec = np.arctan2(c, np.hypot(a, b))
         rho = np.sqrt(a * a + b * b + c * c)
 
-        def d6(f: np.ndarray) -> np.ndarray:  # 6th-order central first derivative
+        def d6(f: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:  # 6th-order central first derivative
             return (-f[:-6] + 9 * f[1:-5] - 45 * f[2:-4] + 45 * f[4:-2] - 9 * f[5:-1]
                     + f[6:]) / (60.0 * big)
 
@@ -680,13 +681,15 @@ class SunTrack:
             return self._altaz_scalar(float(t_s))
         if np.ndim(t_s) == 0:
             return self._altaz_scalar(float(t_s))
-        return self._vector(t_s, False)
+        az, el = self._vector(t_s, False)
+        return az, el
 
     def rates(self, t_s: Any) -> tuple[Any, Any]:
         """(azimuth_rate_deg_s, elevation_rate_deg_s) at UTC unix seconds (float or ndarray)."""
         if np.ndim(t_s) == 0:
             return self.altaz_rates(float(t_s))[2:]
-        return self._vector(t_s, True)[2:]
+        _, _, az_rate, el_rate = self._vector(t_s, True)
+        return az_rate, el_rate
 
     def altaz_rates_array(self, t_s: np.ndarray) -> tuple[np.ndarray, ...]:
         """(az_deg, el_deg, az_rate_deg_s, el_rate_deg_s) arrays at UTC unix seconds."""
