@@ -137,6 +137,7 @@ class _ConfigureAstropyOnImport(importlib.abc.MetaPathFinder):
             original(module)
             _configure_astropy()
 
+        # Deliberate: this one loader is wrapped so astropy is configured once imported.
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 

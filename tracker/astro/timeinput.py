@@ -282,7 +282,7 @@ def iso_to_utc_jd(isos: list[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray
         return utc
 
 
-def to_utc_jd(times: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+def to_utc_jd(times: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], bool]:
     """Any accepted time (or array of them) -> (jd1, jd2, is_scalar), UTC two-part quasi-JD.
 
     The arrays have the input's shape (0-d for a scalar).  Unix seconds and ISO
@@ -318,7 +318,8 @@ def to_utc_jd(times: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         return np.asarray(utc.jd1), np.asarray(utc.jd2), bool(t.isscalar)
 
 
-def utc_jd_to_iso(jd1: np.ndarray, jd2: np.ndarray, digits: int = 3) -> list[str]:
+def utc_jd_to_iso(jd1: npt.NDArray[np.float64], jd2: npt.NDArray[np.float64],
+                  digits: int = 3) -> list[str]:
     """UTC two-part quasi-JD -> ``YYYY-MM-DDTHH:MM:SS.fff`` strings (leap second as :60)."""
     from tracker.astro.datasources import quiet_erfa
 
