@@ -137,6 +137,7 @@ class _ConfigureAstropyOnImport(importlib.abc.MetaPathFinder):
             original(module)
             _configure_astropy()
 
+        # Deliberate: this one loader is wrapped so astropy is configured once imported.
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
@@ -196,7 +197,7 @@ def ut1_uncertainty_s(mjd: float) -> float:
     first, last, predictive = iers_mjd_range()
     if mjd < first:
         return math.nan
-    sigma = 0.00025 * max(mjd - predictive, 0.0) ** 0.75
+    sigma = 0.00025 * math.pow(max(mjd - predictive, 0.0), 0.75)
     if mjd > last:
         sigma += _final_drift_s_per_day() * (mjd - last)
     return sigma
@@ -281,7 +282,8 @@ def _leap_second_expiry() -> _dt.date:
     from astropy.utils import iers
 
     ensure_offline(astropy_now=True)
-    return iers.LeapSeconds.auto_open().expires.utc.datetime.date()
+    expires: _dt.date = iers.LeapSeconds.auto_open().expires.utc.datetime.date()  # astropy: untyped
+    return expires
 
 
 @functools.lru_cache(maxsize=1)

@@ -42,6 +42,7 @@ import threading
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tracker.astro.datasources import (
     StaleIERSWarning,
@@ -54,6 +55,8 @@ from tracker.astro.timeinput import to_unix_s, to_utc_jd, unix_to_utc_jd
 from tracker.errors import EphemerisRangeError, TimeInputError, TrackerError
 
 ensure_offline()
+
+_Array = npt.NDArray[np.float64]
 
 __all__ = ["SiteError", "StaleIERSWarning", "SunTrack", "kernel_name", "sun_altaz",
            "sun_distance_au", "sun_enu", "sun_rates"]
@@ -90,7 +93,7 @@ def _check_site(lat_deg: float, lon_deg: float, height_m: float) -> tuple[float,
     return lat, lon, h
 
 
-def _utc_mjd(jd1: np.ndarray, jd2: np.ndarray) -> np.ndarray:
+def _utc_mjd(jd1: _Array, jd2: _Array) -> _Array:
     return np.atleast_1d((np.asarray(jd1) - 2400000.5) + np.asarray(jd2))
 
 
@@ -127,8 +130,8 @@ def kernel_name() -> str:
     return "JPL DE421" if _de421() is not None else "ERFA epv00 (DE421 missing)"
 
 
-def _earth_sun(tdb1: np.ndarray, tdb2: np.ndarray, *, sun_only: bool = False
-               ) -> tuple[np.ndarray, ...]:
+def _earth_sun(tdb1: _Array, tdb2: _Array, *, sun_only: bool = False
+               ) -> tuple[_Array, ...]:
     """Barycentric Earth position (au) and velocity (au/day), and the Sun (au), ICRF axes.
 
     JPL DE421 inside its span (1899-07-29 .. 2053-10-09), ERFA's epv00 outside.
@@ -164,8 +167,8 @@ def _earth_sun(tdb1: np.ndarray, tdb2: np.ndarray, *, sun_only: bool = False
     return earth_p, earth_v, sun
 
 
-def _interp_iers(mjd: np.ndarray, frac: np.ndarray, values: np.ndarray, table_mjd: np.ndarray,
-                 *, leap_jumps: bool, outside: float | None) -> np.ndarray:
+def _interp_iers(mjd: _Array, frac: _Array, values: _Array, table_mjd: _Array,
+                 *, leap_jumps: bool, outside: float | None) -> _Array:
     """astropy's IERS interpolation: linear in time between daily rows; UT1-UTC jumps of a
     leap second removed; outside the table the end values (or ``outside``)."""
     i = np.searchsorted(table_mjd, mjd, side="right")
@@ -182,7 +185,7 @@ def _interp_iers(mjd: np.ndarray, frac: np.ndarray, values: np.ndarray, table_mj
 
 def _altaz_rad(jd1: Any, jd2: Any, lat: float, lon: float, h: float,
                pressure_hpa: float, temperature_c: float, relative_humidity: float, *,
-               with_distance: bool = False) -> tuple[np.ndarray, ...]:
+               with_distance: bool = False) -> tuple[_Array, ...]:
     """The reduction of the Sun: (azimuth, elevation) in radians at UTC quasi-JDs ``jd1 + jd2``.
 
     ERFA throughout, the Earth and the Sun from JPL DE421 (jplephem), the Earth's
@@ -261,7 +264,7 @@ def _altaz_rad(jd1: Any, jd2: Any, lat: float, lon: float, h: float,
     return az_out, el_out
 
 
-def _observer_enu_m(lat: float, lon: float, h: float) -> np.ndarray:
+def _observer_enu_m(lat: float, lon: float, h: float) -> _Array:
     """The observer's geocentric position (metres, WGS84) in its own east-north-up axes."""
     import erfa
 
@@ -282,13 +285,13 @@ def _check_atmosphere(pressure_hpa: float, temperature_c: float, relative_humidi
         raise SiteError(f"relative humidity {relative_humidity!r} outside 0..1 (a fraction)")
 
 
-def _enu(az_rad: np.ndarray, el_rad: np.ndarray) -> np.ndarray:
+def _enu(az_rad: _Array, el_rad: _Array) -> _Array:
     """Unit vectors (..., 3) east, north, up from azimuth/elevation (radians)."""
     cos_el = np.cos(el_rad)
     return np.stack([cos_el * np.sin(az_rad), cos_el * np.cos(az_rad), np.sin(el_rad)], axis=-1)
 
 
-def _az_el_deg(enu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _az_el_deg(enu: _Array) -> tuple[_Array, _Array]:
     e, n, up = enu[..., 0], enu[..., 1], enu[..., 2]
     az = np.degrees(np.arctan2(e, n)) % 360.0
     az = np.where(az >= 360.0, 0.0, az)
@@ -296,7 +299,7 @@ def _az_el_deg(enu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return az, el
 
 
-def _rates_from_enu(p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rates_from_enu(p: _Array, v: _Array) -> tuple[_Array, _Array]:
     """d(az)/dt, d(el)/dt (deg/s) from an ENU direction ``p`` and its derivative ``v`` (1/s)."""
     e, n, up = p[..., 0], p[..., 1], p[..., 2]
     de, dn, dup = v[..., 0], v[..., 1], v[..., 2]
@@ -307,13 +310,13 @@ def _rates_from_enu(p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.degrees(az_rate), np.degrees(el_rate)
 
 
-def _prepare(times: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+def _prepare(times: Any) -> tuple[_Array, _Array, bool]:
     jd1, jd2, scalar = to_utc_jd(times)
     check_iers_range(_utc_mjd(jd1, jd2), stacklevel=4)
     return jd1, jd2, scalar
 
 
-def _out(values: np.ndarray, scalar: bool) -> float | np.ndarray:
+def _out(values: _Array, scalar: bool) -> float | _Array:
     return float(values.reshape(-1)[0]) if scalar else values
 
 
@@ -337,7 +340,7 @@ def sun_altaz(times: Any, lat_deg: float, lon_deg: float, height_m: float, *,
     return _out(az_deg, scalar), _out(el_deg, scalar)
 
 
-def sun_enu(times: Any, lat_deg: float, lon_deg: float, height_m: float) -> np.ndarray:
+def sun_enu(times: Any, lat_deg: float, lon_deg: float, height_m: float) -> _Array:
     """Geometric unit vectors (east, north, up) towards the Sun, shape ``(..., 3)``."""
     lat, lon, h = _check_site(lat_deg, lon_deg, height_m)
     jd1, jd2, _ = _prepare(times)
@@ -346,7 +349,7 @@ def sun_enu(times: Any, lat_deg: float, lon_deg: float, height_m: float) -> np.n
 
 
 def sun_distance_au(times: Any, lat_deg: float, lon_deg: float, height_m: float
-                    ) -> float | np.ndarray:
+                    ) -> float | _Array:
     """Distance observer-Sun (centre), astronomical units, at UTC ``times`` (the axion flux
     at the detector scales with its inverse square)."""
     lat, lon, h = _check_site(lat_deg, lon_deg, height_m)
@@ -404,8 +407,8 @@ def _leap_steps_unix(start_s: float, end_s: float) -> tuple[list[float], list[fl
     return times, steps
 
 
-def _hermite(p0: np.ndarray, p1: np.ndarray, m0: np.ndarray, m1: np.ndarray, s: np.ndarray,
-             step: float) -> tuple[np.ndarray, np.ndarray]:
+def _hermite(p0: _Array, p1: _Array, m0: _Array, m1: _Array, s: _Array,
+             step: float) -> tuple[_Array, _Array]:
     """Cubic Hermite value and d/dx on [0, step], ``s`` in [0, 1]; m = df/dx."""
     s2 = s * s
     s3 = s2 * s
@@ -493,7 +496,7 @@ class SunTrack:
         dec = np.arctan2(c, np.hypot(a, b))
         rho = np.sqrt(a * a + b * b + c * c)
 
-        def d6(f: np.ndarray) -> np.ndarray:  # 6th-order central first derivative
+        def d6(f: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:  # 6th-order central first derivative
             return (-f[:-6] + 9 * f[1:-5] - 45 * f[2:-4] + 45 * f[4:-2] - 9 * f[5:-1]
                     + f[6:]) / (60.0 * big)
 
@@ -607,7 +610,7 @@ class SunTrack:
         return az, _atan2(up, _sqrt(w * w + s * s)) * _RAD
 
     # -- vector path --------------------------------------------------------------------------
-    def _vector(self, t_s: np.ndarray, with_rates: bool) -> tuple[np.ndarray, ...]:
+    def _vector(self, t_s: _Array, with_rates: bool) -> tuple[_Array, ...]:
         t = np.asarray(t_s, dtype=float)
         shape = t.shape
         t = t.reshape(-1)
@@ -680,14 +683,16 @@ class SunTrack:
             return self._altaz_scalar(float(t_s))
         if np.ndim(t_s) == 0:
             return self._altaz_scalar(float(t_s))
-        return self._vector(t_s, False)
+        az, el = self._vector(t_s, False)
+        return az, el
 
     def rates(self, t_s: Any) -> tuple[Any, Any]:
         """(azimuth_rate_deg_s, elevation_rate_deg_s) at UTC unix seconds (float or ndarray)."""
         if np.ndim(t_s) == 0:
             return self.altaz_rates(float(t_s))[2:]
-        return self._vector(t_s, True)[2:]
+        _, _, az_rate, el_rate = self._vector(t_s, True)
+        return az_rate, el_rate
 
-    def altaz_rates_array(self, t_s: np.ndarray) -> tuple[np.ndarray, ...]:
+    def altaz_rates_array(self, t_s: _Array) -> tuple[_Array, ...]:
         """(az_deg, el_deg, az_rate_deg_s, el_rate_deg_s) arrays at UTC unix seconds."""
         return self._vector(t_s, True)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,9 @@ def cache_path() -> Path:
     return cache_dir() / f"{_PREFIX}{cache_key()}.npz"
 
 
-def _to_arrays(table: Any) -> dict[str, np.ndarray]:
+def _to_arrays(table: Any) -> dict[str, npt.NDArray[Any]]:
     """Columns as plain arrays plus a JSON header (units, masks, meta)."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, npt.NDArray[Any]] = {}  # one per column, each of its own dtype
     columns = []
     for i, name in enumerate(table.colnames):
         col = table[name]
@@ -164,6 +165,7 @@ def _write(path: Path, table: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            # numpy's stub: a **dict of arrays also matches savez's allow_pickle: bool.
             np.savez(fh, **_to_arrays(table))  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
@@ -261,16 +263,16 @@ class EarthOrientation:
     astropy's ``IERS_Auto`` combines them.
     """
 
-    mjd: np.ndarray
-    ut1_utc_s: np.ndarray
-    pm_x_arcsec: np.ndarray
-    pm_y_arcsec: np.ndarray
+    mjd: npt.NDArray[np.float64]
+    ut1_utc_s: npt.NDArray[np.float64]
+    pm_x_arcsec: npt.NDArray[np.float64]
+    pm_y_arcsec: npt.NDArray[np.float64]
     predictive_mjd: float
     data_path: str
     source: str
-    leap_year: np.ndarray
-    leap_month: np.ndarray
-    leap_tai_utc: np.ndarray
+    leap_year: npt.NDArray[np.int64]
+    leap_month: npt.NDArray[np.int64]
+    leap_tai_utc: npt.NDArray[np.float64]
     leap_expires: str
 
 
@@ -313,10 +315,10 @@ def earth_orientation() -> EarthOrientation:
 class _LeapTable:
     """A leap-second array with an ``expires`` date, as ``erfa.leap_seconds.update`` reads it."""
 
-    def __init__(self, array: np.ndarray, expires: Any) -> None:
+    def __init__(self, array: npt.NDArray[np.void], expires: Any) -> None:
         self._array, self.expires = array, expires
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray[np.void]:
         return self._array
 
     def __getitem__(self, key: Any) -> Any:

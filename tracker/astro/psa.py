@@ -37,6 +37,7 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["MAX_ERROR_DEG", "VALID_FROM_UNIX_S", "VALID_TO_UNIX_S", "psa_altaz", "psa_enu",
            "psa_enu_scalar"]
@@ -60,7 +61,7 @@ _AU_KM = 149597890.0
 _UNIX_J2000_DAYS = 10957.5  # 2000-01-01T12:00 UT in days since 1970-01-01T00:00
 
 
-def psa_enu(t_unix_s: Any, lat_deg: float, lon_deg: float) -> np.ndarray:
+def psa_enu(t_unix_s: Any, lat_deg: float, lon_deg: float) -> npt.NDArray[np.float64]:
     """Topocentric unit vectors (east, north, up) towards the Sun, shape ``t.shape + (3,)``.
 
     ``t_unix_s``: UTC unix seconds (float or array).  No range check: outside
@@ -93,7 +94,7 @@ def psa_enu(t_unix_s: Any, lat_deg: float, lon_deg: float) -> np.ndarray:
     # (15), (16): parallax, the observer raised by the Earth's mean radius (Sun at 1 AU).
     up = up - _EARTH_MEAN_RADIUS_KM / _AU_KM
     enu = np.stack([east, north, up], axis=-1)
-    unit: np.ndarray = enu / np.sqrt(np.sum(enu * enu, axis=-1, keepdims=True))
+    unit: npt.NDArray[np.float64] = enu / np.sqrt(np.sum(enu * enu, axis=-1, keepdims=True))
     return unit
 
 

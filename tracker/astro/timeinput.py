@@ -20,9 +20,10 @@ import datetime as _dt
 import numbers
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 from tracker.errors import TimeInputError
 
@@ -48,7 +49,7 @@ def unix_to_time(unix_s: Any) -> Any:
         return (day_start.tai + TimeDelta(u - days * 86400.0, format="sec")).utc
 
 
-def time_to_unix(t: Any) -> Any:
+def time_to_unix(t: Any) -> float | npt.NDArray[np.float64]:
     """astropy ``Time`` -> POSIX unix seconds (float, or ndarray for an array Time)."""
     from astropy.time import Time
 
@@ -62,7 +63,7 @@ def time_to_unix(t: Any) -> Any:
     return float(unix) if utc.isscalar else np.asarray(unix, dtype=float)
 
 
-def _is_number(x: object) -> bool:
+def _is_number(x: object) -> TypeGuard[numbers.Real]:
     return isinstance(x, numbers.Real) and not isinstance(x, bool | np.bool_)
 
 
@@ -209,7 +210,7 @@ def to_time(times: Any) -> Any:
     return _scalar_to_time(times)
 
 
-def to_unix_s(times: Any) -> float | np.ndarray:
+def to_unix_s(times: Any) -> float | npt.NDArray[np.float64]:
     """Any accepted time (or array of them) -> UTC unix seconds (float or float ndarray).
 
     Leap seconds are not counted (POSIX); see the module docstring.
@@ -220,7 +221,7 @@ def to_unix_s(times: Any) -> float | np.ndarray:
             raise TimeInputError(f"unix seconds must be finite, got {times!r}")
         return value
     if isinstance(times, np.ndarray) and times.dtype.kind in "iuf":
-        out = times.astype(float)
+        out = times.astype(np.float64)
         if not np.all(np.isfinite(out)):
             raise TimeInputError("unix seconds must be finite (found NaN or infinity)")
         return float(out) if out.ndim == 0 else out
@@ -246,7 +247,8 @@ def _erfa_ready() -> Any:
 _LEAPS_INSTALLED = False
 
 
-def unix_to_utc_jd(unix_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unix_to_utc_jd(unix_s: npt.ArrayLike
+                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """POSIX unix seconds -> UTC two-part quasi-JD (ERFA convention), exact on leap-second days."""
     from tracker.astro.datasources import quiet_erfa
 
@@ -255,10 +257,12 @@ def unix_to_utc_jd(unix_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     days = np.floor(u / 86400.0)
     with quiet_erfa():
         tai1, tai2 = erfa.utctai(_JD_UNIX_EPOCH + days, np.zeros_like(days))
-        return erfa.taiutc(tai1, tai2 + (u - days * 86400.0) / 86400.0)
+        utc: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] = erfa.taiutc(
+            tai1, tai2 + (u - days * 86400.0) / 86400.0)  # erfa's ufuncs: untyped
+        return utc
 
 
-def iso_to_utc_jd(isos: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def iso_to_utc_jd(isos: list[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Normalised UTC ISO strings (``parse_iso_utc`` output) -> UTC two-part quasi-JD."""
     from tracker.astro.datasources import quiet_erfa
 
@@ -271,12 +275,14 @@ def iso_to_utc_jd(isos: list[str]) -> tuple[np.ndarray, np.ndarray]:
         h, mi, sec = clock.split(":")
         fields[:, i] = (int(y), int(mo), int(d), int(h), int(mi), float(sec))
     with quiet_erfa():
-        return erfa.dtf2d("UTC", fields[0].astype(np.int32), fields[1].astype(np.int32),
-                          fields[2].astype(np.int32), fields[3].astype(np.int32),
-                          fields[4].astype(np.int32), fields[5])
+        utc: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] = erfa.dtf2d(
+            "UTC", fields[0].astype(np.int32), fields[1].astype(np.int32),
+            fields[2].astype(np.int32), fields[3].astype(np.int32),
+            fields[4].astype(np.int32), fields[5])  # erfa's ufuncs: untyped
+        return utc
 
 
-def to_utc_jd(times: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+def to_utc_jd(times: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], bool]:
     """Any accepted time (or array of them) -> (jd1, jd2, is_scalar), UTC two-part quasi-JD.
 
     The arrays have the input's shape (0-d for a scalar).  Unix seconds and ISO
@@ -312,7 +318,8 @@ def to_utc_jd(times: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         return np.asarray(utc.jd1), np.asarray(utc.jd2), bool(t.isscalar)
 
 
-def utc_jd_to_iso(jd1: np.ndarray, jd2: np.ndarray, digits: int = 3) -> list[str]:
+def utc_jd_to_iso(jd1: npt.NDArray[np.float64], jd2: npt.NDArray[np.float64],
+                  digits: int = 3) -> list[str]:
     """UTC two-part quasi-JD -> ``YYYY-MM-DDTHH:MM:SS.fff`` strings (leap second as :60)."""
     from tracker.astro.datasources import quiet_erfa
 

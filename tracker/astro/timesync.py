@@ -29,8 +29,10 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
+import numpy.typing as npt
 
 #: ``adjtimex`` status bit: clock not synchronised.
 STA_UNSYNC = 0x0040
@@ -163,11 +165,21 @@ def clock_sync_of(clock: object,
             detail=f"system clock shifted by {clock.offset_s:+.3f} s (simulated drives)")
     own = getattr(clock, "clock_sync", None)
     if callable(own):
-        return own()
+        sync: ClockSync = own()  # the clock's own answer (duck-typed: getattr gives Any)
+        return sync
     return read_clock_sync(query)
 
 
-def clock_pointing_budget_arcsec(max_error_s, az_rate_deg_s, el_rate_deg_s):  # noqa: ANN001,ANN201
+@overload
+def clock_pointing_budget_arcsec(max_error_s: float, az_rate_deg_s: float,
+                                 el_rate_deg_s: float) -> float: ...
+@overload
+def clock_pointing_budget_arcsec(max_error_s: npt.ArrayLike, az_rate_deg_s: npt.ArrayLike,
+                                 el_rate_deg_s: npt.ArrayLike
+                                 ) -> float | npt.NDArray[np.float64]: ...
+def clock_pointing_budget_arcsec(max_error_s: npt.ArrayLike, az_rate_deg_s: npt.ArrayLike,
+                                 el_rate_deg_s: npt.ArrayLike
+                                 ) -> float | npt.NDArray[np.float64]:
     """Pointing error (arcsec) a clock error of ``max_error_s`` seconds causes while the
     target moves at (``az_rate_deg_s``, ``el_rate_deg_s``) in axis coordinates.
 
@@ -176,10 +188,10 @@ def clock_pointing_budget_arcsec(max_error_s, az_rate_deg_s, el_rate_deg_s):  # 
     For the Sun it is at most ~15 arcsec per second of clock error at helioscope
     elevations.  Scalars or arrays; inf stays inf.
     """
-    dt = np.abs(np.asarray(max_error_s, dtype=float))
-    rate = np.hypot(np.asarray(az_rate_deg_s, dtype=float),
-                    np.asarray(el_rate_deg_s, dtype=float))
-    out = dt * rate * ARCSEC_PER_DEG
+    dt = np.abs(np.asarray(max_error_s, dtype=np.float64))
+    rate = np.hypot(np.asarray(az_rate_deg_s, dtype=np.float64),
+                    np.asarray(el_rate_deg_s, dtype=np.float64))
+    out: npt.NDArray[np.float64] = dt * rate * ARCSEC_PER_DEG
     return float(out) if np.ndim(out) == 0 else out
 
 

@@ -16,10 +16,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from tracker.errors import EnvelopeError
+
+if TYPE_CHECKING:
+    from tracker.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,13 @@ class KeepOut:
     el_min_deg: float
     el_max_deg: float
 
-    def contains(self, az_axis_deg, el_axis_deg):
+    @overload
+    def contains(self, az_axis_deg: float, el_axis_deg: float) -> bool: ...
+    @overload
+    def contains(self, az_axis_deg: npt.NDArray[np.float64], el_axis_deg: npt.NDArray[np.float64]
+                 ) -> npt.NDArray[np.bool_]: ...
+    def contains(self, az_axis_deg: float | npt.NDArray[np.float64],
+                 el_axis_deg: float | npt.NDArray[np.float64]) -> bool | npt.NDArray[np.bool_]:
         return ((az_axis_deg > self.az_min_deg) & (az_axis_deg < self.az_max_deg)
                 & (el_axis_deg > self.el_min_deg) & (el_axis_deg < self.el_max_deg))
 
@@ -85,7 +96,7 @@ class Envelope:
         self.max_accel_deg_s2 = dict(max_accel_deg_s2 or {})
 
     @classmethod
-    def from_settings(cls, settings) -> Envelope:
+    def from_settings(cls, settings: Settings) -> Envelope:
         """Build from ``config.Settings`` (envelope section and axis limits)."""
         env = settings.envelope
         axes = settings.axes
@@ -151,10 +162,16 @@ class Envelope:
                     f"zone {zone.name!r} (azimuth {_fmt(zone.az_min_deg)}..{_fmt(zone.az_max_deg)}"
                     f", elevation {_fmt(zone.el_min_deg)}..{_fmt(zone.el_max_deg)} deg)")
 
-    def contains_axes(self, az_axis_deg, el_axis_deg):
+    @overload
+    def contains_axes(self, az_axis_deg: float, el_axis_deg: float) -> bool: ...
+    @overload
+    def contains_axes(self, az_axis_deg: npt.ArrayLike, el_axis_deg: npt.ArrayLike
+                      ) -> bool | npt.NDArray[np.bool_]: ...
+    def contains_axes(self, az_axis_deg: npt.ArrayLike, el_axis_deg: npt.ArrayLike
+                      ) -> bool | npt.NDArray[np.bool_]:
         """True where the axis position is inside (vectorised; NaN is outside)."""
-        az = np.asarray(az_axis_deg, dtype=float)
-        el = np.asarray(el_axis_deg, dtype=float)
+        az = np.asarray(az_axis_deg, dtype=np.float64)
+        el = np.asarray(el_axis_deg, dtype=np.float64)
         ok = ((az >= self.az_min_deg) & (az <= self.az_max_deg)
               & (el >= self.el_min_deg) & (el <= self.el_max_deg))
         for zone in self.keep_out:
@@ -194,11 +211,20 @@ class Envelope:
         return az, el
 
     # ------------------------------------------------------------ sky <-> axes
-    def axes_to_sky(self, boresight: str, az_axis_deg, el_axis_deg):
+    @overload
+    def axes_to_sky(self, boresight: str, az_axis_deg: float, el_axis_deg: float
+                    ) -> tuple[float, float]: ...
+    @overload
+    def axes_to_sky(self, boresight: str, az_axis_deg: npt.ArrayLike, el_axis_deg: npt.ArrayLike
+                    ) -> tuple[float, float] | tuple[npt.NDArray[np.float64],
+                                                     npt.NDArray[np.float64]]: ...
+    def axes_to_sky(self, boresight: str, az_axis_deg: npt.ArrayLike, el_axis_deg: npt.ArrayLike
+                    ) -> tuple[float, float] | tuple[npt.NDArray[np.float64],
+                                                     npt.NDArray[np.float64]]:
         """Sky (azimuth in [0, 360), elevation) the boresight points at; vectorised."""
         b = self.boresight(boresight)
-        az = np.mod(np.asarray(az_axis_deg, dtype=float) + b.azimuth_offset_deg, 360.0)
-        el = b.elevation_sign * np.asarray(el_axis_deg, dtype=float)
+        az = np.mod(np.asarray(az_axis_deg, dtype=np.float64) + b.azimuth_offset_deg, 360.0)
+        el = b.elevation_sign * np.asarray(el_axis_deg, dtype=np.float64)
         if az.ndim == 0:
             return float(az), float(el)
         return az, el
@@ -262,7 +288,8 @@ class Envelope:
                            f"{zones[0]!r}")
         raise EnvelopeError(f"{where} on boresight {boresight!r}: " + "; ".join(blocked))
 
-    def sky_inside(self, boresight: str, sky_az_deg, sky_el_deg) -> np.ndarray:
+    def sky_inside(self, boresight: str, sky_az_deg: npt.ArrayLike, sky_el_deg: npt.ArrayLike
+                   ) -> npt.NDArray[np.bool_]:
         """Vectorised: True where some turn of the axes points ``boresight`` there."""
         b = self.boresight(boresight)
         az = np.asarray(sky_az_deg, dtype=float)
@@ -270,10 +297,11 @@ class Envelope:
         ok_el = (el_axis >= self.el_min_deg) & (el_axis <= self.el_max_deg)
         # Smallest axis azimuth >= az_min on the same sky meridian.
         first = self.az_min_deg + np.mod(az - b.azimuth_offset_deg - self.az_min_deg, 360.0)
-        inside = np.zeros(np.broadcast(az, el_axis).shape, dtype=bool)
+        inside: npt.NDArray[np.bool_] = np.zeros(np.broadcast(az, el_axis).shape, dtype=bool)
         span = self.az_max_deg - self.az_min_deg
         for k in range(int(span // 360.0) + 1):
             cand = first + 360.0 * k
             inside |= self.contains_axes(cand, el_axis) if self.keep_out else (
                 cand <= self.az_max_deg)
-        return inside & ok_el & np.isfinite(az)
+        finite: npt.NDArray[np.bool_] = np.isfinite(az)
+        return inside & ok_el & finite

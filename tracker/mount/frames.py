@@ -56,12 +56,12 @@ class Frames:
 
     def mount_to_encoder(self, az_deg: float, el_deg: float) -> tuple[float, float]:
         """Encoder readings at which the mechanical axis is at these mount angles."""
-        az, el = self.pointing.sky_to_axes(az_deg, el_deg)  # type: ignore[no-untyped-call]
+        az, el = self.pointing.sky_to_axes(az_deg, el_deg)
         return float(az), float(el)
 
     def encoder_to_mount(self, az_deg: float, el_deg: float) -> tuple[float, float]:
         """Mount angles of the mechanical axis for these encoder readings."""
-        az, el = self.pointing.axes_to_sky(az_deg, el_deg)  # type: ignore[no-untyped-call]
+        az, el = self.pointing.axes_to_sky(az_deg, el_deg)
         return float(az), float(el)
 
     def encoder_to_sky(self, boresight: str, az_deg: float, el_deg: float) -> tuple[float, float]:

@@ -38,8 +38,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from tracker import config as config_mod
 from tracker.errors import ConfigError, TrackerError
@@ -53,8 +55,10 @@ _D2R = math.pi / 180.0
 INVERSE_TOL_DEG = 1e-9
 _MAX_ITER = 50
 
+_Array = npt.NDArray[np.float64]
+
 #: A basis function: (sin A, cos A, sin E, cos E) -> (dA, dE) per arc-second of coefficient.
-Basis = Callable[[object, object, object, object], tuple[object, object]]
+Basis = Callable[[_Array, _Array, _Array, _Array], tuple[float | _Array, float | _Array]]
 
 
 #: Term name -> (description, basis).  The basis gives the change of azimuth
@@ -117,6 +121,12 @@ class PointingModel:
     fit_date_utc: str = ""
     residual_rms_arcsec: float | None = None
     n_points: int = 0
+
+    if TYPE_CHECKING:
+        # Set by __post_init__ (object.__setattr__); declared for the type checker only,
+        # so at run time they are not dataclass fields (no repr, eq or replace change).
+        _c: tuple[float, ...] = field(init=False, repr=False, compare=False)
+        _is_identity: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         terms = _check_terms(self.terms_arcsec, "terms_arcsec")
@@ -239,7 +249,7 @@ class PointingModel:
         de = ie - an * ca + aw * sa + (ecec - tf) * ce + eces * se
         return da, de
 
-    def _delta_array(self, a_deg: np.ndarray, e_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _delta_array(self, a_deg: _Array, e_deg: _Array) -> tuple[_Array, _Array]:
         ia, ie, ca_, npae, an, aw, tf, acec, aces, ecec, eces = self._c
         a = np.radians(a_deg)
         e = np.radians(e_deg)
@@ -249,7 +259,13 @@ class PointingModel:
         de = ie - an * ca + aw * sa + (ecec - tf) * ce + eces * se
         return da, de
 
-    def axes_to_sky(self, az_axis_deg, el_axis_deg):
+    @overload
+    def axes_to_sky(self, az_axis_deg: float, el_axis_deg: float) -> tuple[float, float]: ...
+    @overload
+    def axes_to_sky(self, az_axis_deg: npt.ArrayLike, el_axis_deg: npt.ArrayLike
+                    ) -> tuple[_Array, _Array]: ...
+    def axes_to_sky(self, az_axis_deg: npt.ArrayLike, el_axis_deg: npt.ArrayLike
+                    ) -> tuple[float, float] | tuple[_Array, _Array]:
         """Where the mechanical axis really points for these encoder readings.
 
         Degrees in, degrees out; azimuth stays in the input's turn (no mod 360).
@@ -265,7 +281,13 @@ class PointingModel:
         da, de = self._delta_array(a, e)
         return a + da, e + de
 
-    def sky_to_axes(self, az_deg, el_deg):
+    @overload
+    def sky_to_axes(self, az_deg: float, el_deg: float) -> tuple[float, float]: ...
+    @overload
+    def sky_to_axes(self, az_deg: npt.ArrayLike, el_deg: npt.ArrayLike
+                    ) -> tuple[_Array, _Array]: ...
+    def sky_to_axes(self, az_deg: npt.ArrayLike, el_deg: npt.ArrayLike
+                    ) -> tuple[float, float] | tuple[_Array, _Array]:
         """Encoder readings that point the mechanical axis at (az_deg, el_deg).
 
         The exact inverse of ``axes_to_sky`` (fixed-point iteration to
@@ -288,22 +310,23 @@ class PointingModel:
                                f"el {el_deg} deg (terms too large or elevation near 90 deg)")
         az = np.asarray(az_deg, dtype=float)
         el = np.asarray(el_deg, dtype=float)
-        a, e = np.broadcast_arrays(az, el)
-        a = a.astype(float)
-        e = e.astype(float)
+        a_b, e_b = np.broadcast_arrays(az, el)
+        a_arr: _Array = a_b.astype(float)
+        e_arr: _Array = e_b.astype(float)
         for _ in range(_MAX_ITER):
-            da, de = self._delta_array(a, e)
-            a_new = az - da
-            e_new = el - de
-            done = (np.max(np.abs(a_new - a), initial=0.0) < INVERSE_TOL_DEG
-                    and np.max(np.abs(e_new - e), initial=0.0) < INVERSE_TOL_DEG)
-            a, e = a_new, e_new
+            da_arr, de_arr = self._delta_array(a_arr, e_arr)
+            a_new_arr = az - da_arr
+            e_new_arr = el - de_arr
+            done = (np.max(np.abs(a_new_arr - a_arr), initial=0.0) < INVERSE_TOL_DEG
+                    and np.max(np.abs(e_new_arr - e_arr), initial=0.0) < INVERSE_TOL_DEG)
+            a_arr, e_arr = a_new_arr, e_new_arr
             if done:
-                return a, e
+                return a_arr, e_arr
         raise TrackerError("pointing model inversion did not converge for an array input "
                            "(terms too large or elevation near 90 deg)")
 
-    def offsets_arcsec(self, az_axis_deg, el_axis_deg):
+    def offsets_arcsec(self, az_axis_deg: float | _Array, el_axis_deg: float | _Array
+                       ) -> tuple[float | _Array, float | _Array]:
         """Sky minus axis, in arc-seconds: (dA cos E on the sky, dE), at encoder position."""
         az_sky, el_sky = self.axes_to_sky(az_axis_deg, el_axis_deg)
         cos_el = np.cos(np.radians(el_axis_deg))
@@ -320,7 +343,8 @@ class PointingModel:
         return "\n".join(rows) if rows else "(identity)"
 
 
-def basis(name: str, az_axis_deg, el_axis_deg):
+def basis(name: str, az_axis_deg: npt.ArrayLike, el_axis_deg: npt.ArrayLike
+          ) -> tuple[_Array, _Array]:
     """(dA, dE) in degrees of azimuth coordinate / elevation per arc-second of term ``name``."""
     if name not in TERMS:
         raise ConfigError(f"unknown pointing term {name!r}; known: {', '.join(TERMS)}",

@@ -27,18 +27,35 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from tracker.errors import TimeInputError
 from tracker.mount.envelope import Envelope
 from tracker.timefmt import iso_utc as _iso_utc
 
+if TYPE_CHECKING:
+    from tracker.config import Settings
+
 log = logging.getLogger(__name__)
 
 #: Coarse scan step of the planner (seconds).
 DEFAULT_STEP_S = 30.0
+
+_Array = npt.NDArray[np.float64]
+#: Inside-the-envelope predicate over UTC unix seconds (vectorised).
+_Inside = Callable[[_Array], npt.NDArray[np.bool_]]
+
+
+class SunPath(Protocol):
+    """What the planner needs of an ephemeris (``tracker.astro.ephemeris.SunTrack``):
+    the geometric Sun (azimuth, elevation; degrees) at UTC unix seconds (arrays)."""
+
+    def altaz(self, t_s: _Array) -> tuple[npt.ArrayLike, npt.ArrayLike]: ...
 
 
 def iso_utc(t_s: float) -> str:
@@ -90,7 +107,7 @@ class Window:
     def contains(self, t_s: float) -> bool:
         return self.start_s <= t_s <= self.end_s
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d = {"start_utc": iso_utc(self.start_s), "end_utc": iso_utc(self.end_s),
              "duration_s": round(self.duration_s, 3), **d}
@@ -144,7 +161,7 @@ class Plan:
                 return w
         return None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"site": self.site, "start_utc": iso_utc(self.start_s),
                 "end_utc": iso_utc(self.end_s), "span_s": self.span_s,
                 "available_s": round(self.available_s, 3),
@@ -161,7 +178,8 @@ def _axis_time_s(distance_deg: float, speed_deg_s: float, accel_deg_s2: float) -
     return d / speed_deg_s + speed_deg_s / accel_deg_s2
 
 
-def slew_time_s(settings, from_axes: tuple[float, float], to_axes: tuple[float, float]) -> float:
+def slew_time_s(settings: Settings, from_axes: tuple[float, float],
+                to_axes: tuple[float, float]) -> float:
     """Time to slew between axis positions (az, el) in degrees, both axes in parallel.
 
     Each axis follows a trapezoidal profile at its ``max_speed_deg_s`` and
@@ -175,7 +193,7 @@ def slew_time_s(settings, from_axes: tuple[float, float], to_axes: tuple[float, 
 
 
 # ------------------------------------------------------------------ helpers
-def _to_unix_s(x) -> float:
+def _to_unix_s(x: object) -> float:
     if isinstance(x, int | float | np.floating | np.integer) and not isinstance(x, bool):
         t = float(x)
     else:
@@ -186,7 +204,7 @@ def _to_unix_s(x) -> float:
     return t
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     """(first, last) indices of each run of True."""
     m = np.concatenate(([False], mask, [False])).astype(np.int8)
     d = np.diff(m)
@@ -195,7 +213,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
-def _refine(lo_s: np.ndarray, hi_s: np.ndarray, inside, rising: bool) -> np.ndarray:
+def _refine(lo_s: _Array, hi_s: _Array, inside: _Inside, rising: bool) -> _Array:
     """Whole-second edges between bracketing times, vectorised over edges.
 
     For a rising edge (``lo`` outside, ``hi`` inside) the first whole second in
@@ -229,20 +247,21 @@ class _Raw:
     clipped_end: bool
 
 
-def _unwrap_deg(az_deg: np.ndarray) -> np.ndarray:
+def _unwrap_deg(az_deg: _Array) -> _Array:
     """Continuous azimuth (no 360 jumps between neighbours), starting at ``az_deg[0]``."""
     d = np.mod(np.diff(az_deg) + 180.0, 360.0) - 180.0
-    return az_deg[0] + np.concatenate(([0.0], np.cumsum(d)))
+    out: _Array = az_deg[0] + np.concatenate(([0.0], np.cumsum(d)))
+    return out
 
 
 @dataclass
 class _Grid:
-    t_s: np.ndarray
-    az_deg: np.ndarray
-    el_deg: np.ndarray
+    t_s: _Array
+    az_deg: _Array
+    el_deg: _Array
 
 
-def _scan(settings, env: Envelope, track, t0: float, t1: float,
+def _scan(settings: Settings, env: Envelope, track: SunPath, t0: float, t1: float,
           step_s: float) -> tuple[list[_Raw], _Grid]:
     n = max(int(math.floor((t1 - t0) / step_s)), 1)
     grid = t0 + step_s * np.arange(n + 1, dtype=float)
@@ -253,7 +272,7 @@ def _scan(settings, env: Envelope, track, t0: float, t1: float,
     for name in env.boresights:
         inside = env.sky_inside(name, az, el)
 
-        def pred(t, name=name):
+        def pred(t: _Array, name: str = name) -> npt.NDArray[np.bool_]:
             a, e = track.altaz(t)
             return env.sky_inside(name, a, e)
 
@@ -280,7 +299,7 @@ def _scan(settings, env: Envelope, track, t0: float, t1: float,
 
 
 class _Planner:
-    def __init__(self, settings, env: Envelope, track, t0: float, t1: float,
+    def __init__(self, settings: Settings, env: Envelope, track: SunPath, t0: float, t1: float,
                  grid: _Grid, edges_s: list[float]) -> None:
         self.s = settings
         self.env = env
@@ -297,7 +316,7 @@ class _Planner:
         self.last_time_s = t0
         self.windows: list[Window] = []
 
-    def _sun_at(self, t_s) -> tuple[np.ndarray, np.ndarray]:
+    def _sun_at(self, t_s: list[float]) -> tuple[_Array, _Array]:
         """Sky (az, el) at a few times; evaluated in one batch and cached."""
         ts = [float(t) for t in t_s]
         missing = sorted({t for t in ts if t not in self._cache})
@@ -309,7 +328,8 @@ class _Planner:
         pairs = [self._cache[t] for t in ts]
         return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
-    def _path(self, name: str, a_s: float, b_s: float):
+    def _path(self, name: str, a_s: float, b_s: float
+              ) -> tuple[_Array, _Array, _Array, float]:
         """Times, unwrapped axis az without turn, axis el along [a, b].
 
         Samples: the ends and the coarse scan grid in between (<= step_s apart).
@@ -325,7 +345,8 @@ class _Planner:
         u = _unwrap_deg(az) - b.azimuth_offset_deg
         return t, u, b.elevation_sign * el, float(a_az)
 
-    def _axis_at(self, name: str, t_s: np.ndarray, turn: int, ref_u: float, ref_t_s: float):
+    def _axis_at(self, name: str, t_s: npt.ArrayLike, turn: int, ref_u: float, ref_t_s: float
+                 ) -> tuple[_Array, _Array]:
         """Axis (az, el) at times on turn ``turn`` continuing the path through (ref_t, ref_u)."""
         az, el = self.track.altaz(np.asarray(t_s, dtype=float))
         b = self.env.boresight(name)
@@ -349,7 +370,7 @@ class _Planner:
             return
         self._split(raw, t, u, el_axis, turns)
 
-    def _split(self, raw: _Raw, t, u, el_axis, turns: list[int]) -> None:
+    def _split(self, raw: _Raw, t: _Array, u: _Array, el_axis: _Array, turns: list[int]) -> None:
         name = raw.boresight
         part, start_s, unwind = 1, raw.start_s, False
         while True:
@@ -369,13 +390,15 @@ class _Planner:
                 return
             ref_t, ref_u = float(t[j - 1]), float(u[j - 1])
 
-            def pred(tt, k=k, ref_t=ref_t, ref_u=ref_u):
+            def pred(tt: _Array, k: int = k, ref_t: float = ref_t,
+                     ref_u: float = ref_u) -> npt.NDArray[np.bool_]:
                 a, e = self._axis_at(name, tt, k, ref_u, ref_t)
-                return self.env.contains_axes(a, e)
+                return np.asarray(self.env.contains_axes(a, e))  # an array: tt is 1-d
 
             end_s = float(_refine(np.array([t[j - 1]]), np.array([t[j]]), pred, rising=False)[0])
             self._emit(raw, start_s, end_s, k, part, unwind)
-            exit_axes = tuple(float(v[0]) for v in self._axis_at(name, [end_s], k, ref_u, ref_t))
+            exit_az, exit_el = self._axis_at(name, [end_s], k, ref_u, ref_t)
+            exit_axes = (float(exit_az[0]), float(exit_el[0]))
             # Unwind: the next part starts once the slew to the Sun (on another turn) is done.
             nxt = end_s + self.margin_s
             for _ in range(4):
@@ -441,7 +464,8 @@ class _Planner:
         self.last_time_s = end_s
 
 
-def plan(settings, start, end, *, track=None, envelope: Envelope | None = None,
+def plan(settings: Settings, start: object, end: object, *, track: SunPath | None = None,
+         envelope: Envelope | None = None,
          step_s: float = DEFAULT_STEP_S) -> Plan:
     """Tracking windows of ``settings``' mount between ``start`` and ``end``.
 
