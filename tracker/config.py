@@ -164,6 +164,50 @@ class Envelope(_Section):
                           key="boresight", value=name, allowed=allowed)
 
 
+#: A bore's name: letters, digits, ``_ . -`` (it becomes a column and a ROOT branch name).
+BoreName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+#: An alignment offset of a bore's optical axis from the mechanical axis: within +-1 deg.
+BoreOffsetArcsec = Annotated[float, Field(ge=-3600, le=3600, allow_inf_nan=False)]
+
+
+class Bore(_Section):
+    """One magnet bore (with its X-ray optics and detector).
+
+    Its optical axis points ``(offset_x_arcsec, offset_y_arcsec)`` away from the mechanical
+    axis, on the sky tangent plane of the boresight in use: x along azimuth times
+    cos(elevation) (positive towards larger azimuth), y along elevation (positive up).  The
+    bore is on the Sun while tracking and its off-axis angle (Sun to optical axis, great
+    circle, arc-seconds) is at most ``on_sun_tolerance_arcsec``.  The optics' efficiency at an
+    off-axis angle is interpolated linearly in the table ``efficiency_off_axis_arcsec`` (0 or
+    more, strictly increasing) -> ``efficiency`` (each in [0, 1]); beyond the last angle the
+    last value holds (end the table at 0 where the optics see nothing).
+    """
+
+    name: BoreName
+    offset_x_arcsec: BoreOffsetArcsec = 0.0
+    offset_y_arcsec: BoreOffsetArcsec = 0.0
+    on_sun_tolerance_arcsec: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 36.0
+    efficiency_off_axis_arcsec: Annotated[
+        list[Annotated[float, Field(ge=0, le=36000, allow_inf_nan=False)]],
+        Field(min_length=1, max_length=200)] = Field(default_factory=lambda: [0.0])
+    efficiency: Annotated[list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]],
+                          Field(min_length=1, max_length=200)] = Field(
+        default_factory=lambda: [1.0])
+
+    @model_validator(mode="after")
+    def _table(self) -> Bore:
+        angles, eff = self.efficiency_off_axis_arcsec, self.efficiency
+        if len(angles) != len(eff):
+            raise ValueError(f"bore {self.name!r}: efficiency_off_axis_arcsec has {len(angles)} "
+                             f"entries but efficiency has {len(eff)}: one efficiency per angle")
+        for i in range(1, len(angles)):
+            if angles[i] <= angles[i - 1]:
+                raise ValueError(f"bore {self.name!r}: efficiency_off_axis_arcsec must increase "
+                                 f"strictly: entry {i} ({angles[i]}) is not above entry {i - 1} "
+                                 f"({angles[i - 1]})")
+        return self
+
+
 class AxisLimits(_Section):
     """Speed and acceleration limits of one axis, as the controller may command them."""
 
@@ -552,6 +596,9 @@ class Settings(_Section):
     facility: Facility = Field(default_factory=Facility)
     store: Store = Field(default_factory=Store)
     pointing: Pointing = Field(default_factory=Pointing)
+    #: The magnet's bores (``[[bores]]``); none listed: one bore ``axis`` on the mechanical
+    #: axis with the tracking tolerance and efficiency 1 (see ``bore_list``).
+    bores: list[Bore] = Field(default_factory=list, max_length=64)
     #: Folder of the file this was loaded from (for relative paths); not a TOML key.
     source_path: str = ""
 
@@ -575,6 +622,22 @@ class Settings(_Section):
                     f"envelope azimuth {env.azimuth_min_deg}..{env.azimuth_max_deg}, "
                     f"elevation {env.elevation_min_deg}..{env.elevation_max_deg}")
         return self
+
+    @model_validator(mode="after")
+    def _bores_unique(self) -> Settings:
+        names = [b.name for b in self.bores]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"bores: duplicate name(s) {', '.join(dup)}: each bore needs its "
+                             "own name")
+        return self
+
+    @property
+    def bore_list(self) -> list[Bore]:
+        """The configured bores, or one bore ``axis`` on the mechanical axis."""
+        if self.bores:
+            return list(self.bores)
+        return [Bore(name="axis", on_sun_tolerance_arcsec=self.tracking.on_sun_tolerance_arcsec)]
 
     def relative_path(self, name: str) -> Path:
         """``name`` resolved against the folder of the config file (``~`` expanded)."""

@@ -64,6 +64,7 @@ from tracker.loop.supervise import (
 from tracker.loop.tasks import HOLD, Task, TaskKind
 from tracker.loop.weather import WindDecision, WindMonitor, WindSupervisor, WindVerdict
 from tracker.mount.axis import Axis, AxisState, Condition
+from tracker.mount.bores import BoreSet
 from tracker.mount.envelope import Envelope
 from tracker.mount.frames import Frames
 from tracker.mount.pointing import PointingModel
@@ -204,7 +205,8 @@ class Engine:
         sinks = list(sample_sinks or [])
         if store is not None:
             sinks.insert(0, store.add_sample)
-        self.recorder = Recorder(1.0 / tr.log_rate_hz, 10 * self.period_s + 1.0, sinks)
+        self.recorder = Recorder(1.0 / tr.log_rate_hz, 10 * self.period_s + 1.0, sinks,
+                                 BoreSet.from_config(settings.bore_list))
         self.measurement = Measurement((math.nan, math.nan), (math.nan, math.nan), math.nan)
         self.on_sun = False
         #: At the current AXES/SKY task's target and still (as of the last tick).
