@@ -623,14 +623,14 @@ class Settings(_Section):
                     f"elevation {env.elevation_min_deg}..{env.elevation_max_deg}")
         return self
 
-    @model_validator(mode="after")
-    def _bores_unique(self) -> Settings:
-        names = [b.name for b in self.bores]
+    @field_validator("bores")
+    @classmethod
+    def _bores_unique(cls, bores: list[Bore]) -> list[Bore]:
+        names = [b.name for b in bores]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"bores: duplicate name(s) {', '.join(dup)}: each bore needs its "
-                             "own name")
-        return self
+            raise ValueError(f"duplicate name(s) {', '.join(dup)}: each bore needs its own name")
+        return bores
 
     @property
     def bore_list(self) -> list[Bore]:
