@@ -590,7 +590,7 @@ def fit_bore_offset(settings: config_mod.Settings, rows: Sequence[Measurement], 
     if len(sun_rows) < 2:
         raise CalibrationError(f"a bore offset needs at least 2 sun measurements, got "
                                f"{len(sun_rows)}")
-    model = model or PointingModel()
+    model = model or PointingModel.identity()
     dx, dy = [], []
     for m in sun_rows:
         b = (settings.envelope.boresight(m.boresight) if m.boresight
