@@ -62,7 +62,7 @@ def encode(names: Sequence[str], mean_off_axis_arcsec: Sequence[float],
            effective_s: Sequence[float]) -> str:
     """One sample's per-bore figures as the record's JSON text (NaN as null)."""
     def r(x: float) -> float | None:
-        return None if x != x else round(float(x), 4)
+        return None if x != x else round(float(x), 6)
     return json.dumps({n: [r(a), r(b), r(c), r(d)] for n, a, b, c, d in zip(
         names, mean_off_axis_arcsec, max_off_axis_arcsec, on_sun_s, effective_s, strict=True)},
         separators=(",", ":"))
