@@ -579,6 +579,34 @@ class Pointing(_Section):
     model_file: str = ""
 
 
+class Forecast(_Section):
+    """Year forecasts (``tracker forecast``): the site's wind climatology, fault rates, and the
+    coarser control period a forecast day runs at.
+
+    Each simulated day's mean wind is drawn from a Weibull distribution of shape
+    ``wind_weibull_k`` whose mean is that month's ``wind_monthly_mean_m_s`` (January first);
+    the simulated gusts are ``gust_ratio`` times the day's mean.  Drive faults come as a
+    Poisson process of ``drive_faults_per_day``; each keeps the mount down for an exponential
+    time of mean ``fault_downtime_mean_s`` until an operator resets it.  The defaults are
+    placeholders for a northern German site, not measurements.
+    """
+
+    wind_monthly_mean_m_s: Annotated[
+        list[Annotated[float, Field(ge=0, le=50, allow_inf_nan=False)]],
+        Field(min_length=12, max_length=12)] = Field(default_factory=lambda: [
+            5.2, 5.0, 4.8, 4.2, 3.9, 3.7, 3.6, 3.5, 3.9, 4.4, 4.8, 5.1])
+    wind_weibull_k: Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)] = 2.0
+    gust_ratio: Annotated[float, Field(ge=0, le=3, allow_inf_nan=False)] = 0.6
+    drive_faults_per_day: Annotated[float, Field(ge=0, le=24, allow_inf_nan=False)] = 0.05
+    fault_downtime_mean_s: Annotated[float, Field(ge=0, le=86400, allow_inf_nan=False)] = 1800.0
+    #: Control rate of a forecast day (Hz): coarser than the daemon's for speed (2 Hz tracks
+    #: the Sun within the on-Sun tolerance; the exposure it gives is the forecast's, not the
+    #: daemon's).
+    control_rate_hz: Annotated[float, Field(ge=1, le=100, allow_inf_nan=False)] = 2.0
+    #: Longest simulated step while parked with nothing due (s).
+    idle_step_s: Annotated[float, Field(ge=0.1, le=8, allow_inf_nan=False)] = 5.0
+
+
 class Settings(_Section):
     """A whole installation's configuration."""
 
@@ -599,6 +627,7 @@ class Settings(_Section):
     #: The magnet's bores (``[[bores]]``); none listed: one bore ``axis`` on the mechanical
     #: axis with the tracking tolerance and efficiency 1 (see ``bore_list``).
     bores: list[Bore] = Field(default_factory=list, max_length=64)
+    forecast: Forecast = Field(default_factory=Forecast)
     #: Folder of the file this was loaded from (for relative paths); not a TOML key.
     source_path: str = ""
 

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "states": "states:states",
     "exposure": "exposure:exposure",
     "export": "export:export",
+    "forecast": "forecast:forecast",
     "report": "report:report",
     "tango": "facility:tango",
     "opcua-server": "facility:opcua_server",

@@ -22,17 +22,19 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tracker.clock import SimClock
 from tracker.config import Settings
 from tracker.control.machine import State
+from tracker.errors import TrackerError
 from tracker.log.exposure import SampleStats
 from tracker.loop.engine import Engine, iso_utc
 from tracker.loop.harness import SimulatedTime
 from tracker.loop.tasks import TaskKind
+from tracker.mount.axis import Condition
 from tracker.mount.bores import BoreSet
 from tracker.mount.pointing import PointingModel
 from tracker.planning.planner import plan as make_plan
@@ -173,10 +175,13 @@ def _rms(xs: list[float]) -> float | None:
 async def run(settings: Settings, start_s: float, duration_s: float, *, driver: str = "sim",
               db_path: str | Path | None = None, idle_step_s: float = 0.5,
               progress: Callable[[float], None] | None = None,
-              config_name: str = "", pointing: PointingModel | None = None) -> DryRunReport:
+              config_name: str = "", pointing: PointingModel | None = None,
+              drive_faults: Sequence[tuple[float, float]] = ()) -> DryRunReport:
     """Run the controller for ``duration_s`` simulated seconds from ``start_s`` (UTC unix s).
 
     ``progress`` is called with the simulated seconds done so far (about 200 times).
+    ``drive_faults``: ``(seconds after start, downtime s)``: the azimuth drive trips
+    (overcurrent) then, after the downtime, an operator resets and turns tracking on again.
     """
     from simulator.axis import SimulatedAxis
     from simulator.mount import SimMount
@@ -259,15 +264,35 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         gc.collect()
         gc.freeze()
         harness = SimulatedTime(engine, clock, mount.step)
+        mono0 = clock.monotonic_s()
         bore_truth = _BoreTruth(BoreSet.from_config(settings.bore_list),
                                 lambda: engine.frames.mount_to_sky(engine.boresight, *truth()))
         max_gap_s = engine.recorder.max_gap_s
 
+        faults = sorted(drive_faults)
+        resets: list[float] = []
+
         async def before() -> None:
             bore_truth.before_tick(engine.machine.state)
+            elapsed = clock.monotonic_s() - mono0
+            while faults and faults[0][0] <= elapsed:
+                _, down_s = faults.pop(0)
+                mount.axes["azimuth"].trip(Condition.OVERCURRENT)
+                resets.append(elapsed + down_s)
+                resets.sort()
+            while resets and resets[0] <= elapsed:
+                resets.pop(0)
+                try:
+                    await engine.reset(source="dry-run operator")
+                    await engine.set_auto_tracking(True, source="dry-run operator")
+                except TrackerError:
+                    resets.append(elapsed + 60.0)     # not yet resettable: try again
+                    resets.sort()
 
         def step_s(t: float) -> float:
-            if idle_step_s > period and _quiet(engine):
+            soon = clock.monotonic_s() - mono0 + idle_step_s
+            if (idle_step_s > period and _quiet(engine) and not resets
+                    and (not faults or faults[0][0] > soon)):
                 plan = engine.plan_now
                 nxt = plan.next_window(t) if plan else None
                 horizon = (nxt.preposition_by_s - 3600.0) if nxt else end_s
