@@ -585,7 +585,8 @@ class Forecast(_Section):
 
     Each simulated day's mean wind is drawn from a Weibull distribution of shape
     ``wind_weibull_k`` whose mean is that month's ``wind_monthly_mean_m_s`` (January first);
-    the simulated gusts are ``gust_ratio`` times the day's mean.  Drive faults come as a
+    the simulated gusts' standard deviation (the simulator's
+    Ornstein-Uhlenbeck wind) is ``gust_ratio`` times the day's mean.  Drive faults come as a
     Poisson process of ``drive_faults_per_day``; each keeps the mount down for an exponential
     time of mean ``fault_downtime_mean_s`` until an operator resets it.  The defaults are
     placeholders for a northern German site, not measurements.
@@ -596,7 +597,7 @@ class Forecast(_Section):
         Field(min_length=12, max_length=12)] = Field(default_factory=lambda: [
             5.2, 5.0, 4.8, 4.2, 3.9, 3.7, 3.6, 3.5, 3.9, 4.4, 4.8, 5.1])
     wind_weibull_k: Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)] = 2.0
-    gust_ratio: Annotated[float, Field(ge=0, le=3, allow_inf_nan=False)] = 0.6
+    gust_ratio: Annotated[float, Field(ge=0, le=3, allow_inf_nan=False)] = 0.2
     drive_faults_per_day: Annotated[float, Field(ge=0, le=24, allow_inf_nan=False)] = 0.05
     fault_downtime_mean_s: Annotated[float, Field(ge=0, le=86400, allow_inf_nan=False)] = 1800.0
     #: Control rate of a forecast day (Hz): coarser than the daemon's for speed (2 Hz tracks

@@ -74,14 +74,14 @@ def forecast(config_path, year, runs, workers, scheduler, seed, days_spec, out_p
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    y = r["year"]
+    y = r["total"]
     click.echo(f"forecast {year} ({Path(path).name}): {r['runs']} runs x {y['days']} days, "
                f"seed {seed}, {r['wall_s']:.0f} s wall on "
                f"{scheduler or f'{workers} local worker(s)'}")
     click.echo(f"plan fraction {y['plan_fraction']:.3f} ({y['planned_s'] / 3600:.1f} h planned)")
     click.echo(f"{'period':<6} {'bore':<8} {'effective h: median':>20} {'5 %':>8} {'95 %':>8} "
                f"{'fraction':>9} {'plan':>6}")
-    for name, block in [*r["months"].items(), ("year", y)]:
+    for name, block in [*r["months"].items(), ("total", y)]:
         for b, v in block["bores"].items():
             e = v["effective"]
             click.echo(f"{name:<6} {b:<8} {e['median_s'] / 3600:>20.2f} "

@@ -20,6 +20,7 @@ import asyncio
 import calendar
 import datetime as _dt
 import functools
+import logging
 import math
 import os
 import time
@@ -133,8 +134,10 @@ def run_day(task: DayTask) -> DayResult:
 
 
 def _pool_initializer() -> None:
-    # a worker uses one core: no nested BLAS threads
+    """A local worker: one core (no nested BLAS threads); the days' warnings (wind stows,
+    faults: expected in a forecast) stay out of the terminal, errors do not."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    logging.getLogger("tracker").setLevel(logging.ERROR)
 
 
 def run_tasks(tasks: Sequence[DayTask], *, workers: int = 1, scheduler: str | None = None,
@@ -146,7 +149,7 @@ def run_tasks(tasks: Sequence[DayTask], *, workers: int = 1, scheduler: str | No
     results: list[DayResult | None] = [None] * len(tasks)
     done = 0
     if scheduler:
-        from distributed import Client, as_completed
+        from distributed import Client
         try:
             client = Client(scheduler, timeout="10s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
@@ -154,12 +157,10 @@ def run_tasks(tasks: Sequence[DayTask], *, workers: int = 1, scheduler: str | No
                                 ) from None
         try:
             futures = client.map(run_day, list(tasks), pure=False)
-            index = {f.key: i for i, f in enumerate(futures)}
-            for fut in as_completed(futures):
-                results[index[fut.key]] = fut.result()
-                done += 1
+            for i, fut in enumerate(futures):        # all run at once; collected in order
+                results[i] = fut.result()
                 if progress is not None:
-                    progress(done, len(tasks))
+                    progress(i + 1, len(tasks))
         finally:
             client.close()
     elif workers == 1:
@@ -169,8 +170,14 @@ def run_tasks(tasks: Sequence[DayTask], *, workers: int = 1, scheduler: str | No
                 progress(i + 1, len(tasks))
     else:
         import multiprocessing
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["tracker.service.forecast", "tracker.service.dryrun"])
+        import threading
+        # fork (cheap: the parent's imports are shared) from a single-threaded process, as
+        # the CLI is; with other threads alive, a fork server that imported the dry run once
+        if threading.active_count() == 1:
+            ctx = multiprocessing.get_context("fork")
+        else:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["tracker.service.forecast", "tracker.service.dryrun"])
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                  initializer=_pool_initializer) as pool:
             futs = {pool.submit(run_day, t): i for i, t in enumerate(tasks)}
@@ -207,7 +214,7 @@ def _band(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarise(results: Sequence[DayResult], bores: Sequence[str]) -> dict:
-    """Per bore, per month and for the whole: effective and on-Sun seconds summed over each
+    """Per bore, per month and in total (``total``: every day simulated): effective and on-Sun seconds summed over each
     run's days, then median and 5-95 % band over the runs; the plan's fraction (planned
     window seconds / calendar seconds of the days simulated) and the achieved fraction
     (median effective / calendar seconds)."""
@@ -232,7 +239,7 @@ def summarise(results: Sequence[DayResult], bores: Sequence[str]) -> dict:
 
     return {"runs": len(runs), "months": {calendar.month_abbr[m]: block(
         [r for r in results if r.month == m]) for m in months},
-            "year": block(list(results)),
+            "total": block(list(results)),
             "drive_faults": sum(r.drive_faults for r in results),
             "day_wall_s": {"mean": float(np.mean([r.wall_s for r in results])),
                            "max": float(np.max([r.wall_s for r in results]))}}
