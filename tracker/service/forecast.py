@@ -55,7 +55,8 @@ class DayTask:
 @dataclass(frozen=True)
 class DayResult:
     """One simulated day: per bore on-Sun and effective seconds (UTC day), planned window
-    seconds, the day's drawn mean wind (m/s), drive faults injected, and the wall time."""
+    seconds, the day's drawn mean wind (m/s), drive faults injected, the wall time and the
+    worker's CPU time for the day (s)."""
 
     year: int
     day_index: int
@@ -67,6 +68,7 @@ class DayResult:
     wind_mean_m_s: float
     drive_faults: int
     wall_s: float
+    cpu_s: float = 0.0
 
 
 def day_start_s(year: int, day_index: int) -> float:
@@ -122,7 +124,7 @@ def run_day(task: DayTask) -> DayResult:
     wind, wind_seed, faults = draw_day(base, task)
     settings = forecast_settings(base, wind, wind_seed)
     t0 = day_start_s(task.year, task.day_index)
-    wall0 = time.perf_counter()
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
     rep = asyncio.run(dryrun.run(settings, t0, DAY_S, idle_step_s=settings.forecast.idle_step_s,
                                  config_name=task.config_path, drive_faults=faults))
     month = _dt.datetime.fromtimestamp(t0, _dt.UTC).month
@@ -130,7 +132,7 @@ def run_day(task: DayTask) -> DayResult:
     return DayResult(task.year, task.day_index, task.run, month, rep.available_s,
                      {n: float(rep.bores.get(n, {}).get("on_sun_s", 0.0)) for n in names},
                      {n: float(rep.bores.get(n, {}).get("effective_s", 0.0)) for n in names},
-                     wind, len(faults), time.perf_counter() - wall0)
+                     wind, len(faults), time.perf_counter() - wall0, time.thread_time() - cpu0)
 
 
 def _pool_initializer() -> None:
