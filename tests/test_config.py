@@ -336,3 +336,16 @@ def test_a_good_bore_table_loads_as_written(tmp_path) -> None:
     (b,) = s.bore_list
     assert (b.offset_x_arcsec, b.offset_y_arcsec) == (-12.5, 3.0)
     assert b.efficiency_off_axis_arcsec == [0.0, 60.0, 300.0] and b.efficiency == [1.0, 0.9, 0.0]
+
+
+def test_reference_bore_must_exist_and_stay_inside_the_interlock(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=re.escape(
+            "tracking.reference_bore = 'bore9' is not a bore; the bores are: bore1, bore2")):
+        _load_with(tmp_path, {"tracking.reference_bore": "bore9"})
+    far = [_bore(name="far", offset_x_arcsec=100.0)]
+    with pytest.raises(ConfigError, match=re.escape(
+            "its offset (100 arcsec) exceeds half the Sun interlock's bound (90 arcsec)")):
+        _load_with(tmp_path, {"bores": far, "tracking.reference_bore": "far"})
+    s = _load_with(tmp_path, {"bores": far, "tracking.reference_bore": "far",
+                              "interlock.bound_deg": 0.06})
+    assert s.tracking.reference_bore == "far"

@@ -247,6 +247,9 @@ class Tracking(_Section):
     preposition_margin_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 120.0
     settle_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
     auto_track: bool = False
+    #: Aim this bore's optical axis at the Sun instead of the mechanical axis (a name from
+    #: ``[[bores]]``; empty: the mechanical axis).
+    reference_bore: str = ""
     #: After a fault or e-stop is reset, resume automatic tracking by itself (default: no,
     #: an operator command 'track on' is needed).
     resume_after_reset: bool = False
@@ -661,6 +664,24 @@ class Settings(_Section):
         if dup:
             raise ValueError(f"duplicate name(s) {', '.join(dup)}: each bore needs its own name")
         return bores
+
+    @model_validator(mode="after")
+    def _reference_bore_known(self) -> Settings:
+        ref = self.tracking.reference_bore
+        if not ref:
+            return self
+        names = [b.name for b in self.bore_list]
+        if ref not in names:
+            raise ValueError(f"tracking.reference_bore = {ref!r} is not a bore; the bores are: "
+                             f"{', '.join(names)}")
+        b = self.bore_list[names.index(ref)]
+        offset = (b.offset_x_arcsec ** 2 + b.offset_y_arcsec ** 2) ** 0.5
+        limit = 0.5 * self.interlock.bound_deg * 3600.0
+        if self.interlock.enabled and offset > limit:
+            raise ValueError(f"tracking.reference_bore = {ref!r}: its offset ({offset:.0f} "
+                             f"arcsec) exceeds half the Sun interlock's bound ({limit:.0f} "
+                             "arcsec): the interlock would refuse the aim point")
+        return self
 
     @property
     def bore_list(self) -> list[Bore]:

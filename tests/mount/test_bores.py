@@ -96,3 +96,17 @@ def test_calibrate_bore_cli(tmp_path) -> None:
     r = CliRunner().invoke(main, ["calibrate", "bore", str(path), "--bore", "nope",
                                   "--config", str(CONFIG_DIR / "babyiaxo.toml")])
     assert r.exit_code == 2 and "unknown bore 'nope'" in r.output
+
+
+def test_aim_point_puts_the_offset_optical_axis_on_the_target() -> None:
+    from tracker.mount.bores import aim_point
+    az, el = aim_point(0.001, 40.0, 30.0, -12.0)
+    # the optical axis of a bore at (30, -12) arcsec from the mechanical axis aimed there
+    off = _set((30.0, -12.0)).off_axis_arcsec(0.001, 40.0, az, el)
+    assert off[0] == pytest.approx(0.0, abs=0.01)
+    assert az == pytest.approx((0.001 - 30.0 / 3600 / math.cos(math.radians(el))) % 360.0)
+    # relative offsets: aiming bore "b1" makes it the zero of the set
+    rel = BoreSet.from_config([config.Bore(name="b0", offset_x_arcsec=5.0),
+                               config.Bore(name="b1", offset_x_arcsec=30.0,
+                                           offset_y_arcsec=-12.0)], reference="b1")
+    assert rel.offsets_arcsec == ((-25.0, 12.0), (0.0, 0.0))

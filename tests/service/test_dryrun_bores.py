@@ -35,3 +35,25 @@ def test_bore_exposure_from_the_log_matches_the_simulators_truth(tmp_path) -> No
     for name, b in rep.bores.items():
         assert r["bores"][name]["effective_s"] == pytest.approx(b["effective_s"], abs=1e-6)
         assert r["bores"][name]["on_sun_s"] == pytest.approx(b["on_sun_s"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_tracking_on_a_reference_bore_puts_that_bore_on_the_sun(tmp_path) -> None:
+    """With the reference bore 30 arcsec off the mechanical axis, that bore sees the Sun on
+    its axis and the bore 60 arcsec beyond it never counts as on the Sun."""
+    import tomllib
+
+    from tests.support.toml_dump import dump_toml
+    data = tomllib.loads((CONFIG_DIR / "sim.toml").read_text())
+    data["bores"] = [{"name": "ref", "offset_x_arcsec": 30.0},
+                     {"name": "other", "offset_x_arcsec": -30.0}]
+    data["tracking"]["reference_bore"] = "ref"
+    path = tmp_path / "ref.toml"
+    path.write_text(dump_toml(data))
+    settings = config.load(path)
+    rep = asyncio.run(dryrun.run(settings, START_S, 1800.0))   # window from 16:38:55
+    ref, other = rep.bores["ref"], rep.bores["other"]
+    assert ref["on_sun_s"] > 1100.0 and ref["mean_off_axis_arcsec"] < 3.0
+    assert other["on_sun_s"] == 0.0 and 57.0 < other["mean_off_axis_arcsec"] < 63.0
+    assert abs(ref["effective_s"] - rep.true_bores["ref"]["effective_s"]) <= 1.0
+    assert rep.true_bores["other"]["on_sun_s"] == 0.0

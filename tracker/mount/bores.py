@@ -32,9 +32,12 @@ class BoreSet:
     tables: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]
 
     @classmethod
-    def from_config(cls, bores: Sequence[Bore]) -> BoreSet:
+    def from_config(cls, bores: Sequence[Bore], reference: str = "") -> BoreSet:
+        """The bores, their offsets taken relative to the ``reference`` bore's (the aim
+        point of tracking; empty: the mechanical axis)."""
+        rx, ry = reference_offset_arcsec(bores, reference)
         return cls(tuple(b.name for b in bores),
-                   tuple((b.offset_x_arcsec, b.offset_y_arcsec) for b in bores),
+                   tuple((b.offset_x_arcsec - rx, b.offset_y_arcsec - ry) for b in bores),
                    tuple(b.on_sun_tolerance_arcsec for b in bores),
                    tuple((tuple(b.efficiency_off_axis_arcsec), tuple(b.efficiency))
                          for b in bores))
@@ -55,6 +58,24 @@ class BoreSet:
             return 0.0
         angles, eff = self.tables[index]
         return float(np.interp(off_axis_arcsec, angles, eff)) if len(angles) > 1 else eff[0]
+
+
+def reference_offset_arcsec(bores: Sequence[Bore], reference: str) -> tuple[float, float]:
+    """(x, y) offset of the ``reference`` bore (arcsec); (0, 0) for the mechanical axis."""
+    for b in bores:
+        if b.name == reference:
+            return b.offset_x_arcsec, b.offset_y_arcsec
+    return 0.0, 0.0
+
+
+def aim_point(az_deg: float, el_deg: float, offset_x_arcsec: float,
+              offset_y_arcsec: float) -> tuple[float, float]:
+    """Where the mechanical axis must point (sky, degrees) so that an optical axis offset by
+    ``(offset_x, offset_y)`` arcsec points at ``(az, el)``: the offset subtracted on the
+    tangent plane (azimuth wrapped to [0, 360))."""
+    el = el_deg - offset_y_arcsec / 3600.0
+    az = az_deg - offset_x_arcsec / 3600.0 / math.cos(math.radians(el))
+    return az % 360.0, el
 
 
 def encode(names: Sequence[str], mean_off_axis_arcsec: Sequence[float],

@@ -265,7 +265,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         gc.freeze()
         harness = SimulatedTime(engine, clock, mount.step)
         mono0 = clock.monotonic_s()
-        bore_truth = _BoreTruth(BoreSet.from_config(settings.bore_list),
+        bore_truth = _BoreTruth(BoreSet.from_config(settings.bore_list,
+                                                    settings.tracking.reference_bore),
                                 lambda: engine.frames.mount_to_sky(engine.boresight, *truth()))
         max_gap_s = engine.recorder.max_gap_s
 
