@@ -288,3 +288,64 @@ def test_config_check_cli_refuses_remote_host_and_a_string_rate(tmp_path) -> Non
     result = CliRunner().invoke(main, ["config", "check", str(path)])
     assert result.exit_code == 2
     assert "tracking.control_rate_hz = '10': Input should be a valid number" in result.output
+
+
+# ---------------------------------------------------------------------------- bores
+def _bore(**kw: object) -> dict[str, object]:
+    return {"name": "b1", "efficiency_off_axis_arcsec": [0.0, 60.0, 300.0],
+            "efficiency": [1.0, 0.9, 0.0], **kw}
+
+
+def test_bores_of_the_presets() -> None:
+    """BabyIAXO (and sim) have two bores, IAXO eight, CAST one on the mechanical axis."""
+    counts = {p: len(config.load(CONFIG_DIR / f"{p}.toml").bore_list)
+              for p in ("sim", "babyiaxo", "iaxo", "cast")}
+    assert counts == {"sim": 2, "babyiaxo": 2, "iaxo": 8, "cast": 1}
+    cast = config.load(CONFIG_DIR / "cast.toml")
+    (axis,) = cast.bore_list
+    assert (axis.name, axis.offset_x_arcsec, axis.efficiency) == ("axis", 0.0, [1.0])
+    assert axis.on_sun_tolerance_arcsec == cast.tracking.on_sun_tolerance_arcsec
+
+
+@pytest.mark.parametrize("bores, fragment", [
+    ([_bore(efficiency_off_axis_arcsec=[0.0, 60.0, 60.0])],
+     "efficiency_off_axis_arcsec must increase strictly: entry 2 (60.0) is not above entry 1"),
+    ([_bore(efficiency_off_axis_arcsec=[0.0, 90.0, 60.0])], "must increase strictly"),
+    ([_bore(efficiency=[1.0, 1.2, 0.0])], "less than or equal to 1"),
+    ([_bore(efficiency=[1.0, -0.1, 0.0])], "greater than or equal to 0"),
+    ([_bore(efficiency=[1.0, 0.5])], "has 3 entries but efficiency has 2"),
+    ([_bore(efficiency_off_axis_arcsec=[-1.0, 60.0, 300.0])], "greater than or equal to 0"),
+    ([_bore(efficiency_off_axis_arcsec=[], efficiency=[])], "at least 1 item"),
+    ([_bore(), _bore()], "duplicate name(s) b1"),
+    ([_bore(name="bad name")], "should match pattern"),
+    ([_bore(offset_x_arcsec=3601.0)], "less than or equal to 3600"),
+    ([_bore(offset_y_arcsec=-3601.0)], "greater than or equal to -3600"),
+    ([_bore(on_sun_tolerance_arcsec=0.0)], "greater than 0"),
+    ([_bore(efficiency=[1.0, True, 0.0])], "bores.0.efficiency.1 = True: Input should be a valid number"),
+    ([_bore(efficiency=[1.0, "0.9", 0.0])], "valid number"),
+])
+def test_bad_bore_tables_are_refused_with_a_specific_error(tmp_path, bores, fragment) -> None:
+    with pytest.raises(ConfigError) as exc:
+        _load_with(tmp_path, {"bores": bores})
+    assert fragment in str(exc.value), str(exc.value)
+    assert exc.value.key.startswith("bores"), exc.value.key
+
+
+def test_a_good_bore_table_loads_as_written(tmp_path) -> None:
+    s = _load_with(tmp_path, {"bores": [_bore(offset_x_arcsec=-12.5, offset_y_arcsec=3)]})
+    (b,) = s.bore_list
+    assert (b.offset_x_arcsec, b.offset_y_arcsec) == (-12.5, 3.0)
+    assert b.efficiency_off_axis_arcsec == [0.0, 60.0, 300.0] and b.efficiency == [1.0, 0.9, 0.0]
+
+
+def test_reference_bore_must_exist_and_stay_inside_the_interlock(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=re.escape(
+            "tracking.reference_bore = 'bore9' is not a bore; the bores are: bore1, bore2")):
+        _load_with(tmp_path, {"tracking.reference_bore": "bore9"})
+    far = [_bore(name="far", offset_x_arcsec=100.0)]
+    with pytest.raises(ConfigError, match=re.escape(
+            "its offset (100 arcsec) exceeds half the Sun interlock's bound (90 arcsec)")):
+        _load_with(tmp_path, {"bores": far, "tracking.reference_bore": "far"})
+    s = _load_with(tmp_path, {"bores": far, "tracking.reference_bore": "far",
+                              "interlock.bound_deg": 0.06})
+    assert s.tracking.reference_bore == "far"

@@ -164,6 +164,50 @@ class Envelope(_Section):
                           key="boresight", value=name, allowed=allowed)
 
 
+#: A bore's name: letters, digits, ``_ . -`` (it becomes a column and a ROOT branch name).
+BoreName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+#: An alignment offset of a bore's optical axis from the mechanical axis: within +-1 deg.
+BoreOffsetArcsec = Annotated[float, Field(ge=-3600, le=3600, allow_inf_nan=False)]
+
+
+class Bore(_Section):
+    """One magnet bore (with its X-ray optics and detector).
+
+    Its optical axis points ``(offset_x_arcsec, offset_y_arcsec)`` away from the mechanical
+    axis, on the sky tangent plane of the boresight in use: x along azimuth times
+    cos(elevation) (positive towards larger azimuth), y along elevation (positive up).  The
+    bore is on the Sun while tracking and its off-axis angle (Sun to optical axis, great
+    circle, arc-seconds) is at most ``on_sun_tolerance_arcsec``.  The optics' efficiency at an
+    off-axis angle is interpolated linearly in the table ``efficiency_off_axis_arcsec`` (0 or
+    more, strictly increasing) -> ``efficiency`` (each in [0, 1]); beyond the last angle the
+    last value holds (end the table at 0 where the optics see nothing).
+    """
+
+    name: BoreName
+    offset_x_arcsec: BoreOffsetArcsec = 0.0
+    offset_y_arcsec: BoreOffsetArcsec = 0.0
+    on_sun_tolerance_arcsec: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 36.0
+    efficiency_off_axis_arcsec: Annotated[
+        list[Annotated[float, Field(ge=0, le=36000, allow_inf_nan=False)]],
+        Field(min_length=1, max_length=200)] = Field(default_factory=lambda: [0.0])
+    efficiency: Annotated[list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]],
+                          Field(min_length=1, max_length=200)] = Field(
+        default_factory=lambda: [1.0])
+
+    @model_validator(mode="after")
+    def _table(self) -> Bore:
+        angles, eff = self.efficiency_off_axis_arcsec, self.efficiency
+        if len(angles) != len(eff):
+            raise ValueError(f"bore {self.name!r}: efficiency_off_axis_arcsec has {len(angles)} "
+                             f"entries but efficiency has {len(eff)}: one efficiency per angle")
+        for i in range(1, len(angles)):
+            if angles[i] <= angles[i - 1]:
+                raise ValueError(f"bore {self.name!r}: efficiency_off_axis_arcsec must increase "
+                                 f"strictly: entry {i} ({angles[i]}) is not above entry {i - 1} "
+                                 f"({angles[i - 1]})")
+        return self
+
+
 class AxisLimits(_Section):
     """Speed and acceleration limits of one axis, as the controller may command them."""
 
@@ -203,6 +247,9 @@ class Tracking(_Section):
     preposition_margin_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 120.0
     settle_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
     auto_track: bool = False
+    #: Aim this bore's optical axis at the Sun instead of the mechanical axis (a name from
+    #: ``[[bores]]``; empty: the mechanical axis).
+    reference_bore: str = ""
     #: After a fault or e-stop is reset, resume automatic tracking by itself (default: no,
     #: an operator command 'track on' is needed).
     resume_after_reset: bool = False
@@ -535,6 +582,35 @@ class Pointing(_Section):
     model_file: str = ""
 
 
+class Forecast(_Section):
+    """Year forecasts (``tracker forecast``): the site's wind climatology, fault rates, and the
+    coarser control period a forecast day runs at.
+
+    Each simulated day's mean wind is drawn from a Weibull distribution of shape
+    ``wind_weibull_k`` whose mean is that month's ``wind_monthly_mean_m_s`` (January first);
+    the simulated gusts' standard deviation (the simulator's
+    Ornstein-Uhlenbeck wind) is ``gust_ratio`` times the day's mean.  Drive faults come as a
+    Poisson process of ``drive_faults_per_day``; each keeps the mount down for an exponential
+    time of mean ``fault_downtime_mean_s`` until an operator resets it.  The defaults are
+    placeholders for a northern German site, not measurements.
+    """
+
+    wind_monthly_mean_m_s: Annotated[
+        list[Annotated[float, Field(ge=0, le=50, allow_inf_nan=False)]],
+        Field(min_length=12, max_length=12)] = Field(default_factory=lambda: [
+            5.2, 5.0, 4.8, 4.2, 3.9, 3.7, 3.6, 3.5, 3.9, 4.4, 4.8, 5.1])
+    wind_weibull_k: Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)] = 2.0
+    gust_ratio: Annotated[float, Field(ge=0, le=3, allow_inf_nan=False)] = 0.2
+    drive_faults_per_day: Annotated[float, Field(ge=0, le=24, allow_inf_nan=False)] = 0.05
+    fault_downtime_mean_s: Annotated[float, Field(ge=0, le=86400, allow_inf_nan=False)] = 1800.0
+    #: Control rate of a forecast day (Hz): coarser than the daemon's for speed (2 Hz tracks
+    #: the Sun within the on-Sun tolerance; the exposure it gives is the forecast's, not the
+    #: daemon's).
+    control_rate_hz: Annotated[float, Field(ge=1, le=100, allow_inf_nan=False)] = 2.0
+    #: Longest simulated step while parked with nothing due (s).
+    idle_step_s: Annotated[float, Field(ge=0.1, le=8, allow_inf_nan=False)] = 5.0
+
+
 class Settings(_Section):
     """A whole installation's configuration."""
 
@@ -552,6 +628,10 @@ class Settings(_Section):
     facility: Facility = Field(default_factory=Facility)
     store: Store = Field(default_factory=Store)
     pointing: Pointing = Field(default_factory=Pointing)
+    #: The magnet's bores (``[[bores]]``); none listed: one bore ``axis`` on the mechanical
+    #: axis with the tracking tolerance and efficiency 1 (see ``bore_list``).
+    bores: list[Bore] = Field(default_factory=list, max_length=64)
+    forecast: Forecast = Field(default_factory=Forecast)
     #: Folder of the file this was loaded from (for relative paths); not a TOML key.
     source_path: str = ""
 
@@ -575,6 +655,40 @@ class Settings(_Section):
                     f"envelope azimuth {env.azimuth_min_deg}..{env.azimuth_max_deg}, "
                     f"elevation {env.elevation_min_deg}..{env.elevation_max_deg}")
         return self
+
+    @field_validator("bores")
+    @classmethod
+    def _bores_unique(cls, bores: list[Bore]) -> list[Bore]:
+        names = [b.name for b in bores]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate name(s) {', '.join(dup)}: each bore needs its own name")
+        return bores
+
+    @model_validator(mode="after")
+    def _reference_bore_known(self) -> Settings:
+        ref = self.tracking.reference_bore
+        if not ref:
+            return self
+        names = [b.name for b in self.bore_list]
+        if ref not in names:
+            raise ValueError(f"tracking.reference_bore = {ref!r} is not a bore; the bores are: "
+                             f"{', '.join(names)}")
+        b = self.bore_list[names.index(ref)]
+        offset = (b.offset_x_arcsec ** 2 + b.offset_y_arcsec ** 2) ** 0.5
+        limit = 0.5 * self.interlock.bound_deg * 3600.0
+        if self.interlock.enabled and offset > limit:
+            raise ValueError(f"tracking.reference_bore = {ref!r}: its offset ({offset:.0f} "
+                             f"arcsec) exceeds half the Sun interlock's bound ({limit:.0f} "
+                             "arcsec): the interlock would refuse the aim point")
+        return self
+
+    @property
+    def bore_list(self) -> list[Bore]:
+        """The configured bores, or one bore ``axis`` on the mechanical axis."""
+        if self.bores:
+            return list(self.bores)
+        return [Bore(name="axis", on_sun_tolerance_arcsec=self.tracking.on_sun_tolerance_arcsec)]
 
     def relative_path(self, name: str) -> Path:
         """``name`` resolved against the folder of the config file (``~`` expanded)."""

@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.support import CONFIG_DIR
+from tests.support.records import sample_array
 from tracker import config
 from tracker.log.exposure import ExposureAccumulator
-from tracker.log.store import SAMPLE_DTYPE, TrackingStore
+from tracker.log.store import TrackingStore
 from tracker.planning.planner import plan
 from tracker.service import dryrun
 
@@ -30,7 +31,7 @@ def logs(draw) -> np.ndarray:
         err = draw(st.floats(0.0, 1e4))
         rows.append((t, dt, draw(st.sampled_from(STATES)), draw(st.sampled_from(["a", "b"])),
                      100.0, 5.0, 100.0, 5.0, 100.0, 5.0, err, err, on_sun))
-    return np.array(rows, dtype=SAMPLE_DTYPE)
+    return sample_array(rows)
 
 
 @given(rows=logs(), cut=st.floats(0.0, 1.0))
@@ -96,7 +97,7 @@ def test_intervals_carry_the_suns_position_and_distance_and_background_is_the_re
         rows.append((t, 1.0, "tracking" if on else "idle", "main", float(az), float(el),
                      float(az), float(el), 0.0, 0.0, 1.0, 1.0, 1.0 if on else 0.0))
     acc = ExposureAccumulator(t0, t0 + 120.0, intervals=True, site=site)
-    acc.feed(np.array(rows, dtype=SAMPLE_DTYPE))
+    acc.feed(sample_array(rows))
     r = acc.result()
     ivs = r["intervals"]
     assert [round(iv["duration_s"]) for iv in ivs] == [40, 50]

@@ -47,7 +47,7 @@ def count(store: TrackingStore, table: str = "samples") -> int:
 def test_schema_wal_and_round_trip(store):
     with other_connection(store) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     rows = [sample(T0_S + i, error_arcsec=i * 0.5, d_az_arcsec=3.0) for i in range(1, 6)]
     for r in rows:

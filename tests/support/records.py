@@ -44,3 +44,13 @@ def write_day(store: TrackingStore, t_start_s: float, *, windows=((6 * 3600, 3 *
                                         az_deg=az, el_deg=el))
         store.log_event(t, "state", "-> parked", data={"to": "parked", "cause": "window end"})
     store.flush()
+
+
+def sample_array(rows) -> np.ndarray:
+    """Rows given as tuples of the first (older) sample columns as a ``SAMPLE_DTYPE`` array:
+    the newer nullable columns (per-bore figures, ...) read as NULL, as in an older log."""
+    from dataclasses import MISSING, fields
+
+    from tracker.log.store import SAMPLE_DTYPE
+    tail = [f.default if f.default is not MISSING else None for f in fields(Sample)]
+    return np.array([tuple(r) + tuple(tail[len(r):]) for r in rows], dtype=SAMPLE_DTYPE)

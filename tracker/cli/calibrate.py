@@ -123,3 +123,27 @@ def fit_cmd(measurements: str, out: str, terms: str, reject_sigma: float,
         "warnings": list(result.warnings),
     })
     click.echo(f"model written to {out}")
+
+
+@calibrate.command("bore")
+@click.argument("measurements", type=click.Path(dir_okay=False))
+@click.option("--bore", required=True, help="The bore the Sun was centred in (config name).")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="Pointing model TOML the encoder readings go through (default: the "
+                   "config's pointing.model_file, else identity).")
+@_CONFIG
+def bore_cmd(measurements: str, bore: str, model_path: str | None,
+             config_path: str | None) -> None:
+    """Fit a bore's alignment offset from sun rows of MEASUREMENTS (CSV) taken with the Sun
+    centred in that bore; print it with its errors and the [[bores]] lines to paste."""
+    from tracker.mount.pointing import PointingModel
+
+    settings = config_mod.load(config_path)
+    if model_path is None and settings.pointing.model_file:
+        model_path = str(settings.relative_path(settings.pointing.model_file))
+    model = PointingModel.load(model_path) if model_path else None
+    result = cal.fit_bore_offset(settings, cal.read_measurements(measurements), bore,
+                                 model=model)
+    click.echo(result.report())
+    click.echo(f"offset_x_arcsec = {result.offset_x_arcsec:.2f}\n"
+               f"offset_y_arcsec = {result.offset_y_arcsec:.2f}")

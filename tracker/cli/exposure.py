@@ -84,6 +84,10 @@ def exposure(start, end, db, config_path, settle_s, intervals_csv, as_json) -> N
     for name, b in r["boresights"].items():
         click.echo(f"  {name:<10} on-Sun {b['on_sun_s']:.1f} s, tracking {b['tracking_s']:.1f} s,"
                    f" rms {_fmt(b['rms_error_arcsec'])} max {_fmt(b['max_error_arcsec'])} arcsec")
+    for name, b in r["bores"].items():
+        click.echo(f"  bore {name:<8} on-Sun {b['on_sun_s']:.1f} s, effective "
+                   f"{b['effective_s']:.1f} s, off-axis mean {_fmt(b['mean_off_axis_arcsec'])} "
+                   f"max {_fmt(b['max_off_axis_arcsec'])} arcsec")
     click.echo(f"samples      {r['n_samples']} covering {r['logged_s']:.0f} s; "
                f"{r['n_gaps']} gaps, {r['gap_s']:.0f} s")
     for g in r["gaps"][:10]:

@@ -37,6 +37,8 @@ COMMANDS: dict[str, str] = {
     "dry-run": "dryrun:dry_run",
     "states": "states:states",
     "exposure": "exposure:exposure",
+    "export": "export:export",
+    "forecast": "forecast:forecast",
     "report": "report:report",
     "tango": "facility:tango",
     "opcua-server": "facility:opcua_server",

@@ -17,6 +17,12 @@ Definitions (what a physicist gets from ``tracker exposure``):
   on-Sun (entering/leaving tolerance) are in ``on_sun_s`` but in no interval, so the intervals'
   total is at most ``on_sun_s``.  Each interval has the mean pointing offset measured - target
   in ``az * cos(el)`` and ``el`` (arc-seconds, azimuth difference wrapped to +-180 deg).
+- Per bore (rows with the ``bores`` column, see ``tracker.mount.bores``): ``on_sun_s`` (the
+  bore's off-axis angle within its tolerance while tracking), ``effective_s`` (on-Sun seconds
+  times the optics' efficiency), ``tracking_s``, the mean (duration-weighted) and max off-axis
+  angle; a *bore interval* is a run of rows in which the bore is on the Sun for the whole
+  row, with one boresight and no gap (``bore_intervals``).  For every bore
+  ``effective_s <= on_sun_s <= tracking_s``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tracker.mount.bores import decode
 from tracker.timefmt import iso_utc
 
 _EPS_S = 1e-6
@@ -127,6 +134,7 @@ class ExposureAccumulator:
     _n_gaps: int = 0
     _intervals: list = field(default_factory=list)
     _open: _Interval | None = None
+    _bores: BoreAccumulator | None = None
 
     def feed(self, rows: np.ndarray) -> None:
         if rows.size == 0:
@@ -198,6 +206,11 @@ class ExposureAccumulator:
         if self.intervals:
             self._feed_intervals(rows, on_sun, dt, lo, hi, weight, inside, tracking, boresight,
                                  prev_bs, gap)
+        if "bores" in (rows.dtype.names or ()):
+            if self._bores is None:
+                self._bores = BoreAccumulator(self.gap_tolerance_s)
+            self._bores.feed(rows["bores"], start, t, dt, frac, lo, hi, inside & tracking,
+                             boresight)
 
         self._prev_end_s = float(t[-1])
         self._prev_tracking = bool(tracking[-1])
@@ -310,6 +323,10 @@ class ExposureAccumulator:
             out["intervals"] = ivs
             out["intervals_s"] = float(sum(iv["duration_s"] for iv in ivs))
             out["off_sun_intervals"] = self._off_sun_intervals(ivs)
+        bores = self._bores.result() if self._bores is not None else ({}, [])
+        out["bores"] = bores[0]
+        if self.intervals:
+            out["bore_intervals"] = bores[1]
         return out
 
 
@@ -355,3 +372,83 @@ class SampleStats:
     def result(self) -> dict:
         self._feed()
         return self._acc.result()
+
+
+class BoreAccumulator:
+    """Per-bore exposure from the ``bores`` column (see the module docstring), fed in time
+    order; carries open intervals across chunks."""
+
+    def __init__(self, gap_tolerance_s: float = 1.0) -> None:
+        self.gap_tolerance_s = gap_tolerance_s
+        #: bore -> [on_sun_s, effective_s, tracking_s, off-axis * s, weight s, max off-axis]
+        self._tot: dict[str, list[float]] = {}
+        self._open: dict[str, dict] = {}
+        self._done: list[dict] = []
+        self._prev_end_s: float | None = None
+        self._prev_boresight = ""
+
+    def feed(self, texts, start, end, dt, frac, lo, hi, tracking, boresight) -> None:
+        for i in range(len(texts)):
+            cont = (self._prev_end_s is not None
+                    and start[i] - self._prev_end_s <= self.gap_tolerance_s
+                    and str(boresight[i]) == self._prev_boresight)
+            figures = decode(texts[i]) if tracking[i] else {}
+            if not cont or not figures:
+                self._close_all()
+            for name, (mean_a, max_a, on_s, eff_s) in figures.items():
+                f, w = float(frac[i]), float(dt[i] * frac[i])
+                tot = self._tot.setdefault(name, [0.0, 0.0, 0.0, 0.0, 0.0, -1.0])
+                on_s = min(max(on_s if on_s == on_s else 0.0, 0.0), float(dt[i]))
+                eff_s = min(max(eff_s if eff_s == eff_s else 0.0, 0.0), on_s)
+                tot[0] += on_s * f
+                tot[1] += eff_s * f
+                tot[2] += w
+                if mean_a == mean_a:
+                    tot[3] += mean_a * w
+                    tot[4] += w
+                if max_a == max_a and max_a > tot[5]:
+                    tot[5] = max_a
+                full = dt[i] > 0 and on_s >= dt[i] - _EPS_S
+                iv = self._open.get(name)
+                if not full:
+                    if iv is not None:
+                        self._done.append(self._open.pop(name))
+                    continue
+                if iv is None:
+                    iv = self._open[name] = {"start_s": float(lo[i]), "end_s": float(hi[i]),
+                                             "bore": name, "boresight": str(boresight[i]),
+                                             "_a": 0.0, "_w": 0.0, "max_off_axis_arcsec": -1.0,
+                                             "effective_s": 0.0, "n_samples": 0}
+                iv["end_s"] = float(hi[i])
+                iv["_a"] += (mean_a if mean_a == mean_a else 0.0) * w
+                iv["_w"] += w if mean_a == mean_a else 0.0
+                iv["max_off_axis_arcsec"] = max(iv["max_off_axis_arcsec"],
+                                                max_a if max_a == max_a else -1.0)
+                iv["effective_s"] += eff_s * f
+                iv["n_samples"] += 1
+            for name in [n for n in self._open if n not in figures]:
+                self._done.append(self._open.pop(name))
+            self._prev_end_s = float(end[i])
+            self._prev_boresight = str(boresight[i])
+
+    def _close_all(self) -> None:
+        self._done.extend(self._open.values())
+        self._open.clear()
+
+    def result(self) -> tuple[dict, list[dict]]:
+        """({bore: totals}, bore intervals in time order)."""
+        self._close_all()
+        totals = {name: {"on_sun_s": t[0], "effective_s": t[1], "tracking_s": t[2],
+                         "mean_off_axis_arcsec": t[3] / t[4] if t[4] > 0 else None,
+                         "max_off_axis_arcsec": t[5] if t[5] >= 0 else None}
+                  for name, t in sorted(self._tot.items())}
+        ivs = []
+        for iv in sorted(self._done, key=lambda d: (d["start_s"], d["bore"])):
+            a, w = iv.pop("_a"), iv.pop("_w")
+            ivs.append({"start_utc": iso_utc(iv["start_s"]), "end_utc": iso_utc(iv["end_s"]),
+                        **iv, "duration_s": iv["end_s"] - iv["start_s"],
+                        "mean_off_axis_arcsec": a / w if w > 0 else None,
+                        "max_off_axis_arcsec": (iv["max_off_axis_arcsec"]
+                                                if iv["max_off_axis_arcsec"] >= 0 else None)})
+        self._done = []
+        return totals, ivs

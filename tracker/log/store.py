@@ -72,7 +72,9 @@ from tracker.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: 2: samples gained ``bores`` (per-bore JSON); older logs are migrated on open for writing
+#: (columns added, NULL in old rows) and read as they are (missing columns read as NULL).
+SCHEMA_VERSION = 2
 EVENT_KINDS = ("state", "fault", "command", "warning", "info")
 #: Event kinds that are dropped last from a full backlog (and never the latest of each).
 CRITICAL_KINDS = ("state", "fault", "meta")
@@ -111,15 +113,22 @@ class Sample:
     error_arcsec: float
     error_max_arcsec: float
     on_sun_s: float
+    #: Per-bore figures of the interval (``tracker.mount.bores.encode``): JSON
+    #: ``{bore: [mean_off_axis_arcsec, max_off_axis_arcsec, on_sun_s, effective_s]}``;
+    #: None when not recorded.
+    bores: str | None = None
 
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Sample))
-_TEXT_FIELDS = ("state", "boresight")
+_TEXT_FIELDS = ("state", "boresight", "bores")
+#: Text columns of any length, read as Python objects (str or None).
+_OBJECT_FIELDS = ("bores",)
 #: NaN angles/errors are stored as NULL (SQLite has no NaN) and read back as NaN.
 _NOT_NULL = {"time_s": " NOT NULL", "dt_s": " NOT NULL", "state": " NOT NULL",
              "boresight": " NOT NULL"}
 #: numpy dtype of ``TrackingStore.samples``; strings as fixed-width unicode.
-SAMPLE_DTYPE = np.dtype([(name, "U32" if name in _TEXT_FIELDS else "f8")
+SAMPLE_DTYPE = np.dtype([(name, "O" if name in _OBJECT_FIELDS
+                          else "U32" if name in _TEXT_FIELDS else "f8")
                          for name in SAMPLE_FIELDS])
 
 _SCHEMA = f"""
@@ -157,7 +166,7 @@ CREATE TABLE IF NOT EXISTS audit (
 
 #: Columns the exposure statistics need (and the intervals' offsets).
 _STATS_COLUMNS = ("time_s", "dt_s", "state", "boresight", "error_arcsec", "error_max_arcsec",
-                  "on_sun_s")
+                  "on_sun_s", "bores")
 _INTERVAL_COLUMNS = ("target_az_deg", "target_el_deg", "measured_az_deg", "measured_el_deg")
 
 _INSERT_SAMPLE = (f"INSERT INTO samples ({', '.join(SAMPLE_FIELDS)}) "
@@ -174,7 +183,8 @@ def _sample_row(s: Sample) -> tuple:
     row = (float(s.time_s), float(s.dt_s), str(s.state), str(s.boresight),
            float(s.target_az_deg), float(s.target_el_deg), float(s.measured_az_deg),
            float(s.measured_el_deg), float(s.axis_az_deg), float(s.axis_el_deg),
-           float(s.error_arcsec), float(s.error_max_arcsec), float(s.on_sun_s))
+           float(s.error_arcsec), float(s.error_max_arcsec), float(s.on_sun_s),
+           None if s.bores is None else str(s.bores))
     if not (math.isfinite(row[0]) and math.isfinite(row[1]) and row[1] >= 0):
         raise ValueError(f"time_s {row[0]!r} and dt_s {row[1]!r} must be finite, dt_s >= 0")
     return row
@@ -283,6 +293,7 @@ class TrackingStore:
             raise StoreError("checkpoint_interval_s and audit_rate_per_s must be > 0")
         self.path = Path(path).expanduser()
         self.readonly = bool(readonly)
+        self._have_columns: set[str] | None = None
         self.commit_interval_s = float(commit_interval_s)
         self.busy_timeout_s = float(busy_timeout_s)
         self.max_backlog = int(max_backlog)
@@ -497,9 +508,9 @@ class TrackingStore:
         try:
             if self.readonly:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version != SCHEMA_VERSION:
+                if not 1 <= version <= SCHEMA_VERSION:
                     raise StoreError(f"{self.path} is not a tracking log of schema "
-                                     f"{SCHEMA_VERSION} (user_version {version})")
+                                     f"1..{SCHEMA_VERSION} (user_version {version})")
                 db.execute(f"PRAGMA busy_timeout={int(open_timeout_s * 1000)}")
                 return db
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -542,13 +553,23 @@ class TrackingStore:
         return [t for t in ("meta", "samples", "events", "audit") if t not in have]
 
     @staticmethod
+    def _sample_columns(db: sqlite3.Connection) -> set[str]:
+        return {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+
+    @staticmethod
     def _create_schema(db: sqlite3.Connection) -> None:
-        """Create missing tables and indexes (idempotent), in one transaction."""
+        """Create missing tables and indexes and add sample columns a log of an older schema
+        lacks (NULL in its old rows), idempotent, in one transaction."""
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            have = TrackingStore._sample_columns(db)
+            for name in SAMPLE_FIELDS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE samples ADD COLUMN {name} "
+                               f"{'TEXT' if name in _TEXT_FIELDS else 'REAL'}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -1039,8 +1060,9 @@ class TrackingStore:
                 try:
                     item = json.loads(line)
                     if "samples" in item:
-                        samples.append(tuple(math.nan if v is None else v
-                                             for v in item["samples"]))
+                        row = tuple(math.nan if v is None else v for v in item["samples"])
+                        # A spill of an older schema lacks the newer (nullable) columns.
+                        samples.append(row + (None,) * (len(SAMPLE_FIELDS) - len(row)))
                     else:
                         records.append((str(item["kind"]), tuple(
                             (str(t), tuple(r)) for t, r in item["rows"]
@@ -1184,7 +1206,11 @@ class TrackingStore:
         unknown = [c for c in cols if c not in SAMPLE_FIELDS]
         if unknown:
             raise StoreError(f"unknown sample columns {unknown}; known: {list(SAMPLE_FIELDS)}")
-        rows = self._query(f"SELECT {', '.join(cols)} FROM samples WHERE time_s >= ? AND "
+        if self._have_columns is None:
+            self._have_columns = {r[1] for r in self._query("PRAGMA table_info(samples)")}
+        # Columns an older log lacks read as NULL (NaN, or None for text).
+        select = [c if c in self._have_columns else f"NULL AS {c}" for c in cols]
+        rows = self._query(f"SELECT {', '.join(select)} FROM samples WHERE time_s >= ? AND "
                            f"time_s < ? ORDER BY time_s, id", (float(t0_s), float(t1_s)))
         dtype = np.dtype([(c, SAMPLE_DTYPE[c]) for c in cols])
         return np.array(rows, dtype=dtype) if rows else np.zeros(0, dtype=dtype)

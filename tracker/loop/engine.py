@@ -64,6 +64,7 @@ from tracker.loop.supervise import (
 from tracker.loop.tasks import HOLD, Task, TaskKind
 from tracker.loop.weather import WindDecision, WindMonitor, WindSupervisor, WindVerdict
 from tracker.mount.axis import Axis, AxisState, Condition
+from tracker.mount.bores import BoreSet, aim_point, reference_offset_arcsec
 from tracker.mount.envelope import Envelope
 from tracker.mount.frames import Frames
 from tracker.mount.pointing import PointingModel
@@ -204,7 +205,10 @@ class Engine:
         sinks = list(sample_sinks or [])
         if store is not None:
             sinks.insert(0, store.add_sample)
-        self.recorder = Recorder(1.0 / tr.log_rate_hz, 10 * self.period_s + 1.0, sinks)
+        self.recorder = Recorder(1.0 / tr.log_rate_hz, 10 * self.period_s + 1.0, sinks,
+                                 BoreSet.from_config(settings.bore_list, tr.reference_bore))
+        #: Offset (x, y arcsec) of the bore aimed at the Sun; (0, 0): the mechanical axis.
+        self._aim_offset = reference_offset_arcsec(settings.bore_list, tr.reference_bore)
         self.measurement = Measurement((math.nan, math.nan), (math.nan, math.nan), math.nan)
         self.on_sun = False
         #: At the current AXES/SKY task's target and still (as of the last tick).
@@ -319,6 +323,10 @@ class Engine:
         self._ensure_ephemeris(t)
         assert self._track is not None
         self.sun = self._track.altaz_rates(t)
+        if self._aim_offset != (0.0, 0.0):
+            # the mechanical axis' target: the reference bore's optical axis on the Sun
+            az, el = aim_point(self.sun[0], self.sun[1], *self._aim_offset)
+            self.sun = (az, el, self.sun[2], self.sun[3])
         # 1. read
         states = self._states = await self.bus.read()
         here = (states["azimuth"].position_deg, states["elevation"].position_deg)

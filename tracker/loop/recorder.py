@@ -3,7 +3,10 @@ target, and the log samples (one state per sample).
 
 ``measure`` is pure.  ``Recorder`` sums ticks into samples of ``1 / log_rate_hz`` seconds
 and flushes a sample early when the state changes, so a sample never mixes two states
-(on-Sun seconds are only ever counted in a ``tracking`` sample).  Samples go to every sink
+(on-Sun seconds are only ever counted in a ``tracking`` sample).  With ``bores``, each
+tracking sample also carries every bore's off-axis angle (mean and max over the ticks), its
+on-Sun seconds (off-axis within the bore's tolerance) and its effective seconds (on-Sun
+seconds times the optics' efficiency at the off-axis angle), integrated tick by tick.  Samples go to every sink
 (the SQLite log, a dry run's statistics).
 """
 
@@ -17,6 +20,7 @@ from tracker.control.law import great_circle_arcsec
 from tracker.control.machine import State
 from tracker.log.store import Sample
 from tracker.loop.tasks import Task, TaskKind
+from tracker.mount.bores import BoreSet, encode
 from tracker.mount.frames import Frames
 
 NAN = float("nan")
@@ -65,7 +69,7 @@ class Recorder:
     """Accumulates ticks into log samples (see module docstring)."""
 
     def __init__(self, log_period_s: float, max_gap_s: float,
-                 sinks: list[Callable[[Sample], None]]) -> None:
+                 sinks: list[Callable[[Sample], None]], bores: BoreSet | None = None) -> None:
         self.log_period_s = log_period_s
         self.max_gap_s = max_gap_s
         self.sinks = sinks
@@ -76,6 +80,10 @@ class Recorder:
         self._on_sun_s = 0.0
         self._err_max = -1.0
         self._last: tuple[str, Measurement, tuple[float, float]] | None = None
+        self.bores = bores
+        n = len(bores.names) if bores is not None else 0
+        #: Per bore: dt-weighted off-axis sum, max off-axis, on-Sun s, effective s, weight s.
+        self._bore_acc = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in range(n)]
 
     def restart(self) -> None:
         """Forget the running interval (after a clock jump: its length is unknowable)."""
@@ -87,6 +95,24 @@ class Recorder:
         self._on_sun_s = 0.0
         self._err_max = -1.0
         self._start_t = t
+        for acc in self._bore_acc:
+            acc[0], acc[1], acc[2], acc[3], acc[4] = 0.0, -1.0, 0.0, 0.0, 0.0
+
+    def _add_bores(self, dt: float, m: Measurement) -> None:
+        """Account ``dt`` seconds of tracking to every bore (off-axis from ``m``)."""
+        assert self.bores is not None
+        (taz, tel), (paz, pel) = m.target_sky, m.pointing_sky
+        if taz != taz or paz != paz:
+            return
+        angles = self.bores.off_axis_arcsec(taz, tel, paz, pel)
+        for i, (acc, a) in enumerate(zip(self._bore_acc, angles, strict=True)):
+            acc[0] += a * dt
+            acc[4] += dt
+            if a > acc[1]:
+                acc[1] = a
+            if a <= self.bores.tolerances_arcsec[i]:
+                acc[2] += dt
+                acc[3] += dt * self.bores.efficiency(i, a)
 
     def record(self, t: float, state: State, boresight: str, m: Measurement, on_sun: bool,
                axes_deg: tuple[float, float]) -> None:
@@ -106,6 +132,8 @@ class Recorder:
         self._dt += dt
         if on_sun:
             self._on_sun_s += dt
+        if self.bores is not None and state is State.TRACKING:
+            self._add_bores(dt, m)
         err = m.error_arcsec
         if err == err and err > self._err_max:
             self._err_max = err
@@ -124,7 +152,19 @@ class Recorder:
             measured_az_deg=m.pointing_sky[0], measured_el_deg=m.pointing_sky[1],
             axis_az_deg=axes[0], axis_el_deg=axes[1], error_arcsec=m.error_arcsec,
             error_max_arcsec=self._err_max if self._err_max >= 0 else NAN,
-            on_sun_s=min(self._on_sun_s, self._dt))
+            on_sun_s=min(self._on_sun_s, self._dt), bores=self._bores_text())
         for sink in self.sinks:
             sink(sample)
         self._reset(t)
+
+    def _bores_text(self) -> str | None:
+        """The running interval's per-bore figures as the record's JSON (None: no bores, or
+        not tracking)."""
+        if self.bores is None or self._state != State.TRACKING.value:
+            return None
+        nan = NAN
+        acc = self._bore_acc
+        return encode(self.bores.names,
+                      [a[0] / a[4] if a[4] > 0 else nan for a in acc],
+                      [a[1] if a[1] >= 0 else nan for a in acc],
+                      [min(a[2], self._dt) for a in acc], [min(a[3], self._dt) for a in acc])

@@ -549,3 +549,66 @@ def _check_separable(jac: np.ndarray, terms: tuple[str, ...]) -> None:
         involved = [terms[j] for j in np.argsort(-np.abs(null)) if abs(null[j]) > 0.1]
         raise CalibrationError(f"singular fit: terms {', '.join(involved)} cannot be separated by "
                                "these points (drop one of them, or measure a wider range)")
+
+
+# ------------------------------------------------------------------- bore offsets
+
+@dataclass(frozen=True)
+class BoreOffsetFit:
+    """A bore's alignment offset from Sun measurements (``tracker.config.Bore`` frame: x =
+    azimuth * cos(elevation), y = elevation, on the sky of the boresight used; arc-seconds)
+    with the standard errors of the mean, the RMS scatter about it and the count."""
+
+    bore: str
+    offset_x_arcsec: float
+    offset_y_arcsec: float
+    sigma_x_arcsec: float
+    sigma_y_arcsec: float
+    rms_arcsec: float
+    n: int
+
+    def report(self) -> str:
+        return (f"bore {self.bore}: offset_x_arcsec = {self.offset_x_arcsec:.2f} +- "
+                f"{self.sigma_x_arcsec:.2f}, offset_y_arcsec = {self.offset_y_arcsec:.2f} +- "
+                f"{self.sigma_y_arcsec:.2f} (rms scatter {self.rms_arcsec:.2f} arcsec, "
+                f"{self.n} measurements)")
+
+
+def fit_bore_offset(settings: config_mod.Settings, rows: Sequence[Measurement], bore: str, *,
+                    model: PointingModel | None = None) -> BoreOffsetFit:
+    """Fit ``bore``'s offset from sun rows taken with the Sun centred in that bore.
+
+    Each row's encoder reading goes through the pointing ``model`` (default: identity) to
+    the mechanical axis' real direction; the bore's optical axis is where the Sun was, so the
+    offset is Sun - mechanical axis on the sky, averaged.  The Sun is the geometric one (X-rays
+    are not refracted) unless the row gives ``true_*``.  Needs at least 2 sun rows.
+    """
+    names = [b.name for b in settings.bore_list]
+    if bore not in names:
+        raise CalibrationError(f"unknown bore {bore!r}; this config has: {', '.join(names)}")
+    sun_rows = [m for m in rows if m.kind == "sun"]
+    if len(sun_rows) < 2:
+        raise CalibrationError(f"a bore offset needs at least 2 sun measurements, got "
+                               f"{len(sun_rows)}")
+    model = model or PointingModel.identity()
+    dx, dy = [], []
+    for m in sun_rows:
+        b = (settings.envelope.boresight(m.boresight) if m.boresight
+             else settings.envelope.boresights[0])
+        if m.true_az_deg is None or m.true_el_deg is None:
+            if m.time_utc_s is None:
+                raise CalibrationError(f"{m.label or 'a sun row'}: needs time_utc")
+            taz, tel = apparent_sun_axis_direction(settings, m.time_utc_s, pressure_hpa=0.0,
+                                                   boresight=m.boresight)
+        else:
+            taz, tel = m.true_az_deg, m.true_el_deg
+        paz, pel = model.axes_to_sky(m.axis_az_deg, m.axis_el_deg)
+        daz = (taz - paz + 180.0) % 360.0 - 180.0
+        dx.append(daz * math.cos(math.radians(tel)) * 3600.0)
+        dy.append(b.elevation_sign * (tel - pel) * 3600.0)
+    x, y = np.array(dx), np.array(dy)
+    n = x.size
+    mx, my = float(x.mean()), float(y.mean())
+    rms = float(np.sqrt(np.mean((x - mx) ** 2 + (y - my) ** 2)))
+    return BoreOffsetFit(bore, mx, my, float(x.std(ddof=1) / math.sqrt(n)),
+                         float(y.std(ddof=1) / math.sqrt(n)), rms, n)

@@ -22,17 +22,20 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tracker.clock import SimClock
 from tracker.config import Settings
 from tracker.control.machine import State
+from tracker.errors import TrackerError
 from tracker.log.exposure import SampleStats
 from tracker.loop.engine import Engine, iso_utc
 from tracker.loop.harness import SimulatedTime
 from tracker.loop.tasks import TaskKind
+from tracker.mount.axis import Condition
+from tracker.mount.bores import BoreSet
 from tracker.mount.pointing import PointingModel
 from tracker.planning.planner import plan as make_plan
 
@@ -69,6 +72,11 @@ class DryRunReport:
     sim_s: float = 0.0
     speedup: float = 0.0
     db: str | None = None
+    #: Per bore from the samples (as ``tracker exposure``): on_sun_s, effective_s, tracking_s,
+    #: mean/max off-axis arcsec.
+    bores: dict[str, dict] = field(default_factory=dict)
+    #: Per bore from the simulator's truth (true pointing, tick by tick): on_sun_s, effective_s.
+    true_bores: dict[str, dict] = field(default_factory=dict)
     series: list = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
@@ -88,6 +96,10 @@ class DryRunReport:
             *([f"  true error   rms {f(self.true_rms_error_arcsec)} arcsec, max "
                f"{f(self.true_max_error_arcsec)} arcsec (simulator truth, incl. misalignment)"]
               if self.true_rms_error_arcsec is not None else []),
+            *[f"  bore {name:<7} on-Sun {b['on_sun_s']:.0f} s, effective {b['effective_s']:.0f} s"
+              + (f" (truth {self.true_bores[name]['effective_s']:.0f} s)"
+                 if name in self.true_bores else "")
+              for name, b in self.bores.items()],
             f"  faults       {self.faults}",
             f"  speed        {self.sim_s:.0f} s simulated in {self.wall_s:.1f} s wall "
             f"({self.speedup:.0f}x real time, {self.ticks} ticks)",
@@ -119,6 +131,43 @@ class _Series:
                 self.true_errors.append(true_err)
 
 
+class _BoreTruth:
+    """Each bore's true on-Sun and effective seconds: the simulator's true pointing of the
+    mechanical axis, the bore's configured offset, the Sun, integrated over the same intervals
+    as the recorder (the tick's state, the interval since the previous tick)."""
+
+    def __init__(self, bores: BoreSet, truth_sky: Callable[[], tuple[float, float]]) -> None:
+        self.bores = bores
+        self.truth_sky = truth_sky
+        self.on_sun_s = [0.0] * len(bores.names)
+        self.effective_s = [0.0] * len(bores.names)
+        self._pending: tuple[State, tuple[float, float]] | None = None
+        self._last_t: float | None = None
+
+    def before_tick(self, state: State) -> None:
+        """At the tick's time, before it runs: the state it sees and the true pointing."""
+        self._pending = (state, self.truth_sky() if state is State.TRACKING
+                         else (math.nan, math.nan))
+
+    def after_tick(self, t: float, sun: tuple[float, ...], max_gap_s: float) -> None:
+        """After the tick at ``t`` (``sun``: the Sun it computed for ``t``)."""
+        last, self._last_t = self._last_t, t
+        if self._pending is None or last is None:
+            return
+        state, (paz, pel) = self._pending
+        dt = t - last
+        if state is not State.TRACKING or not 0 < dt <= max_gap_s or paz != paz:
+            return
+        for i, a in enumerate(self.bores.off_axis_arcsec(sun[0], sun[1], paz, pel)):
+            if a <= self.bores.tolerances_arcsec[i]:
+                self.on_sun_s[i] += dt
+                self.effective_s[i] += dt * self.bores.efficiency(i, a)
+
+    def result(self) -> dict[str, dict]:
+        return {n: {"on_sun_s": self.on_sun_s[i], "effective_s": self.effective_s[i]}
+                for i, n in enumerate(self.bores.names)}
+
+
 def _rms(xs: list[float]) -> float | None:
     return math.sqrt(sum(x * x for x in xs) / len(xs)) if xs else None
 
@@ -126,10 +175,13 @@ def _rms(xs: list[float]) -> float | None:
 async def run(settings: Settings, start_s: float, duration_s: float, *, driver: str = "sim",
               db_path: str | Path | None = None, idle_step_s: float = 0.5,
               progress: Callable[[float], None] | None = None,
-              config_name: str = "", pointing: PointingModel | None = None) -> DryRunReport:
+              config_name: str = "", pointing: PointingModel | None = None,
+              drive_faults: Sequence[tuple[float, float]] = ()) -> DryRunReport:
     """Run the controller for ``duration_s`` simulated seconds from ``start_s`` (UTC unix s).
 
     ``progress`` is called with the simulated seconds done so far (about 200 times).
+    ``drive_faults``: ``(seconds after start, downtime s)``: the azimuth drive trips
+    (overcurrent) then, after the downtime, an operator resets and turns tracking on again.
     """
     from simulator.axis import SimulatedAxis
     from simulator.mount import SimMount
@@ -212,9 +264,36 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         gc.collect()
         gc.freeze()
         harness = SimulatedTime(engine, clock, mount.step)
+        mono0 = clock.monotonic_s()
+        bore_truth = _BoreTruth(BoreSet.from_config(settings.bore_list,
+                                                    settings.tracking.reference_bore),
+                                lambda: engine.frames.mount_to_sky(engine.boresight, *truth()))
+        max_gap_s = engine.recorder.max_gap_s
+
+        faults = sorted(drive_faults)
+        resets: list[float] = []
+
+        async def before() -> None:
+            bore_truth.before_tick(engine.machine.state)
+            elapsed = clock.monotonic_s() - mono0
+            while faults and faults[0][0] <= elapsed:
+                _, down_s = faults.pop(0)
+                mount.axes["azimuth"].trip(Condition.OVERCURRENT)
+                resets.append(elapsed + down_s)
+                resets.sort()
+            while resets and resets[0] <= elapsed:
+                resets.pop(0)
+                try:
+                    await engine.reset(source="dry-run operator")
+                    await engine.set_auto_tracking(True, source="dry-run operator")
+                except TrackerError:
+                    resets.append(elapsed + 60.0)     # not yet resettable: try again
+                    resets.sort()
 
         def step_s(t: float) -> float:
-            if idle_step_s > period and _quiet(engine):
+            soon = clock.monotonic_s() - mono0 + idle_step_s
+            if (idle_step_s > period and _quiet(engine) and not resets
+                    and (not faults or faults[0][0] > soon)):
                 plan = engine.plan_now
                 nxt = plan.next_window(t) if plan else None
                 horizon = (nxt.preposition_by_s - 3600.0) if nxt else end_s
@@ -224,12 +303,13 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
 
         def observe(dt: float, t_end: float) -> None:
             nonlocal next_report
+            bore_truth.after_tick(t_end - dt, engine.sun, max_gap_s)
             stats.add(engine, dt, t_end)
             if progress is not None and t_end - dt >= next_report:
                 progress(t_end - dt - start_s)
                 next_report = t_end - dt + report_every
 
-        await harness.run(duration_s, step_s=step_s, observe=observe)
+        await harness.run(duration_s, step_s=step_s, observe=observe, before=before)
         ticks = harness.ticks
         if progress is not None:
             progress(duration_s)
@@ -256,7 +336,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         state_seconds={k.value: round(v, 1) for k, v in stats.state_s.items()},
         ticks=ticks, wall_s=wall, sim_s=duration_s,
         speedup=duration_s / wall if wall > 0 else 0.0,
-        db=str(db_path) if db_path else None, series=stats.series)
+        db=str(db_path) if db_path else None, series=stats.series,
+        bores=fig.get("bores", {}), true_bores=bore_truth.result())
 
 
 def _quiet(engine: Engine) -> bool:

@@ -1,0 +1,112 @@
+"""Bores: off-axis geometry, the efficiency table, and fitting a bore's offset from the Sun."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.support import CONFIG_DIR
+from tracker import config
+from tracker.cli.main import main
+from tracker.mount import calibration as cal
+from tracker.mount.bores import BoreSet, decode, encode
+
+
+def _set(*offsets: tuple[float, float]) -> BoreSet:
+    return BoreSet.from_config([config.Bore(
+        name=f"b{i}", offset_x_arcsec=x, offset_y_arcsec=y, on_sun_tolerance_arcsec=36.0,
+        efficiency_off_axis_arcsec=[0.0, 60.0, 300.0], efficiency=[1.0, 0.9, 0.0])
+        for i, (x, y) in enumerate(offsets)])
+
+
+def test_off_axis_angle_adds_the_pointing_offset_and_the_bore_offset() -> None:
+    bores = _set((10.0, 0.0), (0.0, -20.0), (-3.0, 4.0))
+    el = 60.0
+    # the mechanical axis 5 arcsec east on the sky (az * cos el) and 1 arcsec low
+    paz = 200.0 + 5.0 / 3600.0 / math.cos(math.radians(el))
+    got = bores.off_axis_arcsec(200.0, el, paz, el - 1.0 / 3600.0)
+    assert got == pytest.approx([math.hypot(15.0, -1.0), math.hypot(5.0, -21.0),
+                                 math.hypot(2.0, 3.0)], abs=1e-6)
+    # azimuth wraps through north: 359.999... vs 0.0
+    got = bores.off_axis_arcsec(0.0, 0.0, 360.0 - 10.0 / 3600.0, 0.0)
+    assert got[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_efficiency_interpolates_and_holds_the_end_values() -> None:
+    bores = _set((0.0, 0.0))
+    assert [bores.efficiency(0, a) for a in (0.0, 30.0, 60.0, 180.0, 300.0, 900.0)] == \
+        pytest.approx([1.0, 0.95, 0.9, 0.45, 0.0, 0.0])
+    assert bores.efficiency(0, math.nan) == 0.0
+
+
+def test_the_record_text_round_trips_and_foreign_text_reads_empty() -> None:
+    text = encode(["a", "b"], [1.5, math.nan], [2.0, 3.0], [1.0, 0.0], [0.98, 0.0])
+    assert decode(text)["a"] == (1.5, 2.0, 1.0, 0.98)
+    assert math.isnan(decode(text)["b"][0])
+    assert decode(None) == {} and decode("not json") == {} and decode("[1, 2]") == {}
+
+
+def _sun_rows(settings: config.Settings, offset_xy: tuple[float, float], noise_arcsec: float,
+              n: int = 40) -> list[cal.Measurement]:
+    """Sun rows with the Sun centred in a bore at ``offset_xy``: the encoders read the Sun's
+    axis direction minus the offset (identity pointing), plus noise."""
+    rng = np.random.default_rng(7)
+    times = 1782014400.0 + np.linspace(0.0, 3 * 3600.0, n)        # 2026-06-21 04:00Z on
+    az, el = cal.apparent_sun_axis_direction(settings, times, pressure_hpa=0.0)
+    rows = []
+    for t, a, e in zip(times, az, el, strict=True):
+        dx = offset_xy[0] + rng.normal(0.0, noise_arcsec)
+        dy = offset_xy[1] + rng.normal(0.0, noise_arcsec)
+        rows.append(cal.Measurement("sun", float(a - dx / 3600.0 / math.cos(math.radians(e))),
+                                    float(e - dy / 3600.0), time_utc_s=float(t)))
+    return rows
+
+
+def test_a_bores_offset_is_fitted_from_sun_measurements() -> None:
+    settings = config.load(CONFIG_DIR / "babyiaxo.toml")
+    fit = cal.fit_bore_offset(settings, _sun_rows(settings, (14.0, -7.0), 1.0), "bore2")
+    assert fit.n == 40 and fit.bore == "bore2"
+    assert fit.sigma_x_arcsec == pytest.approx(1.0 / math.sqrt(40), rel=0.35)
+    assert abs(fit.offset_x_arcsec - 14.0) < 4 * fit.sigma_x_arcsec
+    assert abs(fit.offset_y_arcsec + 7.0) < 4 * fit.sigma_y_arcsec
+    assert fit.rms_arcsec == pytest.approx(math.sqrt(2.0), rel=0.35)
+
+
+def test_bore_fit_refuses_an_unknown_bore_and_too_few_rows() -> None:
+    settings = config.load(CONFIG_DIR / "babyiaxo.toml")
+    rows = _sun_rows(settings, (0.0, 0.0), 1.0, n=2)
+    with pytest.raises(cal.CalibrationError, match="unknown bore 'bore9'; this config has: "
+                       "bore1, bore2"):
+        cal.fit_bore_offset(settings, rows, "bore9")
+    with pytest.raises(cal.CalibrationError, match="at least 2 sun measurements, got 1"):
+        cal.fit_bore_offset(settings, rows[:1], "bore1")
+
+
+def test_calibrate_bore_cli(tmp_path) -> None:
+    settings = config.load(CONFIG_DIR / "babyiaxo.toml")
+    path = tmp_path / "sun.csv"
+    cal.write_measurements(path, _sun_rows(settings, (-9.0, 3.0), 0.0, n=5))
+    r = CliRunner().invoke(main, ["calibrate", "bore", str(path), "--bore", "bore1",
+                                  "--config", str(CONFIG_DIR / "babyiaxo.toml")])
+    assert r.exit_code == 0, r.output
+    assert "offset_x_arcsec = -9.00\noffset_y_arcsec = 3.00" in r.output
+    r = CliRunner().invoke(main, ["calibrate", "bore", str(path), "--bore", "nope",
+                                  "--config", str(CONFIG_DIR / "babyiaxo.toml")])
+    assert r.exit_code == 2 and "unknown bore 'nope'" in r.output
+
+
+def test_aim_point_puts_the_offset_optical_axis_on_the_target() -> None:
+    from tracker.mount.bores import aim_point
+    az, el = aim_point(0.001, 40.0, 30.0, -12.0)
+    # the optical axis of a bore at (30, -12) arcsec from the mechanical axis aimed there
+    off = _set((30.0, -12.0)).off_axis_arcsec(0.001, 40.0, az, el)
+    assert off[0] == pytest.approx(0.0, abs=0.01)
+    assert az == pytest.approx((0.001 - 30.0 / 3600 / math.cos(math.radians(el))) % 360.0)
+    # relative offsets: aiming bore "b1" makes it the zero of the set
+    rel = BoreSet.from_config([config.Bore(name="b0", offset_x_arcsec=5.0),
+                               config.Bore(name="b1", offset_x_arcsec=30.0,
+                                           offset_y_arcsec=-12.0)], reference="b1")
+    assert rel.offsets_arcsec == ((-25.0, 12.0), (0.0, 0.0))

@@ -1,0 +1,109 @@
+"""The magnet's bores: each bore's off-axis angle to a target and its optics' efficiency.
+
+Frame: a bore's optical axis lies ``(offset_x_arcsec, offset_y_arcsec)`` from the mechanical
+axis on the sky tangent plane of the boresight in use (x = azimuth * cos(elevation), positive
+towards larger azimuth; y = elevation, positive up).  The off-axis angle of a bore is the
+angle between the target (the Sun) and the bore's optical axis, arc-seconds, in the small-angle
+(tangent-plane) approximation, exact to < 0.01 arcsec for offsets below 1 degree.
+
+The record codes a sample's per-bore figures as compact JSON (``encode``/``decode``):
+``{"bore1": [mean_off_axis_arcsec, max_off_axis_arcsec, on_sun_s, effective_s], ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tracker.config import Bore
+
+
+@dataclass(frozen=True)
+class BoreSet:
+    """The bores of one configuration, as plain tuples for a per-tick loop."""
+
+    names: tuple[str, ...]
+    offsets_arcsec: tuple[tuple[float, float], ...]
+    tolerances_arcsec: tuple[float, ...]
+    tables: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]
+
+    @classmethod
+    def from_config(cls, bores: Sequence[Bore], reference: str = "") -> BoreSet:
+        """The bores, their offsets taken relative to the ``reference`` bore's (the aim
+        point of tracking; empty: the mechanical axis)."""
+        rx, ry = reference_offset_arcsec(bores, reference)
+        return cls(tuple(b.name for b in bores),
+                   tuple((b.offset_x_arcsec - rx, b.offset_y_arcsec - ry) for b in bores),
+                   tuple(b.on_sun_tolerance_arcsec for b in bores),
+                   tuple((tuple(b.efficiency_off_axis_arcsec), tuple(b.efficiency))
+                         for b in bores))
+
+    def off_axis_arcsec(self, target_az_deg: float, target_el_deg: float,
+                        pointing_az_deg: float, pointing_el_deg: float) -> list[float]:
+        """Each bore's off-axis angle (arcsec) when the mechanical axis points at ``pointing``
+        and the target is at ``target`` (sky, degrees); NaN when either is unknown."""
+        daz = (pointing_az_deg - target_az_deg + 180.0) % 360.0 - 180.0
+        dx = daz * math.cos(math.radians(target_el_deg)) * 3600.0
+        dy = (pointing_el_deg - target_el_deg) * 3600.0
+        return [math.hypot(dx + ox, dy + oy) for ox, oy in self.offsets_arcsec]
+
+    def efficiency(self, index: int, off_axis_arcsec: float) -> float:
+        """Bore ``index``'s optics efficiency at ``off_axis_arcsec`` (linear in the table;
+        the end values beyond it); 0 for NaN."""
+        if off_axis_arcsec != off_axis_arcsec:
+            return 0.0
+        angles, eff = self.tables[index]
+        return float(np.interp(off_axis_arcsec, angles, eff)) if len(angles) > 1 else eff[0]
+
+
+def reference_offset_arcsec(bores: Sequence[Bore], reference: str) -> tuple[float, float]:
+    """(x, y) offset of the ``reference`` bore (arcsec); (0, 0) for the mechanical axis."""
+    for b in bores:
+        if b.name == reference:
+            return b.offset_x_arcsec, b.offset_y_arcsec
+    return 0.0, 0.0
+
+
+def aim_point(az_deg: float, el_deg: float, offset_x_arcsec: float,
+              offset_y_arcsec: float) -> tuple[float, float]:
+    """Where the mechanical axis must point (sky, degrees) so that an optical axis offset by
+    ``(offset_x, offset_y)`` arcsec points at ``(az, el)``: the offset subtracted on the
+    tangent plane (azimuth wrapped to [0, 360))."""
+    el = el_deg - offset_y_arcsec / 3600.0
+    az = az_deg - offset_x_arcsec / 3600.0 / math.cos(math.radians(el))
+    return az % 360.0, el
+
+
+def encode(names: Sequence[str], mean_off_axis_arcsec: Sequence[float],
+           max_off_axis_arcsec: Sequence[float], on_sun_s: Sequence[float],
+           effective_s: Sequence[float]) -> str:
+    """One sample's per-bore figures as the record's JSON text (NaN as null)."""
+    def r(x: float) -> float | None:
+        return None if x != x else round(float(x), 6)
+    return json.dumps({n: [r(a), r(b), r(c), r(d)] for n, a, b, c, d in zip(
+        names, mean_off_axis_arcsec, max_off_axis_arcsec, on_sun_s, effective_s, strict=True)},
+        separators=(",", ":"))
+
+
+def decode(text: str | None) -> dict[str, tuple[float, float, float, float]]:
+    """The record's JSON text back to ``{bore: (mean off-axis, max off-axis, on_sun_s,
+    effective_s)}`` (null as NaN); empty for NULL (a log written before bores were recorded)
+    or for text that is not such JSON."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for name, v in raw.items():
+        if isinstance(v, list) and len(v) == 4:
+            vals = [math.nan if x is None else float(x) for x in v]
+            out[str(name)] = (vals[0], vals[1], vals[2], vals[3])
+    return out
