@@ -347,7 +347,9 @@ class Engine:
                 wind_stow = ""
         else:
             wind_stow, wind_calm = await self._supervise_wind(t, mono)
-        clock_ok = self._supervise_clock(t, mono)
+        clock_ok = (self._clock_ok if (self.clock_sync is not None and
+                                       mono - self._clock_checked_mono < CLOCK_CHECK_PERIOD_S)
+                    else self._supervise_clock(t, mono))
         acquired = False
         follow_fault = ""
         if state is State.ACQUIRING:
@@ -524,7 +526,8 @@ class Engine:
             return False
         return (abs(here[0] - d.azimuth.position_deg) < ARRIVED_DEG
                 and abs(here[1] - d.elevation.position_deg) < ARRIVED_DEG
-                and all(abs(s.velocity_deg_s) < ARRIVED_SPEED_DEG_S for s in states.values()))
+                and abs(states["azimuth"].velocity_deg_s) < ARRIVED_SPEED_DEG_S
+                and abs(states["elevation"].velocity_deg_s) < ARRIVED_SPEED_DEG_S)
 
     def _axes_demand(self, task: Task) -> Demand | None:
         """``resolve`` of an AXES task: a function of the task and the boresight alone, so
