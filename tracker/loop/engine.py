@@ -217,7 +217,6 @@ class Engine:
         self.on_sun = False
         #: At the current AXES/SKY task's target and still (as of the last tick).
         self.arrived = False
-        self._ages: tuple[float, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ views for callers
     @property
@@ -249,6 +248,31 @@ class Engine:
     @property
     def target_sky(self) -> tuple[float, float]:
         return self.measurement.target_sky
+
+    @property
+    def faults(self) -> tuple[Mapping[str, Any], ...]:
+        """The faults not yet acknowledged by a reset (source, condition, text, time_utc)."""
+        return tuple(self._faults)
+
+    @property
+    def fault_pending(self) -> bool:
+        """A fault happened and no operator reset has acknowledged it yet."""
+        return self._fault_pending
+
+    @property
+    def wind_m_s(self) -> float | None:
+        """The last valid anemometer speed (m/s), None without one."""
+        return self._wind_m_s
+
+    @property
+    def wind_stowed(self) -> bool:
+        """Stowed for wind, until the wind has been calm for the calm time."""
+        return self._wind_stowed
+
+    @property
+    def samples_wind_each_tick(self) -> bool:
+        """The tick reads the anemometer itself (otherwise a task must poll it)."""
+        return self._sample_wind
 
     @property
     def settled(self) -> bool:
@@ -787,32 +811,6 @@ class Engine:
         self.task = HOLD
         self._prev = Previous({"azimuth": 0.0, "elevation": 0.0})
         self.auto_tracking = bool(getattr(self.settings.tracking, "resume_after_reset", False))
-
-    # Named wrappers (the CLI, tests and older callers use these).
-    async def goto(self, az_deg: float, el_deg: float, *, boresight: str | None = None,
-                   axes: bool = False, source: str) -> None:
-        await self.execute(Goto(az_deg, el_deg, boresight, axes), source=source)
-
-    async def jog(self, axis: str, rate_deg_s: float, seconds: float, *, source: str) -> None:
-        await self.execute(Jog(axis, rate_deg_s, seconds), source=source)
-
-    async def stop(self, *, source: str) -> None:
-        await self.execute(Stop(), source=source)
-
-    async def park(self, *, source: str) -> None:
-        await self.execute(Park(), source=source)
-
-    async def unpark(self, *, source: str) -> None:
-        await self.execute(Unpark(), source=source)
-
-    async def stow(self, *, source: str) -> None:
-        await self.execute(Stow(), source=source)
-
-    async def set_auto_tracking(self, on: bool, *, source: str) -> None:
-        await self.execute(Track(on), source=source)
-
-    async def reset(self, *, source: str) -> None:
-        await self.execute(Reset(), source=source)
 
     # ------------------------------------------------------------------ views
     def status(self) -> dict[str, Any]:
