@@ -71,6 +71,6 @@ class Frames:
     def encoder_to_sky(self, boresight: str, az_deg: float, el_deg: float) -> tuple[float, float]:
         """Sky direction of ``boresight`` for these encoder readings
         (``mount_to_sky`` of ``encoder_to_mount``, in one call)."""
-        m_az, m_el = self.pointing.axes_to_sky(az_deg, el_deg)  # type: ignore[no-untyped-call]
+        m_az, m_el = self.pointing.axes_to_sky(az_deg, el_deg)
         offset, sign = self._bs(boresight)
         return (float(m_az) + offset) % 360.0, sign * float(m_el)

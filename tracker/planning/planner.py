@@ -189,18 +189,18 @@ def slew_time_s(settings: Settings, from_axes: tuple[float, float],
     """
     global _last_slew
     last = _last_slew
-    if last[0] is settings and last[1] == from_axes and last[2] == to_axes:
+    if last is not None and last[0] is settings and last[1] == from_axes and last[2] == to_axes:
         return last[3]
     az = settings.axes.azimuth
     el = settings.axes.elevation
     t = max(_axis_time_s(to_axes[0] - from_axes[0], az.max_speed_deg_s, az.max_accel_deg_s2),
             _axis_time_s(to_axes[1] - from_axes[1], el.max_speed_deg_s, el.max_accel_deg_s2))
-    _last_slew = (settings, tuple(from_axes), tuple(to_axes), t)
+    _last_slew = (settings, (from_axes[0], from_axes[1]), (to_axes[0], to_axes[1]), t)
     return t
 
 
 #: (settings, from, to, seconds) of the last ``slew_time_s`` (a pure function of them).
-_last_slew: tuple = (None, (), (), 0.0)
+_last_slew: tuple[Settings, tuple[float, float], tuple[float, float], float] | None = None
 
 
 # ------------------------------------------------------------------ helpers
