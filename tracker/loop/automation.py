@@ -80,6 +80,22 @@ class _Builder:
         return next_state(self.state, trigger) is not None
 
 
+#: (settings, from, to, seconds) of decide's last slew time (a pure function of them).
+_last_slew: tuple[Settings, tuple[float, float], tuple[float, float], float] | None = None
+
+
+def _slew_time_s(settings: Settings, from_axes: tuple[float, float],
+                 to_axes: tuple[float, float]) -> float:
+    """``slew_time_s``, kept while its inputs repeat (every tick while the mount waits)."""
+    global _last_slew
+    last = _last_slew
+    if last is not None and last[0] is settings and last[1] == from_axes and last[2] == to_axes:
+        return last[3]
+    t = slew_time_s(settings, from_axes, to_axes)
+    _last_slew = (settings, from_axes, to_axes, t)
+    return t
+
+
 def decide(s: Situation, settings: Settings) -> Decision:
     """The automation's decision for this tick (see module docstring)."""
     b = _Builder(s)
@@ -143,7 +159,7 @@ def decide(s: Situation, settings: Settings) -> Decision:
     nxt = plan.next_window(s.t_s) if plan else None
     if nxt is not None:
         entry = (nxt.preposition_az_deg, nxt.preposition_el_deg)
-        lead = slew_time_s(settings, s.here_deg, entry) * SLEW_TIME_FACTOR + PREPOSITION_LEAD_S
+        lead = _slew_time_s(settings, s.here_deg, entry) * SLEW_TIME_FACTOR + PREPOSITION_LEAD_S
         start_slew = nxt.preposition_by_s - lead
         if s.t_s >= start_slew:
             if b.state is State.WAITING or (b.state is State.SLEWING

@@ -184,23 +184,12 @@ def slew_time_s(settings: Settings, from_axes: tuple[float, float],
 
     Each axis follows a trapezoidal profile at its ``max_speed_deg_s`` and
     ``max_accel_deg_s2``, from rest to rest; the slower axis sets the time.
-    Axis azimuth is taken literally (no mod 360: the cable wrap matters).  The last answer
-    is kept: the automation asks the same question every tick while the mount waits.
+    Axis azimuth is taken literally (no mod 360: the cable wrap matters).
     """
-    global _last_slew
-    last = _last_slew
-    if last is not None and last[0] is settings and last[1] == from_axes and last[2] == to_axes:
-        return last[3]
     az = settings.axes.azimuth
     el = settings.axes.elevation
-    t = max(_axis_time_s(to_axes[0] - from_axes[0], az.max_speed_deg_s, az.max_accel_deg_s2),
-            _axis_time_s(to_axes[1] - from_axes[1], el.max_speed_deg_s, el.max_accel_deg_s2))
-    _last_slew = (settings, (from_axes[0], from_axes[1]), (to_axes[0], to_axes[1]), t)
-    return t
-
-
-#: (settings, from, to, seconds) of the last ``slew_time_s`` (a pure function of them).
-_last_slew: tuple[Settings, tuple[float, float], tuple[float, float], float] | None = None
+    return max(_axis_time_s(to_axes[0] - from_axes[0], az.max_speed_deg_s, az.max_accel_deg_s2),
+               _axis_time_s(to_axes[1] - from_axes[1], el.max_speed_deg_s, el.max_accel_deg_s2))
 
 
 # ------------------------------------------------------------------ helpers
