@@ -48,6 +48,7 @@ from tracker.clock import SimClock  # noqa: E402
 from tracker.control.machine import State  # noqa: E402
 from tracker.errors import TrackerError  # noqa: E402
 from tracker.log.store import TrackingStore  # noqa: E402
+from tracker.loop.commands import Reset, Track  # noqa: E402
 from tracker.loop.engine import Engine  # noqa: E402
 from tracker.loop.harness import SimulatedTime  # noqa: E402
 from tracker.loop.weather import make_wind_supervisor  # noqa: E402
@@ -256,8 +257,8 @@ class Soak:
                 self.mount.set_wind(None)
             elif action == "reset":
                 try:
-                    await self.engine.reset(source="soak-operator")
-                    await self.engine.set_auto_tracking(True, source="soak-operator")
+                    await self.engine.execute(Reset(), source="soak-operator")
+                    await self.engine.execute(Track(True), source="soak-operator")
                     self.report.resets += 1
                 except TrackerError:
                     self.report.refused_resets += 1

@@ -11,6 +11,7 @@ simulated drives only); ``SimClock`` is advanced explicitly by tests and dry run
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -68,3 +69,9 @@ def monotonic_of(clock: object) -> float:
     """``clock.monotonic_s()`` where the clock has one, else ``time.monotonic()``."""
     fn = getattr(clock, "monotonic_s", None)
     return float(fn()) if callable(fn) else time.monotonic()
+
+
+def monotonic_fn(clock: object) -> Callable[[], float]:
+    """The function ``monotonic_of(clock)`` calls, looked up once (for the control tick)."""
+    fn = getattr(clock, "monotonic_s", None)
+    return fn if callable(fn) else time.monotonic

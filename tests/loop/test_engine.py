@@ -13,6 +13,7 @@ from tracker.astro.timeinput import to_unix_s
 from tracker.control.machine import State
 from tracker.errors import EnvelopeError, StateError
 from tracker.log.store import TrackingStore
+from tracker.loop.commands import Goto, Jog, Reset, Track, Unpark
 from tracker.service import dryrun
 
 
@@ -78,12 +79,12 @@ async def test_drive_trip_during_tracking_stops_and_needs_a_reset(sim) -> None:
     assert not rig.mount.azimuth.moving                     # stopped (wind jitter aside)
     assert rig.mount.azimuth.true_position_deg == pytest.approx(held, abs=0.001)
     with pytest.raises(StateError, match="reset"):
-        await e.goto(100.0, 10.0, source="test")
-    await e.reset(source="test")
+        await e.execute(Goto(100.0, 10.0), source="test")
+    await e.execute(Reset(), source="test")
     assert e.machine.state is State.IDLE
     await rig.run(30.0)
     assert e.machine.state is State.IDLE and not e.auto_tracking    # a reset holds
-    await e.set_auto_tracking(True, source="test")
+    await e.execute(Track(True), source="test")
     await rig.run(300.0, until=lambda e: e.on_sun)
     assert e.machine.state is State.TRACKING and e.on_sun   # tracking again on command
 
@@ -111,14 +112,14 @@ async def test_goto_outside_the_envelope_is_refused_and_moves_nothing(sim, tmp_p
     await rig.engine.start()
     await rig.run(1.0)
     if rig.engine.machine.state is State.PARKED:     # parked means nothing moves: unpark
-        await rig.engine.unpark(source="test")
+        await rig.engine.execute(Unpark(), source="test")
     before = rig.engine.machine.state
     with pytest.raises(EnvelopeError, match=r"elevation (axis )?31.0 deg,? (is )?above the limit 25.0 deg"):
-        await rig.engine.goto(100.0, 31.0, source="api:127.0.0.1")
+        await rig.engine.execute(Goto(100.0, 31.0), source="api:127.0.0.1")
     with pytest.raises(EnvelopeError):
-        await rig.engine.jog("az", 0.1, 600.0 * 10, source="cli")
+        await rig.engine.execute(Jog("az", 0.1, 600.0 * 10), source="cli")
     with pytest.raises(EnvelopeError):
-        await rig.engine.jog("el", 5.0, 1.0, source="cli")          # faster than the axis may go
+        await rig.engine.execute(Jog("el", 5.0, 1.0), source="cli")  # faster than the axis may go
     await rig.run(5.0)
     assert rig.engine.machine.state is before
     audit = [e for e in rig.store.events(limit=50) if e["kind"] == "command"]
@@ -128,12 +129,12 @@ async def test_goto_outside_the_envelope_is_refused_and_moves_nothing(sim, tmp_p
 async def test_goto_and_jog_move_inside_the_envelope(sim) -> None:
     rig = Rig(sim, to_unix_s(DAY))
     await rig.engine.start()
-    await rig.engine.goto(200.0, 10.0, source="test")
+    await rig.engine.execute(Goto(200.0, 10.0), source="test")
     assert rig.engine.machine.state is State.MANUAL and not rig.engine.auto_tracking
     await rig.run(400.0)
     assert rig.engine.pointing_sky == pytest.approx((200.0, 10.0), abs=0.01)
     el0 = rig.mount.elevation.encoder_deg
-    await rig.engine.jog("el", 0.1, 20.0, source="test")
+    await rig.engine.execute(Jog("el", 0.1, 20.0), source="test")
     await rig.run(60.0)
     assert rig.mount.elevation.encoder_deg - el0 == pytest.approx(2.0, abs=0.1)
 

@@ -14,6 +14,7 @@ from tracker import config
 from tracker.control.machine import State
 from tracker.errors import StateError
 from tracker.log.store import TrackingStore
+from tracker.loop.commands import Goto, Jog, Park, Reset, Stow, Track, Unpark
 
 
 @pytest.fixture
@@ -61,14 +62,15 @@ async def test_an_unacknowledged_fault_survives_a_restart_and_nothing_moves(sim,
     events = [e["message"] for e in again.store.events(limit=50)]
     assert any("unacknowledged fault from before the restart" in m for m in events)
     # Motion commands are refused until reset; reset holds; 'track on' resumes.
-    for call in (again.engine.goto(200.0, 5.0, source="t"), again.engine.stow(source="t"),
-                 again.engine.set_auto_tracking(True, source="t")):
+    for call in (again.engine.execute(Goto(200.0, 5.0), source="t"),
+                 again.engine.execute(Stow(), source="t"),
+                 again.engine.execute(Track(True), source="t")):
         with pytest.raises(StateError, match="reset"):
             await call
-    await again.engine.reset(source="t")
+    await again.engine.execute(Reset(), source="t")
     await again.run(30.0)
     assert again.engine.machine.state is State.IDLE and _speed(again) < STILL_DEG_S
-    await again.engine.set_auto_tracking(True, source="t")
+    await again.engine.execute(Track(True), source="t")
     await again.run(600.0, until=lambda e: e.machine.state is State.TRACKING)
     assert again.engine.machine.state is State.TRACKING
 
@@ -78,7 +80,7 @@ async def test_reset_acknowledges_and_holds(sim) -> None:
     rig = Rig(sim, w.start_s + 60.0)
     rig.engine.auto_tracking = True
     await _fault_while_tracking(rig)
-    await rig.engine.reset(source="t")
+    await rig.engine.execute(Reset(), source="t")
     await rig.run(120.0)
     assert rig.engine.machine.state is State.IDLE
     assert _speed(rig) < STILL_DEG_S and not rig.engine.auto_tracking
@@ -88,28 +90,29 @@ async def test_parked_means_nothing_moves_until_unpark(sim) -> None:
     w = first_window(sim)
     rig = Rig(sim, w.start_s + 60.0)
     await rig.engine.start()
-    await rig.engine.park(source="t")
+    await rig.engine.execute(Park(), source="t")
     await rig.run(900.0, until=lambda e: e.machine.state is State.PARKED)
     assert rig.engine.machine.state is State.PARKED
-    for call in (rig.engine.set_auto_tracking(True, source="alpaca"),
-                 rig.engine.goto(200.0, 5.0, source="t"), rig.engine.jog("az", 0.1, 5, source="t"),
-                 rig.engine.stow(source="t")):
+    for call in (rig.engine.execute(Track(True), source="alpaca"),
+                 rig.engine.execute(Goto(200.0, 5.0), source="t"),
+                 rig.engine.execute(Jog("az", 0.1, 5), source="t"),
+                 rig.engine.execute(Stow(), source="t")):
         with pytest.raises(StateError, match="parked: 'unpark' first"):
             await call
     before = {n: a.encoder_deg for n, a in rig.mount.axes.items()}
     await rig.run(60.0)
     assert all(abs(a.encoder_deg - before[n]) < 1e-6 for n, a in rig.mount.axes.items())
     assert rig.engine.machine.state is State.PARKED
-    await rig.engine.unpark(source="t")
+    await rig.engine.execute(Unpark(), source="t")
     assert rig.engine.machine.state is State.IDLE
 
 
 async def test_unpark_when_not_parked_is_refused(sim) -> None:
     rig = Rig(sim, first_window(sim).start_s - 7200.0)
     await rig.engine.start()
-    await rig.engine.stow(source="t")
+    await rig.engine.execute(Stow(), source="t")
     with pytest.raises(StateError, match="not parked \\(state stowing\\)"):
-        await rig.engine.unpark(source="t")
+        await rig.engine.execute(Unpark(), source="t")
 
 
 @pytest.mark.parametrize("jump_s", [-3600.0, 3600.0])
@@ -117,7 +120,7 @@ async def test_a_jog_lasts_its_seconds_whatever_the_wall_clock_does(sim, jump_s)
     rig = Rig(sim, first_window(sim).start_s - 7200.0)
     await rig.engine.start()
     el0 = rig.mount.elevation.encoder_deg
-    await rig.engine.jog("el", 0.1, 15.0, source="t")
+    await rig.engine.execute(Jog("el", 0.1, 15.0), source="t")
     await rig.run(5.0)
     rig.clock.set(rig.clock.now_s() + jump_s)
     await rig.run(40.0)

@@ -113,17 +113,23 @@ def range_guard(limits: AxisLimits, position_deg: float, velocity_deg_s: float,
     return 0.0 if v != v else v
 
 
+#: ``math.radians`` / ``math.degrees`` as factors (the same products, without the calls).
+_DEG_TO_RAD = math.pi / 180.0
+_RAD_TO_DEG = 180.0 / math.pi
+
+
 def great_circle_arcsec(az1_deg: float, el1_deg: float, az2_deg: float, el2_deg: float) -> float:
     """Angle between two directions (arc-seconds), exact at all separations (Vincenty form)."""
-    p1 = math.radians(el1_deg)
-    p2 = math.radians(el2_deg)
-    dl = math.radians(az2_deg - az1_deg)
-    sp1, cp1 = math.sin(p1), math.cos(p1)
-    sp2, cp2 = math.sin(p2), math.cos(p2)
-    sdl, cdl = math.sin(dl), math.cos(dl)
+    sin, cos = math.sin, math.cos
+    p1 = el1_deg * _DEG_TO_RAD
+    p2 = el2_deg * _DEG_TO_RAD
+    dl = (az2_deg - az1_deg) * _DEG_TO_RAD
+    sp1, cp1 = sin(p1), cos(p1)
+    sp2, cp2 = sin(p2), cos(p2)
+    sdl, cdl = sin(dl), cos(dl)
     num = math.hypot(cp2 * sdl, cp1 * sp2 - sp1 * cp2 * cdl)
     den = sp1 * sp2 + cp1 * cp2 * cdl
-    return math.degrees(math.atan2(num, den)) * 3600.0
+    return math.atan2(num, den) * _RAD_TO_DEG * 3600.0
 
 
 def nearest_turn_deg(angle_deg: float, reference_deg: float) -> float:

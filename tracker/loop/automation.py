@@ -7,8 +7,7 @@ takes its task and window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple
 
 from tracker.config import Settings
 from tracker.control.machine import State, next_state
@@ -23,9 +22,9 @@ SLEW_TIME_FACTOR = 1.2
 PREPOSITION_LEAD_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Situation:
-    """What the automation sees at UTC time ``t_s`` (mount angles in degrees)."""
+class Situation(NamedTuple):
+    """What the automation sees at UTC time ``t_s`` (mount angles in degrees).  Immutable
+    and built once per tick (a named tuple: cheaper to build than a frozen dataclass)."""
 
     t_s: float
     mono_s: float
@@ -44,11 +43,10 @@ class Situation:
     clock_ok: bool = True          # the clock may be trusted for automatic tracking
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Transitions to fire in order ``(trigger, cause)``; the task and window after them;
     ``wind_stowed`` / ``auto_tracking`` when they change (None: unchanged); ``note``: an
-    info event to log."""
+    info event to log.  Immutable, one per tick."""
 
     steps: tuple[tuple[str, str], ...] = ()
     task: Task = HOLD
@@ -57,11 +55,12 @@ class Decision:
     auto_tracking: bool | None = None
     note: str = ""
     opened: bool = False           # a window was (re)opened: the acquisition starts now
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Builder:
     """Collects the steps of one decision, following the state through the table."""
+
+    __slots__ = ("state", "steps", "task", "window")
 
     def __init__(self, s: Situation) -> None:
         self.state = s.state
@@ -79,6 +78,22 @@ class _Builder:
 
     def may(self, trigger: str) -> bool:
         return next_state(self.state, trigger) is not None
+
+
+#: (settings, from, to, seconds) of decide's last slew time (a pure function of them).
+_last_slew: tuple[Settings, tuple[float, float], tuple[float, float], float] | None = None
+
+
+def _slew_time_s(settings: Settings, from_axes: tuple[float, float],
+                 to_axes: tuple[float, float]) -> float:
+    """``slew_time_s``, kept while its inputs repeat (every tick while the mount waits)."""
+    global _last_slew
+    last = _last_slew
+    if last is not None and last[0] is settings and last[1] == from_axes and last[2] == to_axes:
+        return last[3]
+    t = slew_time_s(settings, from_axes, to_axes)
+    _last_slew = (settings, from_axes, to_axes, t)
+    return t
 
 
 def decide(s: Situation, settings: Settings) -> Decision:
@@ -144,7 +159,7 @@ def decide(s: Situation, settings: Settings) -> Decision:
     nxt = plan.next_window(s.t_s) if plan else None
     if nxt is not None:
         entry = (nxt.preposition_az_deg, nxt.preposition_el_deg)
-        lead = slew_time_s(settings, s.here_deg, entry) * SLEW_TIME_FACTOR + PREPOSITION_LEAD_S
+        lead = _slew_time_s(settings, s.here_deg, entry) * SLEW_TIME_FACTOR + PREPOSITION_LEAD_S
         start_slew = nxt.preposition_by_s - lead
         if s.t_s >= start_slew:
             if b.state is State.WAITING or (b.state is State.SLEWING

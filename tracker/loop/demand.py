@@ -41,7 +41,7 @@ def resolve(task: Task, sun: tuple[float, float, float, float], frames: Frames, 
         if sun_ref_az_deg is None:
             sun_ref_az_deg = frames.sky_to_mount(b, az, el, near_az_deg=entry_az_deg)[0]
         m_az, m_el = frames.sky_to_mount_continuous(b, az, el, sun_ref_az_deg)
-        sign = frames.envelope.boresight(b).elevation_sign
+        sign = frames.elevation_sign(b)
         e_az, e_el = frames.mount_to_encoder(m_az, m_el)
         return Demand(AxisDemand(e_az, az_rate), AxisDemand(e_el, sign * el_rate), (az, el), m_az)
     if kind is TaskKind.AXES:

@@ -32,7 +32,7 @@ from typing import Any
 
 from tracker.astro.ephemeris import StaleIERSWarning, SunTrack
 from tracker.astro.timesync import ClockSync, clock_sync_of, may_start_tracking
-from tracker.clock import Clock, monotonic_of
+from tracker.clock import Clock, monotonic_fn
 from tracker.config import Settings
 from tracker.control import law
 from tracker.control.law import AxisLimits
@@ -51,7 +51,7 @@ from tracker.loop.commands import (
     Unpark,
     check_motion_rules,
 )
-from tracker.loop.demand import resolve
+from tracker.loop.demand import Demand, resolve
 from tracker.loop.interlock import InterlockVerdict, SunInterlock
 from tracker.loop.recorder import Measurement, Recorder, measure
 from tracker.loop.supervise import (
@@ -153,6 +153,7 @@ class Engine:
         self.axes = self.bus.axes
         self.store = store
         self.clock = clock
+        self._monotonic = monotonic_fn(clock)
         #: The anemometer's supervisor (None: ``weather.source = "none"``).  With
         #: ``sample_wind_each_tick`` the engine reads it every tick (in-process sensors, dry
         #: runs); otherwise a task on the control loop polls it (a slow sensor never stalls
@@ -174,6 +175,9 @@ class Engine:
         self._true_direction = true_direction
         tr = settings.tracking
         self.period_s = 1.0 / tr.control_rate_hz
+        # Per-run constants of the tick (the settings are frozen).
+        self._on_sun_tolerance_arcsec = tr.on_sun_tolerance_arcsec
+        self._gain_per_s = tr.position_gain_per_s
         env, ax = settings.envelope, settings.axes
         self._limits = {
             "azimuth": AxisLimits(env.azimuth_min_deg, env.azimuth_max_deg,
@@ -188,8 +192,12 @@ class Engine:
         self.window: Window | None = None
         self._track: SunTrack | None = None
         self._plan: Plan | None = None
+        #: UTC span (s) in which the Sun track and plan need no rebuild (empty: check).
+        self._ephemeris_span = (math.inf, -math.inf)
         self._iers_warned: set[str] = set()
         self._states: dict[str, AxisState] = {}
+        #: (task, boresight, its demand) of the last AXES task resolved.
+        self._axes_cache: tuple[Task, str, Demand | None] | None = None
         self._prev = Previous({"azimuth": 0.0, "elevation": 0.0})
         self._clock_sup = ClockSupervisor()
         self._drive_sup = DriveSupervisor()
@@ -213,7 +221,6 @@ class Engine:
         self.on_sun = False
         #: At the current AXES/SKY task's target and still (as of the last tick).
         self.arrived = False
-        self._ages: tuple[float, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ views for callers
     @property
@@ -247,10 +254,35 @@ class Engine:
         return self.measurement.target_sky
 
     @property
+    def faults(self) -> tuple[Mapping[str, Any], ...]:
+        """The faults not yet acknowledged by a reset (source, condition, text, time_utc)."""
+        return tuple(self._faults)
+
+    @property
+    def fault_pending(self) -> bool:
+        """A fault happened and no operator reset has acknowledged it yet."""
+        return self._fault_pending
+
+    @property
+    def wind_m_s(self) -> float | None:
+        """The last valid anemometer speed (m/s), None without one."""
+        return self._wind_m_s
+
+    @property
+    def wind_stowed(self) -> bool:
+        """Stowed for wind, until the wind has been calm for the calm time."""
+        return self._wind_stowed
+
+    @property
+    def samples_wind_each_tick(self) -> bool:
+        """The tick reads the anemometer itself (otherwise a task must poll it)."""
+        return self._sample_wind
+
+    @property
     def settled(self) -> bool:
         """Tracking, and on the Sun for at least the settle time (errors count from here)."""
         return (self.machine.state is State.TRACKING
-                and self._acq.settled(monotonic_of(self.clock)))
+                and self._acq.settled(self._monotonic()))
 
     @property
     def stopped(self) -> bool:
@@ -316,11 +348,13 @@ class Engine:
     # ------------------------------------------------------------------ the tick
     async def tick(self) -> None:
         """One control cycle at the clock's current time (see the module docstring)."""
-        t, mono = self.clock.now_s(), monotonic_of(self.clock)
+        t, mono = self.clock.now_s(), self._monotonic()
         jump = self._clock_sup.check(t, mono).jump_s
         if jump is not None:
             self._clock_jumped(t, jump)
-        self._ensure_ephemeris(t)
+        lo, hi = self._ephemeris_span
+        if not lo <= t <= hi:
+            self._ensure_ephemeris(t)
         assert self._track is not None
         self.sun = self._track.altaz_rates(t)
         if self._aim_offset != (0.0, 0.0):
@@ -336,11 +370,18 @@ class Engine:
                                        self._true_direction() if self._true_direction
                                        and state is State.TRACKING else None)
         self.on_sun = (state is State.TRACKING
-                       and m.error_arcsec <= self.settings.tracking.on_sun_tolerance_arcsec)
-        # 3. supervise
+                       and m.error_arcsec <= self._on_sun_tolerance_arcsec)
+        # 3. supervise (the periodic ones only when their period has elapsed)
         drives = self._drive_sup.check(mono, states)
-        wind_stow, wind_calm = await self._supervise_wind(t, mono)
-        clock_ok = self._supervise_clock(t, mono)
+        if self.wind is not None and mono < self._wind_due_mono:
+            wind_stow, wind_calm = self._wind_last
+            if self._wind_stowed:
+                wind_stow = ""
+        else:
+            wind_stow, wind_calm = await self._supervise_wind(t, mono)
+        clock_ok = (self._clock_ok if (self.clock_sync is not None and
+                                       mono - self._clock_checked_mono < CLOCK_CHECK_PERIOD_S)
+                    else self._supervise_clock(t, mono))
         acquired = False
         follow_fault = ""
         if state is State.ACQUIRING:
@@ -366,11 +407,9 @@ class Engine:
         # 5. decide
         self.arrived = self._arrived(here, states)
         decision = automation.decide(automation.Situation(
-            t_s=t, mono_s=mono, state=self.machine.state, auto_tracking=self.auto_tracking,
-            task=self.task, window=self.window, plan=self._plan, here_deg=here,
-            arrived=self.arrived, acquired=acquired,
-            wind_stow=wind_stow, wind_calm=wind_calm, wind_stowed=self._wind_stowed,
-            fault_pending=self._fault_pending, clock_ok=clock_ok), self.settings)
+            t, mono, self.machine.state, self.auto_tracking, self.task, self.window,
+            self._plan, here, self.arrived, acquired, wind_stow, wind_calm,
+            self._wind_stowed, self._fault_pending, clock_ok), self.settings)
         # 6. fire
         self._apply(t, decision)
         # 7-9. demand, control law, drives
@@ -437,6 +476,7 @@ class Engine:
         self._event(t, "warning", f"clock jumped by {jump_s:+.1f} s; re-planning",
                     data={"jump_s": jump_s})
         self._plan = None
+        self._ephemeris_span = (math.inf, -math.inf)
         self._prev.sun_mount_az_deg = None
         self.recorder.restart()
         if self.wind is not None:   # its windows are in UTC: start them again
@@ -456,7 +496,7 @@ class Engine:
             self.window = d.window
             if d.window is not None:
                 self.boresight = d.window.boresight
-        if d.task != self.task:
+        if d.task is not self.task and d.task != self.task:
             self.task = d.task
         for trigger, cause in d.steps:
             if trigger in ("close_window", "stow", "park"):
@@ -479,7 +519,7 @@ class Engine:
                 to = (w.entry_axis_az_deg, w.entry_axis_el_deg)
             here = (self._states["azimuth"].position_deg, self._states["elevation"].position_deg)
             tr = self.settings.tracking
-            deadline = (monotonic_of(self.clock) + 1.5 * slew_time_s(self.settings, here, to)
+            deadline = (self._monotonic() + 1.5 * slew_time_s(self.settings, here, to)
                         + tr.settle_s + tr.following_error_grace_s)
         self._acq.start(deadline)
         self.on_sun = False
@@ -505,18 +545,32 @@ class Engine:
     def _arrived(self, here: tuple[float, float], states: Mapping[str, AxisState]) -> bool:
         """At the current AXES/SKY task's target, both axes (nearly) still."""
         task = self.task
-        if task.kind not in (TaskKind.AXES, TaskKind.SKY):
+        kind = task.kind
+        if kind is not TaskKind.AXES and kind is not TaskKind.SKY:
             return False
         try:
-            d = resolve(task, self.sun, self.frames, boresight=self.boresight,
-                        sun_ref_az_deg=None, entry_az_deg=None, here_az_deg=here[0])
+            d = (self._axes_demand(task) if kind is TaskKind.AXES
+                 else resolve(task, self.sun, self.frames, boresight=self.boresight,
+                              sun_ref_az_deg=None, entry_az_deg=None, here_az_deg=here[0]))
         except TrackerError:
             return False
         if d is None:
             return False
         return (abs(here[0] - d.azimuth.position_deg) < ARRIVED_DEG
                 and abs(here[1] - d.elevation.position_deg) < ARRIVED_DEG
-                and all(abs(s.velocity_deg_s) < ARRIVED_SPEED_DEG_S for s in states.values()))
+                and abs(states["azimuth"].velocity_deg_s) < ARRIVED_SPEED_DEG_S
+                and abs(states["elevation"].velocity_deg_s) < ARRIVED_SPEED_DEG_S)
+
+    def _axes_demand(self, task: Task) -> Demand | None:
+        """``resolve`` of an AXES task: a function of the task and the boresight alone, so
+        it is computed once per task (not twice a tick while slewing, parked or stowed)."""
+        cached = self._axes_cache
+        if cached is not None and cached[0] is task and cached[1] == self.boresight:
+            return cached[2]
+        d = resolve(task, self.sun, self.frames, boresight=self.boresight,
+                    sun_ref_az_deg=None, entry_az_deg=None, here_az_deg=math.nan)
+        self._axes_cache = (task, self.boresight, d)
+        return d
 
     async def _drive(self, t: float, here: tuple[float, float]) -> None:
         """Demands -> control law -> drives; stopped in fault, disabled when parked."""
@@ -536,13 +590,16 @@ class Engine:
         if not self._drives_enabled:
             await self.bus.each("enable")
             self._drives_enabled = True
-        w = self.window
-        demand = resolve(self.task, self.sun, self.frames, boresight=self.boresight,
-                         sun_ref_az_deg=self._prev.sun_mount_az_deg,
-                         entry_az_deg=(self._planned_turn_az(w, self.sun[0])
-                                       if w is not None and self._prev.sun_mount_az_deg is None
-                                       else None),
-                         here_az_deg=here[0])
+        w, task = self.window, self.task
+        if task.kind is TaskKind.AXES:
+            demand = self._axes_demand(task)
+        else:
+            demand = resolve(task, self.sun, self.frames, boresight=self.boresight,
+                             sun_ref_az_deg=self._prev.sun_mount_az_deg,
+                             entry_az_deg=(self._planned_turn_az(w, self.sun[0])
+                                           if w is not None and self._prev.sun_mount_az_deg is None
+                                           else None),
+                             here_az_deg=here[0])
         last, dt, lim = self._prev.velocities, self.period_s, self._limits
         if demand is None:
             wanted = {"azimuth": 0.0, "elevation": 0.0}
@@ -552,7 +609,7 @@ class Engine:
                  for n in AXES}
             sun_ref = None
         else:
-            gain = self.settings.tracking.position_gain_per_s
+            gain = self._gain_per_s
             v = {"azimuth": law.axis_step(lim["azimuth"], demand.azimuth, here[0],
                                           last["azimuth"], gain, dt).velocity_deg_s,
                  "elevation": law.axis_step(lim["elevation"], demand.elevation, here[1],
@@ -567,6 +624,8 @@ class Engine:
         tr, pl = self._track, self._plan
         if (tr is not None and pl is not None and tr.start_s <= t <= tr.end_s - TRACK_MARGIN_S
                 and t <= pl.end_s - TRACK_MARGIN_S):
+            self._ephemeris_span = (tr.start_s, min(tr.end_s - TRACK_MARGIN_S,
+                                                    pl.end_s - TRACK_MARGIN_S))
             return
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StaleIERSWarning)
@@ -574,9 +633,11 @@ class Engine:
                 site = self.settings.site
                 self._track = tr = SunTrack(site.latitude_deg, site.longitude_deg, site.height_m,
                                             t - TRACK_BEHIND_S, t + TRACK_AHEAD_S)
-                self._plan = None
-            if self._plan is None or t > self._plan.end_s - TRACK_MARGIN_S:
-                self._plan = make_plan(self.settings, tr.start_s, tr.end_s, track=tr)
+                self._plan = pl = None
+            if pl is None or t > pl.end_s - TRACK_MARGIN_S:
+                self._plan = pl = make_plan(self.settings, tr.start_s, tr.end_s, track=tr)
+        self._ephemeris_span = (tr.start_s, min(tr.end_s - TRACK_MARGIN_S,
+                                                pl.end_s - TRACK_MARGIN_S))
         for w in caught:
             if not issubclass(w.category, StaleIERSWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -688,7 +749,7 @@ class Engine:
             m.fire("manual", f"jog from {source}")
             self.auto_tracking = False
             self.task = Task(TaskKind.JOG, jog_axis=name, jog_rate_deg_s=cmd.rate_deg_s,
-                             until_monotonic_s=monotonic_of(self.clock) + cmd.seconds)
+                             until_monotonic_s=self._monotonic() + cmd.seconds)
         elif isinstance(cmd, Track):
             self.auto_tracking = cmd.on
             if cmd.on and m.state is State.MANUAL:
@@ -758,32 +819,6 @@ class Engine:
         self.task = HOLD
         self._prev = Previous({"azimuth": 0.0, "elevation": 0.0})
         self.auto_tracking = bool(getattr(self.settings.tracking, "resume_after_reset", False))
-
-    # Named wrappers (the CLI, tests and older callers use these).
-    async def goto(self, az_deg: float, el_deg: float, *, boresight: str | None = None,
-                   axes: bool = False, source: str) -> None:
-        await self.execute(Goto(az_deg, el_deg, boresight, axes), source=source)
-
-    async def jog(self, axis: str, rate_deg_s: float, seconds: float, *, source: str) -> None:
-        await self.execute(Jog(axis, rate_deg_s, seconds), source=source)
-
-    async def stop(self, *, source: str) -> None:
-        await self.execute(Stop(), source=source)
-
-    async def park(self, *, source: str) -> None:
-        await self.execute(Park(), source=source)
-
-    async def unpark(self, *, source: str) -> None:
-        await self.execute(Unpark(), source=source)
-
-    async def stow(self, *, source: str) -> None:
-        await self.execute(Stow(), source=source)
-
-    async def set_auto_tracking(self, on: bool, *, source: str) -> None:
-        await self.execute(Track(on), source=source)
-
-    async def reset(self, *, source: str) -> None:
-        await self.execute(Reset(), source=source)
 
     # ------------------------------------------------------------------ views
     def status(self) -> dict[str, Any]:

@@ -12,9 +12,8 @@ seconds times the optics' efficiency at the off-axis angle), integrated tick by 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.control.law import great_circle_arcsec
 from tracker.control.machine import State
@@ -26,11 +25,10 @@ from tracker.mount.frames import Frames
 NAN = float("nan")
 
 
-@dataclass(frozen=True, slots=True)
-class Measurement:
+class Measurement(NamedTuple):
     """At one tick: the boresight's sky direction from the encoders, the current task's sky
     target (NaN when it has none), their great-circle separation and the simulator's true
-    error (NaN when unknown), arc-seconds."""
+    error (NaN when unknown), arc-seconds.  Immutable, one per tick."""
 
     pointing_sky: tuple[float, float]
     target_sky: tuple[float, float]
@@ -54,14 +52,16 @@ def measure(task: Task, sun: tuple[float, float, float, float], frames: Frames,
             boresight: str, encoder_deg: tuple[float, float],
             true_mount_deg: tuple[float, float] | None = None) -> Measurement:
     """Pointing, target and error for the task in effect (pure)."""
-    pointing = frames.encoder_to_sky(boresight, *encoder_deg)
+    pointing = frames.encoder_to_sky(boresight, encoder_deg[0], encoder_deg[1])
     target = target_sky(task, sun, frames, boresight)
-    err = (great_circle_arcsec(target[0], target[1], pointing[0], pointing[1])
-           if not math.isnan(target[0]) else NAN)
+    t_az, t_el = target
+    if t_az != t_az:    # NaN: no target
+        return Measurement(pointing, target, NAN, NAN)
+    err = great_circle_arcsec(t_az, t_el, pointing[0], pointing[1])
     true_err = NAN
-    if true_mount_deg is not None and not math.isnan(target[0]):
-        true_sky = frames.mount_to_sky(boresight, *true_mount_deg)
-        true_err = great_circle_arcsec(target[0], target[1], true_sky[0], true_sky[1])
+    if true_mount_deg is not None:
+        true_sky = frames.mount_to_sky(boresight, true_mount_deg[0], true_mount_deg[1])
+        true_err = great_circle_arcsec(t_az, t_el, true_sky[0], true_sky[1])
     return Measurement(pointing, target, err, true_err)
 
 
@@ -75,7 +75,7 @@ class Recorder:
         self.sinks = sinks
         self._last_t: float | None = None
         self._start_t = 0.0
-        self._state: str | None = None
+        self._state: State | None = None
         self._dt = 0.0
         self._on_sun_s = 0.0
         self._err_max = -1.0
@@ -118,9 +118,9 @@ class Recorder:
                axes_deg: tuple[float, float]) -> None:
         """Account the interval (last tick, t] to ``state`` with the measurement at ``t``."""
         last, self._last_t = self._last_t, t
-        if self._state is not None and state.value != self._state and last is not None:
+        if self._state is not None and state is not self._state and last is not None:
             self.flush(last)
-        self._state = state.value
+        self._state = state
         self._last = (boresight, m, axes_deg)
         if last is None:
             self._reset(t)
@@ -147,7 +147,7 @@ class Recorder:
             return
         boresight, m, axes = self._last
         sample = Sample(
-            time_s=t, dt_s=self._dt, state=self._state, boresight=boresight,
+            time_s=t, dt_s=self._dt, state=self._state.value, boresight=boresight,
             target_az_deg=m.target_sky[0], target_el_deg=m.target_sky[1],
             measured_az_deg=m.pointing_sky[0], measured_el_deg=m.pointing_sky[1],
             axis_az_deg=axes[0], axis_el_deg=axes[1], error_arcsec=m.error_arcsec,

@@ -8,6 +8,7 @@ Angles in degrees (sky frame for ``sun``, ``pointing``, ``target``; mount/encode
 from __future__ import annotations
 
 import math
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from tracker.control.machine import State
@@ -27,9 +28,14 @@ def _num(x: float) -> float | None:
     return None if x != x or math.isinf(x) else x
 
 
+#: Per engine: (UTC s, data ages) of its last ``data_ages`` (kept here, not on the engine).
+_AGES: weakref.WeakKeyDictionary[Engine, tuple[float, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def data_ages(engine: Engine, t: float) -> dict[str, Any]:
     """IERS table, leap seconds and ephemeris ages (recomputed at most once a minute)."""
-    cached = engine._ages
+    cached = _AGES.get(engine)
     if cached is None or t - cached[0] > 60.0 or t < cached[0]:
         from tracker.astro.datasources import data_sources
         d = data_sources(t)
@@ -40,7 +46,7 @@ def data_ages(engine: Engine, t: float) -> dict[str, Any]:
                 "leap_seconds_expire": leap.get("expires"),
                 "leap_seconds_expired": leap.get("expired"),
                 "astropy_iers_data": d.get("astropy_iers_data")}
-        engine._ages = cached = (t, ages)
+        _AGES[engine] = cached = (t, ages)
     return cached[1]
 
 
@@ -84,10 +90,10 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         "on_sun": engine.on_sun,
         "current_window": engine.window.to_json() if engine.window else None,
         "next_window": nxt.to_json() if nxt else None,
-        "faults": list(engine._faults),
-        "fault_pending": engine._fault_pending,
-        "wind_m_s": engine._wind_m_s,
-        "wind_stowed": engine._wind_stowed,
+        "faults": list(engine.faults),
+        "fault_pending": engine.fault_pending,
+        "wind_m_s": engine.wind_m_s,
+        "wind_stowed": engine.wind_stowed,
         "wind": engine.wind_verdict.as_dict() if engine.wind_verdict else None,
         "clock": engine.clock_sync.as_dict() if engine.clock_sync else None,
         "interlock": ({"ok": engine.interlock_verdict.ok,

@@ -31,6 +31,9 @@ class ClockVerdict:
     jump_s: float | None = None
 
 
+_NO_JUMP = ClockVerdict()
+
+
 class ClockSupervisor:
     """Detects steps of the UTC clock: the UTC time moved differently from monotonic time."""
 
@@ -41,9 +44,9 @@ class ClockSupervisor:
         last = self._last
         self._last = (t_s, mono_s)
         if last is None:
-            return ClockVerdict()
+            return _NO_JUMP
         step = (t_s - last[0]) - (mono_s - last[1])
-        return ClockVerdict(step) if abs(step) > CLOCK_JUMP_S else ClockVerdict()
+        return ClockVerdict(step) if abs(step) > CLOCK_JUMP_S else _NO_JUMP
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,9 @@ class DriveVerdict:
                          for n, st in self.problems)
 
 
+_DRIVES_OK = DriveVerdict()
+
+
 class DriveSupervisor:
     """Turns both axes' readings into a verdict, with a grace time for link problems."""
 
@@ -71,8 +77,9 @@ class DriveSupervisor:
         self._comms_since: dict[str, float] = {}
 
     def check(self, mono_s: float, states: dict[str, AxisState]) -> DriveVerdict:
-        if not self._comms_since and all(states[n].condition is Condition.OK for n in AXES):
-            return DriveVerdict()
+        if (not self._comms_since and states["azimuth"].condition is Condition.OK
+                and states["elevation"].condition is Condition.OK):
+            return _DRIVES_OK
         problems = []
         estop = False
         for name in AXES:
@@ -99,6 +106,10 @@ class AcquisitionVerdict:
 
     acquired: bool = False
     fault: str = ""
+
+
+_NOTHING = AcquisitionVerdict()
+_ACQUIRED = AcquisitionVerdict(acquired=True)
 
 
 @dataclass(slots=True)
@@ -130,17 +141,17 @@ class AcquisitionSupervisor:
         tr = self.settings.tracking
         if error_arcsec <= tr.on_sun_tolerance_arcsec and on_demanded_turn:
             self.on_target_mono_s = mono_s
-            return AcquisitionVerdict(acquired=True)
+            return _ACQUIRED
         if self.deadline_mono_s is not None and mono_s > self.deadline_mono_s:
             return AcquisitionVerdict(fault=f"acquisition timed out: pointing error "
                                       f"{error_arcsec:.0f} arcsec at the end of the slew "
                                       f"budget")
-        return AcquisitionVerdict()
+        return _NOTHING
 
     def check_tracking(self, mono_s: float, error_arcsec: float) -> AcquisitionVerdict:
         tr = self.settings.tracking
         if not self.settled(mono_s):
-            return AcquisitionVerdict()
+            return _NOTHING
         if error_arcsec > tr.following_error_limit_arcsec:
             if self._ferr_since is None:
                 self._ferr_since = mono_s
@@ -151,4 +162,4 @@ class AcquisitionSupervisor:
                     f"{tr.following_error_limit_arcsec:g})"))
         else:
             self._ferr_since = None
-        return AcquisitionVerdict()
+        return _NOTHING

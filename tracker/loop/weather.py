@@ -216,6 +216,7 @@ class WindMonitor:
         self.readings = 0
         self.invalid_readings = 0
         self.last_invalid_detail = ""
+        self._calm_reason: tuple[WindLimits | None, str] = (None, "")
 
     def add(self, reading: WindReading) -> bool:
         """Take one reading; False (and nothing changes) if its time is not new."""
@@ -298,7 +299,10 @@ class WindMonitor:
         elif (last is not None and self._ok_since_s is not None
               and t_s - max(self._last_above_resume_s, self._ok_since_s) >= lim.calm_s):
             decision, stow = WindDecision.CALM, False
-            reason = f"wind below {lim.wind_resume_m_s:g} m/s for {lim.calm_s:g} s"
+            if self._calm_reason[0] is not lim:   # formatted once per limits, not per verdict
+                self._calm_reason = (lim, f"wind below {lim.wind_resume_m_s:g} m/s for "
+                                          f"{lim.calm_s:g} s")
+            reason = self._calm_reason[1]
         else:
             decision, stow = WindDecision.OK, False
             reason = ""

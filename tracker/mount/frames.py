@@ -54,6 +54,10 @@ class Frames:
         offset, sign = self._bs(boresight)
         return (az_deg + offset) % 360.0, sign * el_deg
 
+    def elevation_sign(self, boresight: str) -> float:
+        """+1 or -1: the sign from the boresight's sky elevation to the mount elevation."""
+        return self._bs(boresight)[1]
+
     def mount_to_encoder(self, az_deg: float, el_deg: float) -> tuple[float, float]:
         """Encoder readings at which the mechanical axis is at these mount angles."""
         az, el = self.pointing.sky_to_axes(az_deg, el_deg)
@@ -65,5 +69,8 @@ class Frames:
         return float(az), float(el)
 
     def encoder_to_sky(self, boresight: str, az_deg: float, el_deg: float) -> tuple[float, float]:
-        """Sky direction of ``boresight`` for these encoder readings."""
-        return self.mount_to_sky(boresight, *self.encoder_to_mount(az_deg, el_deg))
+        """Sky direction of ``boresight`` for these encoder readings
+        (``mount_to_sky`` of ``encoder_to_mount``, in one call)."""
+        m_az, m_el = self.pointing.axes_to_sky(az_deg, el_deg)
+        offset, sign = self._bs(boresight)
+        return (float(m_az) + offset) % 360.0, sign * float(m_el)

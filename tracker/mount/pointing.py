@@ -271,7 +271,8 @@ class PointingModel:
         Degrees in, degrees out; azimuth stays in the input's turn (no mod 360).
         Scalars give a tuple of floats, arrays a tuple of arrays.
         """
-        if isinstance(az_axis_deg, int | float) and isinstance(el_axis_deg, int | float):
+        if ((type(az_axis_deg) is float and type(el_axis_deg) is float)
+                or (isinstance(az_axis_deg, int | float) and isinstance(el_axis_deg, int | float))):
             if self._is_identity:
                 return float(az_axis_deg), float(el_axis_deg)
             da, de = self._delta_scalar(az_axis_deg, el_axis_deg)
@@ -294,7 +295,8 @@ class PointingModel:
         ``INVERSE_TOL_DEG``).  Degrees; azimuth stays in the input's turn.
         Scalars take a plain-float fast path; arrays work element-wise.
         """
-        if isinstance(az_deg, int | float) and isinstance(el_deg, int | float):
+        if ((type(az_deg) is float and type(el_deg) is float)
+                or (isinstance(az_deg, int | float) and isinstance(el_deg, int | float))):
             if self._is_identity:
                 return float(az_deg), float(el_deg)
             delta = self._delta_scalar

@@ -426,7 +426,7 @@ def _run_control_thread(daemon: Daemon, mount: Any, started: concurrent.futures.
             from simulator.mount import run_realtime
             sim = asyncio.create_task(run_realtime(mount), name="sim-mount")
         wind_poll: asyncio.Task | None = None
-        if engine.wind is not None and not engine._sample_wind:
+        if engine.wind is not None and not engine.samples_wind_each_tick:
             wind_poll = asyncio.create_task(engine.wind.poll_forever(period_s=0.2),
                                             name="wind-poll")
         ok = True
