@@ -160,7 +160,7 @@ class Recorder:
     def _bores_text(self) -> str | None:
         """The running interval's per-bore figures as the record's JSON (None: no bores, or
         not tracking)."""
-        if self.bores is None or self._state != State.TRACKING.value:
+        if self.bores is None or self._state is not State.TRACKING:
             return None
         nan = NAN
         acc = self._bore_acc

@@ -31,6 +31,7 @@ from tracker.config import Settings
 from tracker.control.machine import State
 from tracker.errors import TrackerError
 from tracker.log.exposure import SampleStats
+from tracker.loop.commands import Reset, Track
 from tracker.loop.engine import Engine, iso_utc
 from tracker.loop.harness import SimulatedTime
 from tracker.loop.tasks import TaskKind
@@ -284,8 +285,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
             while resets and resets[0] <= elapsed:
                 resets.pop(0)
                 try:
-                    await engine.reset(source="dry-run operator")
-                    await engine.set_auto_tracking(True, source="dry-run operator")
+                    await engine.execute(Reset(), source="dry-run operator")
+                    await engine.execute(Track(on=True), source="dry-run operator")
                 except TrackerError:
                     resets.append(elapsed + 60.0)     # not yet resettable: try again
                     resets.sort()
