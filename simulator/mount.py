@@ -103,6 +103,7 @@ FAULT_TEXTS: dict[Condition, str] = {
 # Drive modes
 _HOLD = 0       # position loop on _target (hold or move)
 _VELOCITY = 1   # velocity demand _v_demand
+_STOP = 2       # ramp the reference to zero, then apply the holding brake
 
 
 class SimAxis:
@@ -259,7 +260,7 @@ class SimAxis:
 
     @property
     def braked(self) -> bool:
-        """True when the holding brake is applied (disabled or tripped, and stopped)."""
+        """True when the holding brake holds the motor (stopped, halted, disabled or tripped)."""
         return self._braking and self._v == 0.0
 
     # ------------------------------------------------------------------ commands
@@ -270,11 +271,21 @@ class SimAxis:
         return self.enabled and self.condition is Condition.OK
 
     def command_velocity(self, v_deg_s: float) -> None:
-        """Run at ``v_deg_s`` (clamped to the drive's speed); ignored unless enabled and OK."""
+        """Run at ``v_deg_s`` (clamped to the drive's speed); ignored unless enabled and OK.
+
+        A demand of exactly 0 is a halt (the drive's zero-speed clamp): the reference
+        ramps to zero, then the holding brake holds the motor until a non-zero demand.
+        """
         self.heartbeat()
         v = float(v_deg_s)
         if not math.isfinite(v) or not self._can_move():
             return
+        if v == 0.0:
+            if self._mode != _STOP:
+                self._mode = _STOP
+                self._v_demand = 0.0
+            return
+        self._release()
         vmax = self.max_speed_deg_s
         self._v_demand = vmax if v > vmax else (-vmax if v < -vmax else v)
         self._mode = _VELOCITY
@@ -286,24 +297,41 @@ class SimAxis:
         s = abs(float(speed_deg_s))
         if not (math.isfinite(p) and math.isfinite(s)) or not self._can_move():
             return
+        self._release()
         self._target_deg = min(max(p, self.soft_low_deg), self.soft_high_deg)
         self._speed_deg_s = min(s, self.max_speed_deg_s)
         self._mode = _HOLD
 
     def stop(self) -> None:
-        """Ramp to zero with the drive's deceleration, then hold there."""
+        """Ramp to zero with the drive's deceleration, then hold on the brake (no creep)."""
         self.heartbeat()
         if self._braking:
             return
         self._stop_profile()
 
     def _stop_profile(self) -> None:
+        """Ramp the reference to zero; at zero the holding brake holds the motor."""
         v = self._v_ref
         a = self.max_accel_deg_s2
         p = self._motor_deg + self._offset_deg + self._drift_deg
         self._target_deg = p + v * abs(v) / (2.0 * a)
         self._speed_deg_s = max(abs(v), 1e-9)
-        self._mode = _HOLD
+        self._mode = _STOP
+
+    def _release(self) -> None:
+        """Motion commanded on an enabled, OK drive: release the brake, bumplessly.
+
+        The velocity loop's integral starts with the torque the held structure
+        presses on the motor (spring deflection less the backlash offset), so the
+        motor neither jumps nor sags when the brake lets go.
+        """
+        if not self._braking:
+            return
+        self._braking = False
+        self._v = 0.0
+        self._v_ref = 0.0
+        defl = self._load_deg - self._motor_deg - self._gear_deg
+        self._int = -self._k * defl / self._ki
 
     def enable(self) -> None:
         """Release the brake and hold the current position (ignored while faulted)."""
@@ -311,10 +339,8 @@ class SimAxis:
         if self.condition is not Condition.OK or self.enabled:
             return
         self.enabled = True
-        self._braking = False
+        self._release()
         self._v_ref = self._v
-        # Bumpless: the velocity loop's integral starts holding the present load torque.
-        self._int = -self.disturbance_deg_s2 / self._ki
         self._target_deg = self._motor_deg + self._offset_deg + self._drift_deg
         self._speed_deg_s = self.max_speed_deg_s
         self._mode = _HOLD
@@ -461,8 +487,11 @@ class SimAxis:
         a = self.max_accel_deg_s2
         p = m0 + self._offset_deg + self._drift_deg
         # Profile generator: the velocity the drive wants now.
-        if self._mode == _VELOCITY:
+        mode = self._mode
+        if mode == _VELOCITY:
             vt = self._v_demand
+        elif mode == _STOP:
+            vt = 0.0
         else:
             err = self._target_deg - p
             e = abs(err)
@@ -477,13 +506,15 @@ class SimAxis:
             if err < 0.0:
                 vt = -vt
         # Soft limits in the drive's measured frame: stop at them, refuse beyond
-        # (past one, the drive's position loop pushes back to it).
-        if vt >= 0.0:
+        # (past one, the drive's position loop pushes back to it; a stopping drive only stops).
+        if mode == _STOP:
+            pass
+        elif vt >= 0.0:
             room = self.soft_high_deg - p
             vmax = math.sqrt(2.0 * a * room) if room > 0.0 else POSITION_GAIN_PER_S * room
             if vt > vmax:
                 vt = vmax
-        if vt <= 0.0:
+        if mode != _STOP and vt <= 0.0:
             room = p - self.soft_low_deg
             vmax = math.sqrt(2.0 * a * room) if room > 0.0 else POSITION_GAIN_PER_S * room
             if vt < -vmax:
@@ -507,7 +538,9 @@ class SimAxis:
             vr -= dv
         else:
             vr = vt
-        if vr > 0.0 and vt >= 0.0 and vr > vt:
+        if mode == _STOP:
+            pass  # a stop ramps down at the drive's deceleration
+        elif vr > 0.0 and vt >= 0.0 and vr > vt:
             vr = vt
         elif vr < 0.0 and vt <= 0.0 and vr < vt:
             vr = vt
@@ -561,11 +594,11 @@ class SimAxis:
                 and self.condition is Condition.OK:
             # A load torque beyond the drive's (wind) runs the axis away: overspeed trip.
             self.trip(Condition.DRIVE_FAULT, "drive overspeed: load torque beyond the drive's")
-        if (not self.enabled and abs(vr) < MOVING_THRESHOLD_DEG_S
-                and abs(v1) < MOVING_THRESHOLD_DEG_S):
-            self._braking = True  # disabled and ramped down: the brake holds
-            self._v = 0.0
-            self._v_ref = 0.0
+        if mode == _STOP and vr == 0.0:
+            # Stopped, halted, disabled or watchdog: the profile has ramped down, the
+            # holding brake takes the motor (its residual jitter is braked next step) and
+            # holds it; the structure rings down against it (locked-rotor mode), no creep.
+            self._braking = True
         self._record(m0, m, x)
 
     def _record(self, m0: float, m: float, x: float) -> None:
