@@ -123,7 +123,7 @@ class SimAxis:
         "_motor_deg", "_load_deg", "_v", "_load_v", "_int", "_v_ref", "_mode", "_v_demand",
         "_target_deg", "_speed_deg_s", "_offset_deg", "_drift_deg", "_last_heartbeat_s",
         "_braking", "_trans", "_gear_deg", "_ki", "_kp", "_k", "_cl_h", "_cl",
-        "_drift_t",
+        "_drift_t", "overspeed_deg_s",
     )
 
     def __init__(self, name: str, *, position_deg: float, soft_low_deg: float,
@@ -143,6 +143,9 @@ class SimAxis:
         self.max_accel_deg_s2 = float(max_accel_deg_s2)
         # Brake strong enough that the worst-case stop takes at most a quarter of the margin.
         v_max = OVERSPEED * self.max_speed_deg_s
+        #: The drive's overspeed trip, deg/s: a commissioning parameter (a later change of
+        #: the profile's speed limit, e.g. a jammed axis in a test, does not move it).
+        self.overspeed_deg_s = v_max
         self.brake_decel_deg_s2 = max(10.0 * self.max_accel_deg_s2,
                                       2.0 * v_max * v_max / hard_margin_deg)
         lead_deg = v_max * v_max / (2.0 * self.brake_decel_deg_s2) + v_max * MAX_SUBSTEP_S
@@ -590,7 +593,7 @@ class SimAxis:
         self._load_deg = x
         self._load_v = lv
         self._int = z1
-        if (v1 > OVERSPEED * self.max_speed_deg_s or v1 < -OVERSPEED * self.max_speed_deg_s) \
+        if (v1 > self.overspeed_deg_s or v1 < -self.overspeed_deg_s) \
                 and self.condition is Condition.OK:
             # A load torque beyond the drive's (wind) runs the axis away: overspeed trip.
             self.trip(Condition.DRIVE_FAULT, "drive overspeed: load torque beyond the drive's")

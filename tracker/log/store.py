@@ -72,7 +72,11 @@ from tracker.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: 2: ``samples.true_error_arcsec`` (a schema-1 log gains the column when opened for writing
+#: and reads as NULL = NaN there when opened read-only).
+SCHEMA_VERSION = 2
+#: Oldest schema this software still reads.
+OLDEST_READABLE_SCHEMA = 1
 EVENT_KINDS = ("state", "fault", "command", "warning", "info")
 #: Event kinds that are dropped last from a full backlog (and never the latest of each).
 CRITICAL_KINDS = ("state", "fault", "meta")
@@ -95,7 +99,9 @@ class Sample:
     the sky direction of the boresight from the encoders, ``axis_*`` the raw axis positions.
     ``error_arcsec`` is the great-circle angle target<->measured at ``time_s``,
     ``error_max_arcsec`` its maximum over the interval, ``on_sun_s`` the seconds of the
-    interval spent within the on-Sun tolerance while tracking.
+    interval spent within the on-Sun tolerance while tracking.  ``true_error_arcsec`` is the
+    great-circle angle target<->where the magnet's mechanical axis really points at
+    ``time_s`` (simulator truth); NaN (NULL in the log) when there is no truth (real drives).
     """
 
     time_s: float
@@ -111,6 +117,7 @@ class Sample:
     error_arcsec: float
     error_max_arcsec: float
     on_sun_s: float
+    true_error_arcsec: float = math.nan
 
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Sample))
@@ -157,7 +164,7 @@ CREATE TABLE IF NOT EXISTS audit (
 
 #: Columns the exposure statistics need (and the intervals' offsets).
 _STATS_COLUMNS = ("time_s", "dt_s", "state", "boresight", "error_arcsec", "error_max_arcsec",
-                  "on_sun_s")
+                  "on_sun_s", "true_error_arcsec")
 _INTERVAL_COLUMNS = ("target_az_deg", "target_el_deg", "measured_az_deg", "measured_el_deg")
 
 _INSERT_SAMPLE = (f"INSERT INTO samples ({', '.join(SAMPLE_FIELDS)}) "
@@ -174,10 +181,24 @@ def _sample_row(s: Sample) -> tuple:
     row = (float(s.time_s), float(s.dt_s), str(s.state), str(s.boresight),
            float(s.target_az_deg), float(s.target_el_deg), float(s.measured_az_deg),
            float(s.measured_el_deg), float(s.axis_az_deg), float(s.axis_el_deg),
-           float(s.error_arcsec), float(s.error_max_arcsec), float(s.on_sun_s))
+           float(s.error_arcsec), float(s.error_max_arcsec), float(s.on_sun_s),
+           float(s.true_error_arcsec))
     if not (math.isfinite(row[0]) and math.isfinite(row[1]) and row[1] >= 0):
         raise ValueError(f"time_s {row[0]!r} and dt_s {row[1]!r} must be finite, dt_s >= 0")
     return row
+
+
+def _sample_columns(db: sqlite3.Connection) -> set[str]:
+    return {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+
+
+def _add_missing_sample_columns(db: sqlite3.Connection) -> None:
+    """Migration: add the sample columns an older log lacks (nullable: old rows read NaN)."""
+    have = _sample_columns(db)
+    for n in SAMPLE_FIELDS:
+        if n not in have:
+            db.execute(f"ALTER TABLE samples ADD COLUMN {n} "
+                       f"{'TEXT' if n in _TEXT_FIELDS else 'REAL'}")
 
 
 def _json(value: Any) -> str:
@@ -497,9 +518,10 @@ class TrackingStore:
         try:
             if self.readonly:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version != SCHEMA_VERSION:
+                if not OLDEST_READABLE_SCHEMA <= version <= SCHEMA_VERSION:
                     raise StoreError(f"{self.path} is not a tracking log of schema "
-                                     f"{SCHEMA_VERSION} (user_version {version})")
+                                     f"{OLDEST_READABLE_SCHEMA}..{SCHEMA_VERSION} "
+                                     f"(user_version {version})")
                 db.execute(f"PRAGMA busy_timeout={int(open_timeout_s * 1000)}")
                 return db
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -549,6 +571,7 @@ class TrackingStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            _add_missing_sample_columns(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -1184,7 +1207,10 @@ class TrackingStore:
         unknown = [c for c in cols if c not in SAMPLE_FIELDS]
         if unknown:
             raise StoreError(f"unknown sample columns {unknown}; known: {list(SAMPLE_FIELDS)}")
-        rows = self._query(f"SELECT {', '.join(cols)} FROM samples WHERE time_s >= ? AND "
+        # A read-only schema-1 log lacks the newer columns: they read as NULL (NaN).
+        have = {r[1] for r in self._query("PRAGMA table_info(samples)")}
+        select = ", ".join(c if c in have else "NULL" for c in cols)
+        rows = self._query(f"SELECT {select} FROM samples WHERE time_s >= ? AND "
                            f"time_s < ? ORDER BY time_s, id", (float(t0_s), float(t1_s)))
         dtype = np.dtype([(c, SAMPLE_DTYPE[c]) for c in cols])
         return np.array(rows, dtype=dtype) if rows else np.zeros(0, dtype=dtype)
