@@ -29,7 +29,7 @@ def logs(draw) -> np.ndarray:
         on_sun = draw(st.one_of(st.floats(-1.0, 10.0), st.just(float("nan"))))
         err = draw(st.floats(0.0, 1e4))
         rows.append((t, dt, draw(st.sampled_from(STATES)), draw(st.sampled_from(["a", "b"])),
-                     100.0, 5.0, 100.0, 5.0, 100.0, 5.0, err, err, on_sun))
+                     100.0, 5.0, 100.0, 5.0, 100.0, 5.0, err, err, on_sun, float("nan")))
     return np.array(rows, dtype=SAMPLE_DTYPE)
 
 
@@ -94,7 +94,7 @@ def test_intervals_carry_the_suns_position_and_distance_and_background_is_the_re
         on = not (40 <= k < 70)
         az, el = sun_altaz(t, *site)
         rows.append((t, 1.0, "tracking" if on else "idle", "main", float(az), float(el),
-                     float(az), float(el), 0.0, 0.0, 1.0, 1.0, 1.0 if on else 0.0))
+                     float(az), float(el), 0.0, 0.0, 1.0, 1.0, 1.0 if on else 0.0, float("nan")))
     acc = ExposureAccumulator(t0, t0 + 120.0, intervals=True, site=site)
     acc.feed(np.array(rows, dtype=SAMPLE_DTYPE))
     r = acc.result()
