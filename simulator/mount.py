@@ -31,7 +31,11 @@ Physics per axis (all in axis degrees, deg/s, deg/s^2, simulated seconds):
   braking distance, so the brake stops the axis before the hard limit position;
   the drive trips ``LIMIT_SWITCH`` and brakes; after a reset it only moves
   back out of the switch;
-- brakes: a disabled or tripped axis is braked (high deceleration) and holds;
+- brakes: a drive told to stop, halted (velocity demand exactly 0), disabled or
+  out of heartbeat ramps its reference to zero, then its holding brake holds the
+  motor exactly (a tripped drive brakes at once, at high deceleration); the
+  structure rings down against the held motor, nothing creeps; the next motion
+  command releases the brake bumplessly;
 - drive-side watchdog: no heartbeat/command for ``drives.watchdog_s`` of
   simulated time -> controlled ramp to zero and the latched condition ``WATCHDOG``.
 
@@ -542,7 +546,18 @@ class SimAxis:
         else:
             vr = vt
         if mode == _STOP:
-            pass  # a stop ramps down at the drive's deceleration
+            # A stop ramps down at the drive's deceleration, but never runs past a soft
+            # limit (there it stops as hard as before); it never pushes back either.
+            if vr > 0.0:
+                room = self.soft_high_deg - p
+                cap = math.sqrt(2.0 * a * room) if room > 0.0 else 0.0
+                if vr > cap:
+                    vr = cap
+            elif vr < 0.0:
+                room = p - self.soft_low_deg
+                cap = math.sqrt(2.0 * a * room) if room > 0.0 else 0.0
+                if -vr > cap:
+                    vr = -cap
         elif vr > 0.0 and vt >= 0.0 and vr > vt:
             vr = vt
         elif vr < 0.0 and vt <= 0.0 and vr < vt:
