@@ -54,6 +54,7 @@ from tracker.loop.harness import SimulatedTime  # noqa: E402
 from tracker.loop.weather import make_wind_supervisor  # noqa: E402
 from tracker.mount.axis import Condition  # noqa: E402
 from tracker.planning.planner import plan as make_plan  # noqa: E402
+from tracker.service.compose import make_truth  # noqa: E402
 from tracker.service.dryrun import _quiet  # noqa: E402
 
 log = logging.getLogger("soak")
@@ -87,6 +88,10 @@ class Fault:
         return self.recovered_elapsed_s - self.elapsed_s
 
 
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 @dataclass
 class SoakReport:
     days: float
@@ -100,6 +105,12 @@ class SoakReport:
     resets: int = 0
     refused_resets: int = 0
     inside_limits: bool = True
+    #: Pointing error over settled tracking from the log, arc-seconds: encoder-based and TRUE
+    #: (the magnet's mechanical axis vs the Sun, simulator truth).
+    rms_error_arcsec: float | None = None
+    max_error_arcsec: float | None = None
+    true_rms_error_arcsec: float | None = None
+    true_max_error_arcsec: float | None = None
 
     @property
     def efficiency(self) -> float:
@@ -141,6 +152,9 @@ class SoakReport:
             f"  time to recover  p50 {p50:.0f} s, max {mx:.0f} s",
             f"  tracking         {self.tracked_s / 3600:.1f} h on the Sun of "
             f"{self.available_s / 3600:.1f} h available: efficiency {self.efficiency:.4f}",
+            f"  pointing error   rms {_f(self.rms_error_arcsec)} max {_f(self.max_error_arcsec)}"
+            f" arcsec (encoders); true rms {_f(self.true_rms_error_arcsec)} max "
+            f"{_f(self.true_max_error_arcsec)} arcsec (simulator truth)",
             f"  unhandled exceptions {len(self.exceptions)}; axes inside hard limits: "
             f"{self.inside_limits}",
             f"  wall time        {self.wall_s:.1f} s ({self.ticks} ticks, "
@@ -173,7 +187,8 @@ class Soak:
                                    synchronous="NORMAL")
         self.engine = Engine(settings, self.axes, self.store, self.clock,
                              wind=make_wind_supervisor(SimWindSensor(self.mount, self.clock.now_s),
-                                                       settings.weather, self.clock.now_s))
+                                                       settings.weather, self.clock.now_s),
+                             true_direction=make_truth(settings, self.mount))
         self.duration_s = days * 86400.0
         self.mean_interval_s = mean_interval_s
         self.report = SoakReport(days=days, seed=seed)
@@ -343,7 +358,11 @@ class Soak:
                               for a, b in self.segments for w in windows)
         store = TrackingStore(self.store.path)
         events = store.events(limit=100000)
+        ex = store.exposure(lo, hi, settle_s=self.settings.tracking.settle_s)
         store.close()
+        rep.rms_error_arcsec, rep.max_error_arcsec = ex["rms_error_arcsec"], ex["max_error_arcsec"]
+        rep.true_rms_error_arcsec = ex["true_rms_error_arcsec"]
+        rep.true_max_error_arcsec = ex["true_max_error_arcsec"]
         for f in rep.faults:
             f.logged = any(ev["kind"] == kind and text in (ev.get("message") or "")
                            and f.t_s - 1.0 <= ev["time_s"] <= f.t_s + 600.0

@@ -464,15 +464,59 @@ class Misalignment(_Section):
     tf_arcsec: TermArcsec = 0.0   # elevation flexure (cos el)
 
 
+class SimAxisPhysics(_Section):
+    """One simulated axis's structure, drive and loads (see ``simulator/physics.py``).
+
+    Torques are given as accelerations of the whole axis (torque / total axis
+    inertia, deg/s^2), so no masses are needed.  The defaults are a 10-20 m,
+    50-250 t payload on a telescope-class mount (see ``config/*.toml`` for each
+    preset's reasons).
+    """
+
+    #: Lowest locked-rotor structural mode between motor (encoder) and load (magnet), Hz.
+    mode_hz: Annotated[float, Field(gt=0.1, le=50, allow_inf_nan=False)] = 3.0
+    #: Its damping ratio (welded steel structures: 1-3 %).
+    mode_damping: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.02
+    #: Motor-side share of the axis inertia (motors and gears reflected through the ratio).
+    motor_inertia_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.3
+    #: Bandwidth of the drive's own velocity loop, Hz (about half the structural mode).
+    velocity_loop_hz: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)] = 1.5
+    #: Peak motor torque as an axis acceleration, deg/s^2 (the drive's current limit).
+    #: Beyond it (a storm on an unstowed mount) the axis runs away and trips on overspeed.
+    #: The simulator never uses less than twice the drive's acceleration limit.
+    torque_limit_deg_s2: Positive = 1.0
+    #: Gravity unbalance torque at el = 0 as an axis acceleration, deg/s^2 (elevation only;
+    #: positive = nose-heavy, pulling the magnet's front end down; scales with cos(el)).
+    unbalance_deg_s2: Finite = 0.0
+    #: Wind torque per (m/s)^2 as an axis acceleration, deg/s^2 per (m/s)^2.
+    wind_deg_s2_per_m2_s2: NonNegative = 1.0e-3
+    #: Amplitude of the slow thermal drift of the encoder zero, arc-seconds.
+    encoder_drift_arcsec: NonNegative = 0.5
+    #: Its period, seconds (the daily temperature cycle).
+    encoder_drift_period_s: Positive = 86400.0
+
+
 class Simulator(_Section):
     """The simulated mount's physics and disturbances."""
 
     encoder_resolution_arcsec: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 0.5
-    backlash_arcsec: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 2.0
+    #: Gear backlash: the load side sits this far (full band) from the motor, on the flank
+    #: that the load torque (or the motion) presses it against, arc-seconds.  Large mounts
+    #: drive each axis with torque-biased motor pairs: only a residual remains.
+    backlash_arcsec: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 0.5
     friction_deg_s2: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.001
-    wind_mean_m_s: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 3.0
-    wind_gust_m_s: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 2.0
+    #: Mean wind at the magnet and its gusts (the peak 3-s excursion over the mean; the
+    #: turbulence's standard deviation is a third of it: 20 % intensity at 5 m/s), m/s.
+    wind_mean_m_s: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 5.0
+    wind_gust_m_s: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 3.0
+    #: Kaimal integral length of the turbulence, m (IEC 61400-1: 8.1 x 0.7 x height 10 m).
+    wind_length_m: Annotated[float, Field(gt=1, le=2000, allow_inf_nan=False)] = 56.7
     wind_seed: int = 1
+    #: Wheel-on-track azimuth unevenness: peak-to-peak tilt over a turn, arc-seconds.
+    track_unevenness_arcsec: NonNegative = 2.0
+    azimuth: SimAxisPhysics = Field(default_factory=SimAxisPhysics)
+    elevation: SimAxisPhysics = Field(default_factory=lambda: SimAxisPhysics(
+        unbalance_deg_s2=0.02, wind_deg_s2_per_m2_s2=0.7e-3))
     #: Hard limit switches sit this far beyond the drive's soft limits (degrees).
     hard_limit_margin_deg: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 1.0
     #: Soft limits sit this far beyond the controller's envelope (degrees).

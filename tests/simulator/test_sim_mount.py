@@ -34,12 +34,15 @@ def run(mount: SimMount, seconds: float, dt_s: float = 0.01, heartbeat: bool = T
 
 def test_starts_at_park_or_given_position(sim_settings):
     m = SimMount(sim_settings)
-    assert m.azimuth.true_position_deg == 180.0
+    assert m.azimuth.motor_deg == 180.0
+    # the load sits deflected under its static wind/unbalance torque and the track tilt
+    assert m.azimuth.true_position_deg == pytest.approx(180.0, abs=3 * arcsecond)
     assert m.elevation.encoder_deg == 0.0
     m2 = SimMount(sim_settings, azimuth_deg=-100.0, elevation_deg=12.5)
-    assert m2.axes["azimuth"].true_position_deg == -100.0
-    assert m2.elevation.true_position_deg == 12.5
-    assert m2.azimuth.min_true_deg == m2.azimuth.max_true_deg == -100.0
+    assert m2.axes["azimuth"].motor_deg == -100.0
+    assert m2.elevation.motor_deg == 12.5
+    assert m2.elevation.true_position_deg == pytest.approx(12.5, abs=5 * arcsecond)
+    assert m2.azimuth.min_true_deg == m2.azimuth.max_true_deg == m2.azimuth._load_deg
     assert not m.azimuth.enabled and m.azimuth.braked
     assert m.azimuth.limit is Limit.NONE and m.azimuth.condition is Condition.OK
 
@@ -62,8 +65,10 @@ def test_disabled_axis_is_braked_and_ignores_commands(sim_settings):
     m.azimuth.command_position(200.0, 0.3)
     m.set_wind(20.0)
     run(m, 5.0)
-    assert m.azimuth.true_position_deg == 180.0
+    assert m.azimuth.motor_deg == 180.0
     assert m.azimuth.velocity_deg_s == 0.0
+    # the load only deflects on the structure under the wind: a few arc-seconds
+    assert m.azimuth.true_position_deg == pytest.approx(180.0, abs=10 * arcsecond)
 
 
 def test_velocity_ramps_at_the_drive_acceleration(sim_settings):
@@ -97,7 +102,8 @@ def test_position_command_reaches_target_and_holds(sim_settings):
     for _ in range(60):
         run(m, 1.0)
         peak = max(peak, abs(az.velocity_deg_s))
-    assert peak <= 0.2 + 1e-6
+    # the velocity loop (PI, damping 0.7) on the flexible axis overshoots its reference a little
+    assert peak <= 0.2 * 1.05
     assert abs(az.encoder_deg - 185.0) <= 1.0 * arcsecond
     assert not az.moving
     run(m, 20.0)
@@ -106,6 +112,7 @@ def test_position_command_reaches_target_and_holds(sim_settings):
 
 def test_encoder_is_quantised(sim_settings):
     s = with_sim(sim_settings, encoder_resolution_arcsec=0.5)
+    s = with_sim(s, azimuth=s.simulator.azimuth.model_copy(update={"encoder_drift_arcsec": 0.0}))
     m = SimMount(s)
     m.azimuth.enable()
     m.azimuth.command_velocity(0.0123)
@@ -114,7 +121,8 @@ def test_encoder_is_quantised(sim_settings):
         run(m, 0.37)
         enc = m.azimuth.encoder_deg
         assert abs(enc / q - round(enc / q)) < 1e-6
-        assert abs(enc - m.azimuth.true_position_deg) <= q / 2 + 1e-12
+        # the encoder sits on the motor side (no drift configured here)
+        assert abs(enc - m.azimuth.motor_deg) <= q / 2 + 1e-12
 
 
 def test_backlash_shows_on_reversal(sim_settings):
@@ -284,10 +292,11 @@ def test_disable_ramps_down_then_brakes(sim_settings):
     assert az.velocity_deg_s == pytest.approx(0.5 - az.max_accel_deg_s2, abs=0.01)
     run(m, 20.0)
     assert az.braked and az.velocity_deg_s == 0.0
-    x = az.true_position_deg
+    x = az.motor_deg
     m.set_wind(25.0)
     run(m, 10.0)
-    assert az.true_position_deg == x
+    assert az.motor_deg == x  # the brake holds the motor; the load deflects on the structure
+    assert az.true_position_deg == pytest.approx(x, abs=10 * arcsecond)
 
 
 def test_wind_is_seeded_and_can_be_overridden(sim_settings):
@@ -303,7 +312,7 @@ def test_wind_is_seeded_and_can_be_overridden(sim_settings):
     assert series[0] == series[1]
     assert series[0] != series[2]
     mean = sum(series[0]) / len(series[0])
-    assert 1.0 < mean < 5.0
+    assert 3.0 < mean < 7.0  # sim.toml: 5 m/s mean
     assert max(series[0]) - min(series[0]) > 0.5
     a.set_wind(18.0)
     a.step(1.0)

@@ -81,6 +81,9 @@ def exposure(start, end, db, config_path, settle_s, intervals_csv, as_json) -> N
                f"{_fmt(r['mean_error_arcsec'])}  p95 {_fmt(r['p95_error_arcsec'])}  max "
                f"{_fmt(r['max_error_arcsec'])} arcsec  (tracking after {settle_s:g} s settle, "
                f"{r['stats_s']:.0f} s)")
+    if r.get("true_rms_error_arcsec") is not None:
+        click.echo(f"true error   rms {_fmt(r['true_rms_error_arcsec'])}  max "
+                   f"{_fmt(r['true_max_error_arcsec'])} arcsec  (simulator truth, at each sample)")
     for name, b in r["boresights"].items():
         click.echo(f"  {name:<10} on-Sun {b['on_sun_s']:.1f} s, tracking {b['tracking_s']:.1f} s,"
                    f" rms {_fmt(b['rms_error_arcsec'])} max {_fmt(b['max_error_arcsec'])} arcsec")

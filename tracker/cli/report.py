@@ -57,7 +57,16 @@ def report(start, end, db, config_path, out_dir, sky_days, no_plots, quiet) -> N
                f"tracking {tot['tracking_s'] / 3600:.3f} h"
                + (f", efficiency {tot['efficiency']:.4f}" if tot.get("efficiency") else "")
                + f", {len(rep['faults'])} faults, {len(rep['intervals'])} intervals")
+    click.echo(f"  error rms {_fmt(tot['rms_error_arcsec'])} max {_fmt(tot['max_error_arcsec'])}"
+               " arcsec (encoders)"
+               + (f"; true rms {_fmt(tot['true_rms_error_arcsec'])} max "
+                  f"{_fmt(tot['true_max_error_arcsec'])} arcsec (simulator truth)"
+                  if tot.get("true_rms_error_arcsec") is not None else ""))
     if settings is None:
         click.echo("no config for this log: no sky charts or planned windows (give --config)")
     for p in paths:
         click.echo(f"  wrote {p}")
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"

@@ -135,3 +135,58 @@ def great_circle_arcsec(az1_deg: float, el1_deg: float, az2_deg: float, el2_deg:
 def nearest_turn_deg(angle_deg: float, reference_deg: float) -> float:
     """``angle_deg`` plus a whole number of turns, as close as possible to ``reference_deg``."""
     return angle_deg + 360.0 * round((reference_deg - angle_deg) / 360.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadModel:
+    """The controller's model of one axis's static load deflection (a calibrated table).
+
+    The structure between the motor (encoder) and the magnet deflects under a
+    load torque by ``compliance_s2`` degrees per deg/s^2 of torque (torque as an
+    axis acceleration; ``1 / k``, ``k = J_load (2 pi f_locked_rotor)^2 / J_axis``).
+    Torques: gravity unbalance ``-unbalance_deg_s2 cos(el)`` (elevation only;
+    positive = nose-heavy) and wind ``wind_deg_s2_per_m2_s2 v^2`` times the
+    direction factor (azimuth ``sin(rel)``, elevation ``cos(rel) cos(el)``, with
+    ``rel`` = wind-from direction minus the magnet's azimuth).  A gear backlash of
+    ``backlash_deg`` (full band) puts the magnet half of it ahead of the encoder in
+    the direction of the predicted torque (or behind it without torque: the motor
+    then pushes the load along ``rate_sign``).
+    """
+
+    compliance_s2: float
+    unbalance_deg_s2: float = 0.0
+    wind_deg_s2_per_m2_s2: float = 0.0
+    backlash_deg: float = 0.0
+
+
+def _backlash_side(model: LoadModel, torque_deg_s2: float, rate_deg_s: float) -> float:
+    half = 0.5 * model.backlash_deg
+    if half == 0.0:
+        return 0.0
+    if torque_deg_s2 != 0.0:
+        return math.copysign(half, torque_deg_s2)
+    return -math.copysign(half, rate_deg_s) if rate_deg_s != 0.0 else 0.0
+
+
+def load_deflection_deg(azimuth: LoadModel, elevation: LoadModel, el_deg: float,
+                        az_deg: float, wind_m_s: float = 0.0,
+                        wind_from_deg: float = 0.0, az_rate_deg_s: float = 0.0,
+                        el_rate_deg_s: float = 0.0) -> tuple[float, float]:
+    """Predicted (azimuth, elevation) deflection of the magnet from its encoders, degrees.
+
+    Signs: positive = the load sits at a larger axis angle than the encoder.  The
+    feed-forward subtracts it from the axis demand, so the *magnet* (not the
+    encoder) lands on the demand: ``AxisDemand(demand_deg - deflection_deg, rate)``.
+    ``wind_m_s`` is the measured wind (anemometer), ``wind_from_deg`` where it
+    comes from (degrees from north through east); 0 m/s gives the unbalance only.
+    """
+    if not (math.isfinite(wind_m_s) and wind_m_s >= 0.0):
+        raise ValueError(f"wind speed must be a finite value >= 0 m/s, not {wind_m_s}")
+    rel = math.radians(wind_from_deg - az_deg)
+    cos_el = math.cos(math.radians(el_deg))
+    w2 = wind_m_s * wind_m_s
+    t_az = azimuth.wind_deg_s2_per_m2_s2 * w2 * math.sin(rel)
+    t_el = (elevation.wind_deg_s2_per_m2_s2 * w2 * math.cos(rel)
+            - elevation.unbalance_deg_s2) * cos_el
+    return (t_az * azimuth.compliance_s2 + _backlash_side(azimuth, t_az, az_rate_deg_s),
+            t_el * elevation.compliance_s2 + _backlash_side(elevation, t_el, el_rate_deg_s))

@@ -12,6 +12,9 @@ Definitions (what a physicist gets from ``tracker exposure``):
   (``rms/mean/p95/max_error_arcsec``) use the rows of each stretch that start at least
   ``settle_s`` after the stretch began, weighted by their duration; ``max`` is the largest
   per-interval maximum (``error_max_arcsec``).
+- ``true_rms_error_arcsec``/``true_max_error_arcsec``: the same rows' TRUE error (where the
+  magnet's mechanical axis really points, from the simulator's truth; sampled at each row's
+  end), beside the encoder-based figures; None when the log has no truth (real drives).
 - An *exposure interval* is a run of rows fully on-Sun (``on_sun_s == dt_s``) with one
   boresight and no gap: the intervals an axion analysis integrates over.  Rows only partly
   on-Sun (entering/leaving tolerance) are in ``on_sun_s`` but in no interval, so the intervals'
@@ -129,6 +132,7 @@ class ExposureAccumulator:
     _bs: dict = field(default_factory=dict)          # boresight -> [on_sun_s, tracking_s]
     _bs_code: dict = field(default_factory=dict)     # boresight -> small int
     _err: list = field(default_factory=list)         # (errors, weights, maxima, boresights)
+    _true_err: list = field(default_factory=list)    # (true errors, weights)
     _gaps: list = field(default_factory=list)
     _gap_s: float = 0.0
     _n_gaps: int = 0
@@ -194,6 +198,9 @@ class ExposureAccumulator:
                               weight[settled].astype(np.float32),
                               rows["error_max_arcsec"][settled].astype(np.float32),
                               bs_codes[settled]))
+            if "true_error_arcsec" in (rows.dtype.names or ()):
+                self._true_err.append((rows["true_error_arcsec"][settled].astype(np.float32),
+                                       weight[settled].astype(np.float32)))
         # gaps (between two logged rows, clipped to the range)
         for i in np.flatnonzero(gap):
             g0, g1 = max(float(prev_end[i]), self.t0_s), min(float(start[i]), self.t1_s)
@@ -301,6 +308,11 @@ class ExposureAccumulator:
                                                if self._tracking_s > 0 else None),
                "settle_s": self.settle_s}
         out.update(weighted_stats(e, w, m))
+        te = np.concatenate([x[0] for x in self._true_err]) if self._true_err else np.zeros(0)
+        tw = np.concatenate([x[1] for x in self._true_err]) if self._true_err else np.zeros(0)
+        true_stats = weighted_stats(te, tw)
+        out["true_rms_error_arcsec"] = true_stats["rms_error_arcsec"]
+        out["true_max_error_arcsec"] = true_stats["max_error_arcsec"]
         out["state_s"] = dict(sorted(self._state_s.items()))
         boresights = {}
         for name in sorted(self._bs):

@@ -154,6 +154,8 @@ def build_report(store: TrackingStore, t0_s: float, t1_s: float, *, settings=Non
                "mean_error_arcsec": e["mean_error_arcsec"],
                "p95_error_arcsec": e["p95_error_arcsec"],
                "max_error_arcsec": e["max_error_arcsec"],
+               "true_rms_error_arcsec": e["true_rms_error_arcsec"],
+               "true_max_error_arcsec": e["true_max_error_arcsec"],
                "n_samples": e["n_samples"], "logged_s": e["logged_s"], "gap_s": e["gap_s"],
                "faults": 0}
         if plan is not None:
@@ -223,6 +225,7 @@ def write_report(report: dict, out_dir: str | Path, *, store: TrackingStore | No
     written.append(p)
     day_cols = ["date", "on_sun_s", "tracking_s", "available_s", "efficiency",
                 "rms_error_arcsec", "mean_error_arcsec", "p95_error_arcsec", "max_error_arcsec",
+                "true_rms_error_arcsec", "true_max_error_arcsec",
                 "n_samples", "logged_s", "gap_s", "faults"]
     p = out / "days.csv"
     _write_csv(p, day_cols, [[d[c] for c in day_cols] for d in report["days"]])

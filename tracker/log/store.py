@@ -72,9 +72,12 @@ from tracker.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
-#: 2: samples gained ``bores`` (per-bore JSON); older logs are migrated on open for writing
-#: (columns added, NULL in old rows) and read as they are (missing columns read as NULL).
+#: 2: samples gained ``true_error_arcsec`` (the simulator's truth) and ``bores`` (per-bore
+#: JSON).  A schema-1 log gains the columns when opened for writing (NULL in old rows) and
+#: reads them as NULL (NaN, None for text) when opened read-only.
 SCHEMA_VERSION = 2
+#: Oldest schema this software still reads.
+OLDEST_READABLE_SCHEMA = 1
 EVENT_KINDS = ("state", "fault", "command", "warning", "info")
 #: Event kinds that are dropped last from a full backlog (and never the latest of each).
 CRITICAL_KINDS = ("state", "fault", "meta")
@@ -97,7 +100,9 @@ class Sample:
     the sky direction of the boresight from the encoders, ``axis_*`` the raw axis positions.
     ``error_arcsec`` is the great-circle angle target<->measured at ``time_s``,
     ``error_max_arcsec`` its maximum over the interval, ``on_sun_s`` the seconds of the
-    interval spent within the on-Sun tolerance while tracking.
+    interval spent within the on-Sun tolerance while tracking.  ``true_error_arcsec`` is the
+    great-circle angle target<->where the magnet's mechanical axis really points at
+    ``time_s`` (simulator truth); NaN (NULL in the log) when there is no truth (real drives).
     """
 
     time_s: float
@@ -113,6 +118,8 @@ class Sample:
     error_arcsec: float
     error_max_arcsec: float
     on_sun_s: float
+    #: The mechanical axis' true pointing error (simulator truth vs the Sun); NaN with real drives.
+    true_error_arcsec: float = math.nan
     #: Per-bore figures of the interval (``tracker.mount.bores.encode``): JSON
     #: ``{bore: [mean_off_axis_arcsec, max_off_axis_arcsec, on_sun_s, effective_s]}``;
     #: None when not recorded.
@@ -166,7 +173,7 @@ CREATE TABLE IF NOT EXISTS audit (
 
 #: Columns the exposure statistics need (and the intervals' offsets).
 _STATS_COLUMNS = ("time_s", "dt_s", "state", "boresight", "error_arcsec", "error_max_arcsec",
-                  "on_sun_s", "bores")
+                  "on_sun_s", "true_error_arcsec", "bores")
 _INTERVAL_COLUMNS = ("target_az_deg", "target_el_deg", "measured_az_deg", "measured_el_deg")
 
 _INSERT_SAMPLE = (f"INSERT INTO samples ({', '.join(SAMPLE_FIELDS)}) "
@@ -184,10 +191,23 @@ def _sample_row(s: Sample) -> tuple:
            float(s.target_az_deg), float(s.target_el_deg), float(s.measured_az_deg),
            float(s.measured_el_deg), float(s.axis_az_deg), float(s.axis_el_deg),
            float(s.error_arcsec), float(s.error_max_arcsec), float(s.on_sun_s),
-           None if s.bores is None else str(s.bores))
+           float(s.true_error_arcsec), None if s.bores is None else str(s.bores))
     if not (math.isfinite(row[0]) and math.isfinite(row[1]) and row[1] >= 0):
         raise ValueError(f"time_s {row[0]!r} and dt_s {row[1]!r} must be finite, dt_s >= 0")
     return row
+
+
+def _sample_columns(db: sqlite3.Connection) -> set[str]:
+    return {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+
+
+def _add_missing_sample_columns(db: sqlite3.Connection) -> None:
+    """Migration: add the sample columns an older log lacks (nullable: old rows read NaN)."""
+    have = _sample_columns(db)
+    for n in SAMPLE_FIELDS:
+        if n not in have:
+            db.execute(f"ALTER TABLE samples ADD COLUMN {n} "
+                       f"{'TEXT' if n in _TEXT_FIELDS else 'REAL'}")
 
 
 def _json(value: Any) -> str:
@@ -508,9 +528,10 @@ class TrackingStore:
         try:
             if self.readonly:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
-                if not 1 <= version <= SCHEMA_VERSION:
+                if not OLDEST_READABLE_SCHEMA <= version <= SCHEMA_VERSION:
                     raise StoreError(f"{self.path} is not a tracking log of schema "
-                                     f"1..{SCHEMA_VERSION} (user_version {version})")
+                                     f"{OLDEST_READABLE_SCHEMA}..{SCHEMA_VERSION} "
+                                     f"(user_version {version})")
                 db.execute(f"PRAGMA busy_timeout={int(open_timeout_s * 1000)}")
                 return db
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -553,10 +574,6 @@ class TrackingStore:
         return [t for t in ("meta", "samples", "events", "audit") if t not in have]
 
     @staticmethod
-    def _sample_columns(db: sqlite3.Connection) -> set[str]:
-        return {r[1] for r in db.execute("PRAGMA table_info(samples)")}
-
-    @staticmethod
     def _create_schema(db: sqlite3.Connection) -> None:
         """Create missing tables and indexes and add sample columns a log of an older schema
         lacks (NULL in its old rows), idempotent, in one transaction."""
@@ -565,11 +582,7 @@ class TrackingStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            have = TrackingStore._sample_columns(db)
-            for name in SAMPLE_FIELDS:
-                if name not in have:
-                    db.execute(f"ALTER TABLE samples ADD COLUMN {name} "
-                               f"{'TEXT' if name in _TEXT_FIELDS else 'REAL'}")
+            _add_missing_sample_columns(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:

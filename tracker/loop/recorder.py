@@ -152,7 +152,8 @@ class Recorder:
             measured_az_deg=m.pointing_sky[0], measured_el_deg=m.pointing_sky[1],
             axis_az_deg=axes[0], axis_el_deg=axes[1], error_arcsec=m.error_arcsec,
             error_max_arcsec=self._err_max if self._err_max >= 0 else NAN,
-            on_sun_s=min(self._on_sun_s, self._dt), bores=self._bores_text())
+            on_sun_s=min(self._on_sun_s, self._dt), true_error_arcsec=m.true_error_arcsec,
+            bores=self._bores_text())
         for sink in self.sinks:
             sink(sample)
         self._reset(t)

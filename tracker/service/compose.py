@@ -95,3 +95,21 @@ def make_wind(settings: Any, *, clock: Any, mount: Any = None) -> Any:
     return make_wind_supervisor(make_wind_sensor(settings, clock=clock, mount=mount),
                                 settings.weather, as_time_callable(clock))
 
+
+def make_truth(settings: Any, mount: Any = None) -> Callable[[], tuple[float, float]] | None:
+    """The truth port for ``Engine(true_direction=...)``: where the magnet's mechanical axis
+    really is, in the mount frame (azimuth from north through east, elevation up, degrees),
+    from the simulated mount's load-side axis angles through the simulator's real
+    misalignment.  None without a simulated mount in process (real drives have no truth;
+    the log's ``true_error_arcsec`` is then NULL)."""
+    if mount is None:
+        return None
+    from simulator.truth import truth_model
+
+    model = truth_model(settings)
+    az_axis, el_axis = mount.azimuth, mount.elevation
+
+    def truth() -> tuple[float, float]:
+        return model.axes_to_sky(az_axis.true_position_deg, el_axis.true_position_deg)
+
+    return truth

@@ -482,7 +482,7 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     from tracker.log.store import TrackingStore
     from tracker.loop.engine import Engine
     from tracker.service.api import create_app
-    from tracker.service.compose import make_wind
+    from tracker.service.compose import make_truth, make_wind
 
     refusal = time_offset_refusal(settings, time_offset_s)
     if refusal:
@@ -511,7 +511,8 @@ async def serve(settings: Any, *, api_port: int | None = None, db_path: str | No
     # An in-process anemometer is read every tick; one on a wire is polled by its own task
     # on the control loop (a dead sensor's timeouts never stall a tick).
     inline = settings.weather.source == "sim"
-    engine = Engine(settings, axes, store, clock, wind=wind, sample_wind_each_tick=inline)
+    engine = Engine(settings, axes, store, clock, wind=wind, sample_wind_each_tick=inline,
+                    true_direction=make_truth(settings, mount))
     daemon = Daemon(settings, engine, clock, token=token)
     if on_daemon is not None:
         on_daemon(daemon)

@@ -79,6 +79,12 @@ class DryRunReport:
     #: Per bore from the simulator's truth (true pointing, tick by tick): on_sun_s, effective_s.
     true_bores: dict[str, dict] = field(default_factory=dict)
     series: list = field(default_factory=list, repr=False)
+    #: On-Sun seconds by the truth (tracking, true error within the on-Sun tolerance), to
+    #: check the log's encoder-based exposure ``tracked_s`` against; None without truth.
+    true_on_sun_s: float | None = None
+    #: The log's samples' true error (each sample's end, settled tracking), arc-seconds.
+    log_true_rms_error_arcsec: float | None = None
+    log_true_max_error_arcsec: float | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -97,6 +103,8 @@ class DryRunReport:
             *([f"  true error   rms {f(self.true_rms_error_arcsec)} arcsec, max "
                f"{f(self.true_max_error_arcsec)} arcsec (simulator truth, incl. misalignment)"]
               if self.true_rms_error_arcsec is not None else []),
+            *([f"  true on-Sun  {self.true_on_sun_s:.0f} s by the truth vs {self.tracked_s:.0f} s "
+               f"in the log (encoders)"] if self.true_on_sun_s is not None else []),
             *[f"  bore {name:<7} on-Sun {b['on_sun_s']:.0f} s, effective {b['effective_s']:.0f} s"
               + (f" (truth {self.true_bores[name]['effective_s']:.0f} s)"
                  if name in self.true_bores else "")
@@ -113,12 +121,14 @@ class _Series:
 
     def __init__(self) -> None:
         self.true_errors: list[float] = []
+        self.true_on_sun_s = 0.0
+        self.has_truth = False
         self.state_s: dict[State, float] = {}
         #: Decimated series for the plot: (t, sun az, sun el, pointing az, pointing el, error, state)
         self.series: list[tuple[float, float, float, float, float, float, str]] = []
         self._next_sample_t = -math.inf
 
-    def add(self, engine: Engine, dt: float, t: float) -> None:
+    def add(self, engine: Engine, dt: float, t: float, tolerance_arcsec: float) -> None:
         state = engine.machine.state
         self.state_s[state] = self.state_s.get(state, 0.0) + dt
         if t >= self._next_sample_t:
@@ -126,9 +136,12 @@ class _Series:
             sun = engine.sun
             self.series.append((t, sun[0], sun[1], *engine.pointing_sky, engine.error_arcsec,
                                 state.value))
-        if engine.settled:
-            true_err = engine.true_error_arcsec
-            if true_err == true_err:
+        true_err = engine.true_error_arcsec
+        if true_err == true_err:
+            self.has_truth = True
+            if true_err <= tolerance_arcsec:
+                self.true_on_sun_s += dt
+            if engine.settled:
                 self.true_errors.append(true_err)
 
 
@@ -186,10 +199,10 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     """
     from simulator.axis import SimulatedAxis
     from simulator.mount import SimMount
-    from simulator.truth import truth_model
     from simulator.weather import SimWindSensor
     from tracker.log.store import TrackingStore
     from tracker.loop.weather import make_wind_supervisor
+    from tracker.service.compose import make_truth
 
     if not settings.tracking.auto_track:
         # A dry run rehearses automatic operation, whatever the preset's start-up default.
@@ -231,12 +244,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         axes = make_axes(settings, clock=clock.now_s)
     else:
         raise ValueError(f"unknown dry-run driver {driver!r}: use 'sim', 'modbus' or 'opcua'")
-    truth_model_ = truth_model(settings)
-    az_axis, el_axis = mount.azimuth, mount.elevation
-
-    def truth() -> tuple[float, float]:
-        """The mechanical axis' true direction (simulator truth, misalignment included)."""
-        return truth_model_.axes_to_sky(az_axis.true_position_deg, el_axis.true_position_deg)
+    truth = make_truth(settings, mount)
     end_s = start_s + duration_s
     site = settings.site
     figures = SampleStats(start_s, end_s, settle_s=settings.tracking.settle_s,
@@ -253,6 +261,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     the_plan = make_plan(settings, start_s - 86400.0, end_s + 86400.0)
     in_span = [w for w in the_plan.windows if w.end_s > start_s and w.start_s < end_s]
     stats = _Series()
+    tolerance = settings.tracking.on_sun_tolerance_arcsec
     period = engine.period_s
     report_every = max(duration_s / 200.0, period)
     next_report = start_s
@@ -305,7 +314,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         def observe(dt: float, t_end: float) -> None:
             nonlocal next_report
             bore_truth.after_tick(t_end - dt, engine.sun, max_gap_s)
-            stats.add(engine, dt, t_end)
+            stats.add(engine, dt, t_end, tolerance)
             if progress is not None and t_end - dt >= next_report:
                 progress(t_end - dt - start_s)
                 next_report = t_end - dt + report_every
@@ -333,6 +342,9 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         p95_error_arcsec=fig["p95_error_arcsec"],
         true_rms_error_arcsec=_rms(stats.true_errors),
         true_max_error_arcsec=max(stats.true_errors) if stats.true_errors else None,
+        true_on_sun_s=stats.true_on_sun_s if stats.has_truth else None,
+        log_true_rms_error_arcsec=fig["true_rms_error_arcsec"],
+        log_true_max_error_arcsec=fig["true_max_error_arcsec"],
         windows=len(in_span), faults=len(fault_events), fault_events=fault_events,
         state_seconds={k.value: round(v, 1) for k, v in stats.state_s.items()},
         ticks=ticks, wall_s=wall, sim_s=duration_s,
