@@ -9,6 +9,7 @@ commands run in-process with click's runner (real HTTP to the daemon process);
 from __future__ import annotations
 
 import json
+import math
 import os
 import pty
 import re
@@ -309,11 +310,15 @@ def test_events_time_order_and_filters(daemon):
     r = cli(daemon, "events", "--since", "1d", "--json", "--limit", "1000")
     assert len(json.loads(r.stdout)) == len(every)      # the module's daemon is minutes old
     middle_s = every[len(every) // 2]["time_s"]
-    iso = datetime.fromtimestamp(middle_s, UTC).isoformat()
+    iso = datetime.fromtimestamp(math.floor(middle_s * 1e6) / 1e6, UTC).isoformat()
+    since_s = datetime.fromisoformat(iso).timestamp()     # the instant the CLI is given
     r = cli(daemon, "events", "--since", iso, "--json", "--limit", "1000")
     later = json.loads(r.stdout)
-    assert later and all(e["time_s"] >= middle_s - 1e-3 for e in later)
-    assert len(later) == sum(e["time_s"] >= middle_s - 1e-3 for e in every) < len(every)
+    assert later and all(e["time_s"] >= since_s for e in later)
+    last_id = max(e["id"] for e in every)             # the daemon may log more meanwhile
+    assert [e["id"] for e in later if e["id"] <= last_id] == \
+        [e["id"] for e in every if e["time_s"] >= since_s]
+    assert len(later) < len(every)
     r = cli(daemon, "events", "--since", "yesterday-ish")
     assert r.exit_code == 2 and "neither a duration" in r.output
 

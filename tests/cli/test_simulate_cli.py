@@ -47,7 +47,8 @@ async def test_simulate_serves_the_mount_in_real_time_and_stops_cleanly(sig):
         az = axes["azimuth"]
         await az.connect()
         a = await az.read()
-        assert a.ok and a.position_deg == pytest.approx(180.0, abs=1e-5)
+        # at park; the encoder zero drifts by up to the preset's encoder_drift_arcsec
+        assert a.ok and a.position_deg == pytest.approx(180.0, abs=1.0 / 3600.0)
         await az.enable()
         t0 = time.monotonic()
         while time.monotonic() - t0 < 1.0:

@@ -96,8 +96,8 @@ def test_exposure_per_bore_and_bore_intervals_from_the_store(tmp_path) -> None:
 
 
 def _old_log(path) -> None:
-    """A tracking log as schema 1 wrote it (no ``bores`` column)."""
-    cols = [f for f in SAMPLE_FIELDS if f != "bores"]
+    """A tracking log as schema 1 wrote it (no ``true_error_arcsec`` nor ``bores`` column)."""
+    cols = [f for f in SAMPLE_FIELDS if f not in ("bores", "true_error_arcsec")]
     db = sqlite3.connect(path)
     db.executescript(f"""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL, time_s REAL NOT NULL);
