@@ -118,7 +118,10 @@ class DaemonRig:
         if self.drives == "modbus":
             self.handle, port = await start_modbus_tcp_server(self.mount)
             self.data["drives"]["modbus"]["port"] = port
-            return self.handle.stop
+
+            async def stop_modbus() -> None:
+                await self.handle.stop()      # the handle in use then (a test may replace it)
+            return stop_modbus
         self.handle = None
         if self.drives == "opcua":
             shutil.copy(ROOT / "config" / "opcua_map.toml", self.tmp / "opcua_map.toml")

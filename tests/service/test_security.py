@@ -312,6 +312,8 @@ ALLOWED = {
         "benchmark starts `tracker opcua-server` with a fixed argv (its own config, port, URL)",
     ("benchmarks/startup.py", "subprocess.run"):
         "benchmark times a cold `tracker sun` import: [sys.executable, '-c', <constant code>]",
+    ("benchmarks/simulator.py", "subprocess.run"):
+        "benchmark reads the rigid simulator with `git show <fixed commit>:<fixed path>`",
     ("benchmarks/opcua.py", "subprocess.Popen"):
         "benchmark starts `tracker simulate --protocol opcua` with a fixed argv",
 }
