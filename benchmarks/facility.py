@@ -93,7 +93,7 @@ def main() -> int:
                     seen.clear()
                 rig.d.post("track", {"on": on})
                 t_changed = time.monotonic()
-                want = ("idle",) if not on else ("tracking", "slewing", "waiting")
+                want = ("idle",) if not on else ("acquiring", "tracking", "slewing", "waiting")
                 with cond:
                     cond.wait_for(lambda w=want: any(v in w for _, v in seen), 3.0)
                     hit = [t for t, v in seen if v in want]

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+import tomllib
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from tango.test_context import DeviceTestContext  # noqa: E402
 
 from tests.support.daemon import TRACKER, free_port  # noqa: E402
 from tests.support.facility_rig import FacilityRig  # noqa: E402
+from tests.support.toml_dump import dump_toml  # noqa: E402
 from tracker.service import facility_model as fm  # noqa: E402
 from tracker.service.tango_device import HelioTracker  # noqa: E402
 
@@ -173,6 +175,40 @@ def test_change_event_within_200_ms_of_a_state_change(proxy, rig):
     finally:
         proxy.unsubscribe_event(eid)
     assert proxy.state() == tango.DevState.STANDBY
+
+
+def test_state_events_follow_the_daemons_stream_not_the_poll_period(rig, tmp_path):
+    """With the status poll slowed to one read in 5 s, state changes still reach a
+    subscriber within a second or two: the device follows the daemon's event stream."""
+    data = tomllib.loads(rig.config_path.read_text())
+    data["facility"].update(poll_hz=0.2, tango_port=free_port())
+    slow = tmp_path / "slow-poll.toml"
+    slow.write_text(dump_toml(data))
+    got: list[str] = []
+    seen = threading.Condition()
+
+    def on_event(ev) -> None:
+        if not ev.err and ev.attr_value is not None:
+            with seen:
+                got.append(ev.attr_value.value)
+                seen.notify_all()
+
+    ctx = DeviceTestContext(HelioTracker, device_name="helio/tracker/2", process=True,
+                            timeout=60, debug=0, properties={"ConfigFile": str(slow),
+                                                             "ApiUrl": rig.d.url})
+    with ctx as p:
+        eid = p.subscribe_event("TrackerState", tango.EventType.CHANGE_EVENT, on_event)
+        try:
+            with seen:
+                assert seen.wait_for(lambda: got, 10.0), "no first event"
+            for on, states in ((True, {"acquiring", "tracking"}), (False, {"idle"})):
+                with seen:
+                    got.clear()
+                assert rig.d.post("track", {"on": on}).status_code == 200
+                with seen:
+                    assert seen.wait_for(lambda s=states: states & set(got), 2.5), (on, got)
+        finally:
+            p.unsubscribe_event(eid)
 
 
 def test_commands_accepted_and_audited_with_tango_source(proxy, rig):

@@ -8,6 +8,9 @@ unix seconds.
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +108,31 @@ class Client:
 
     def events(self, *, limit: int = 100, after_id: int = 0) -> list[dict]:
         return self._request("GET", "events", params={"limit": limit, "after_id": after_id})
+
+    def watch(self, on_patch: Callable[[dict], None], stop: threading.Event) -> None:
+        """Follow the server-sent-events stream ``GET /api/v1/stream`` and call ``on_patch``
+        with every status patch (the top-level status keys that changed, discrete ones such
+        as ``state`` within a tick of the engine's change); returns when ``stop`` is set
+        (checked at least at every heartbeat) and raises ``DaemonUnreachable`` when the
+        link drops.  Runs in the caller's thread: give it a thread of its own."""
+        try:
+            with self._http.stream("GET", f"{API_PREFIX}/stream",
+                                   timeout=httpx.Timeout(5.0, read=30.0)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise ApiError(_refusal_message(resp), status=resp.status_code)
+                event = ""
+                for line in resp.iter_lines():
+                    if stop.is_set():
+                        return
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event == "patch":
+                        on_patch(json.loads(line[5:]))
+                    elif not line:
+                        event = ""
+        except httpx.HTTPError as exc:
+            raise DaemonUnreachable(f"the daemon's stream at {self.url} ended: {exc}") from None
 
     # ------------------------------------------------------------------ commands
     def goto(self, az_deg: float, el_deg: float, *, boresight: str | None = None,

@@ -24,6 +24,13 @@ from typing import Any
 
 from tracker.errors import ApiError
 
+#: Status keys that change discretely (state, faults, windows...): the daemon's event stream
+#: pushes them within a tick of the engine's change (the rest at a few Hz), and a facility
+#: server polls at once when one of them changes.
+DISCRETE_KEYS = frozenset({"state", "auto_tracking", "task", "on_sun", "faults",
+                           "fault_pending", "slewing", "at_park", "at_home", "wind_stowed",
+                           "current_window", "next_window", "boresight", "log", "target"})
+
 #: OPC UA namespace of UNECE Rec. 20 unit codes (OPC UA Part 8, EUInformation).
 UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
 

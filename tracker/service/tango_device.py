@@ -3,7 +3,9 @@
 A client of the daemon's HTTP API (docs/facility.md), in its own process: a polling
 thread reads ``GET /api/v1/status`` at ``facility.poll_hz``, keeps the snapshot the
 attribute reads answer from, and pushes change and archive events when a value (or
-the State) changes.  Commands go to the API with the bearer token and the source
+the State) changes.  A second thread follows the daemon's event stream
+(``GET /api/v1/stream``) and wakes the poll at once when a discrete key (state,
+faults, window...) changes, so those events follow the engine within a tick.  Commands go to the API with the bearer token and the source
 ``tango:<device>@<client ip>#<client pid> via api:<address>``, so the engine checks
 them exactly as it checks the CLI's; a refusal raises ``DevFailed`` with reason
 ``HelioTracker_Refused`` (``HelioTracker_Unreachable`` when the daemon does not
@@ -82,8 +84,11 @@ class HelioTracker(Device):
         self.set_archive_event("State", True, False)
         self.set_change_event("Status", True, False)
         self._poller = threading.Thread(target=self._poll_loop, name="helio-poll", daemon=True)
+        self._watch_client = api_client(self._settings, url)
+        self._watcher = threading.Thread(target=self._watch_loop, name="helio-watch",
+                                         daemon=True)
         if getattr(self, "_attributes_added", False):  # Init command: attributes exist
-            self._poller.start()
+            self._start_threads()
 
     def initialize_dynamic_attributes(self) -> None:
         for q in self._model.values():
@@ -102,7 +107,11 @@ class HelioTracker(Device):
             self.set_change_event(q.name, True, False)
             self.set_archive_event(q.name, True, False)
         self._attributes_added = True
+        self._start_threads()
+
+    def _start_threads(self) -> None:
         self._poller.start()
+        self._watcher.start()
 
     def delete_device(self) -> None:
         self._stop.set()
@@ -111,6 +120,7 @@ class HelioTracker(Device):
             self._poller.join(2.0)
         self._client.close()
         self._poll_client.close()
+        self._watch_client.close()
 
     # ------------------------------------------------------------------ polling and events
     def _poll_loop(self) -> None:
@@ -125,6 +135,21 @@ class HelioTracker(Device):
                     delay = 0.0
                 self._wake.wait(delay)
                 self._wake.clear()
+
+    def _watch_loop(self) -> None:
+        """Poll at once when the daemon's event stream shows a discrete change (state,
+        faults, ...), so change events follow the engine within a tick, not a poll period.
+        Without the stream (an older daemon, a dropped link) the periodic poll still runs."""
+        def on_patch(patch: dict) -> None:
+            if not fm.DISCRETE_KEYS.isdisjoint(patch):
+                self._wake.set()
+
+        while not self._stop.is_set():
+            try:
+                self._watch_client.watch(on_patch, self._stop)
+            except Exception as exc:
+                log.debug("event stream: %s", exc)
+                self._stop.wait(1.0)
 
     def _poll_once(self) -> None:
         try:

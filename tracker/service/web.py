@@ -43,6 +43,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from tracker.service.facility_model import DISCRETE_KEYS
+
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
@@ -61,9 +63,7 @@ SKY_STEP_S = 300.0
 #: 1 Hz chart samples kept for pages that connect later (one hour).
 HISTORY_N = 3600
 #: Status keys pushed as soon as they change (the rest at NUMBERS_HZ).
-URGENT_KEYS = frozenset({"state", "auto_tracking", "task", "on_sun", "faults", "fault_pending",
-                         "slewing", "at_park", "at_home", "wind_stowed", "current_window",
-                         "next_window", "boresight", "log", "target"})
+URGENT_KEYS = DISCRETE_KEYS
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
