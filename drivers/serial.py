@@ -31,13 +31,13 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import serial
 
 from drivers import serial_protocol as sp
+from drivers.serial_port import ReaderPort
 from tracker.clock import Clock
 from tracker.config import Settings
 from tracker.mount.axis import Axis, AxisState, Condition, Limit, condition_for_code
@@ -66,14 +66,14 @@ class SerialLink:
         if timeout_s <= 0 or backoff_min_s <= 0 or backoff_max_s < backoff_min_s:
             raise ValueError("timeout_s and backoff_min_s must be > 0, "
                              "backoff_max_s >= backoff_min_s")
-        self.port = port
-        self.baudrate = int(baudrate)
         self.timeout_s = float(timeout_s)
-        self.backoff_min_s = float(backoff_min_s)
-        self.backoff_max_s = float(backoff_max_s)
-        self._serial: serial.Serial | None = None
-        self._fd: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link = ReaderPort(port, baudrate, self._on_data, what="serial link",
+                                exclusive=True, backoff_min_s=backoff_min_s,
+                                backoff_max_s=backoff_max_s, on_close=self._on_close)
+        self.port = port
+        self.baudrate = self._link.baudrate
+        self.backoff_min_s = self._link.backoff_min_s
+        self.backoff_max_s = self._link.backoff_max_s
         self._lock = asyncio.Lock()
         self._splitter = sp.LineSplitter()
         # Complete lines not yet examined (bounded: a chattering device cannot grow it).
@@ -81,20 +81,24 @@ class SerialLink:
         self._data_event = asyncio.Event()
         self._seq = 0
         self._users = 0
-        self._backoff_s = self.backoff_min_s
-        self._next_open_s = 0.0  # time.monotonic() of the next allowed open attempt
-        self.link_error = "not connected"
         # Statistics
         self.transactions = 0
         self.timeouts = 0
         self.garbled = 0
         self.stale = 0
-        self.open_attempts = 0
 
     # ------------------------------------------------------------------ open / close
     @property
     def is_open(self) -> bool:
-        return self._serial is not None
+        return self._link.is_open
+
+    @property
+    def link_error(self) -> str:
+        return self._link.link_error
+
+    @property
+    def open_attempts(self) -> int:
+        return self._link.open_attempts
 
     def acquire(self) -> None:
         """An axis starts using the link (counted, so the last ``release`` closes it)."""
@@ -103,70 +107,24 @@ class SerialLink:
     def release(self) -> None:
         self._users = max(0, self._users - 1)
         if self._users == 0:
-            self._close("closed by caller")
+            self._link.close("closed by caller")
 
     def try_open(self, *, force: bool = False) -> bool:
         """Open the port unless open; honours the backoff unless ``force``.  Never raises."""
-        if self._serial is not None:
+        if self._link.is_open:
             return True
-        now = time.monotonic()
-        if not force and now < self._next_open_s:
+        if not self._link.try_open(force=force):
             return False
-        self.open_attempts += 1
-        port = serial.Serial(baudrate=self.baudrate, timeout=0, write_timeout=0,
-                             exclusive=True)
-        port.port = self.port
-        try:
-            port.open()
-            fd = port.fileno()
-            loop = asyncio.get_running_loop()
-            loop.add_reader(fd, self._on_readable)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            with contextlib.suppress(Exception):
-                port.close()
-            self.link_error = f"cannot open the serial port: {exc}"
-            self._next_open_s = now + self._backoff_s
-            log.warning("%s; next attempt in %.2f s", self.link_error, self._backoff_s)
-            self._backoff_s = min(2.0 * self._backoff_s, self.backoff_max_s)
-            return False
-        self._serial, self._fd, self._loop = port, fd, loop
         self._splitter.clear()
         self._lines.clear()
-        self._backoff_s = self.backoff_min_s
-        self.link_error = ""
-        log.info("serial link open on %s at %d baud", self.port, self.baudrate)
         return True
 
-    def _close(self, why: str) -> None:
-        if self._serial is None:
-            return
-        if self._loop is not None and self._fd is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(self._fd)
-        with contextlib.suppress(Exception):
-            self._serial.close()
-        self._serial = self._fd = None
-        self.link_error = why
+    def _on_data(self, data: bytes) -> None:
+        self._lines.extend(self._splitter.feed(data))
+        self._data_event.set()
+
+    def _on_close(self) -> None:
         self._data_event.set()  # wake a waiting transaction
-
-    def _lost(self, exc: BaseException) -> None:
-        log.warning("serial link %s lost: %s", self.port, exc)
-        self._close(f"link lost: {exc}")
-        self._next_open_s = time.monotonic() + self._backoff_s
-        self._backoff_s = min(2.0 * self._backoff_s, self.backoff_max_s)
-
-    def _on_readable(self) -> None:
-        port = self._serial
-        if port is None:
-            return
-        try:
-            data = port.read(4096)
-        except (serial.SerialException, OSError) as exc:
-            self._lost(exc)
-            return
-        if data:
-            self._lines.extend(self._splitter.feed(data))
-            self._data_event.set()
 
     # ------------------------------------------------------------------ transactions
     def _next_seq(self) -> int:
@@ -176,7 +134,7 @@ class SerialLink:
     async def transact(self, words: list[str]) -> Outcome:
         """Send one request and wait for its reply; never raises for link problems."""
         async with self._lock:
-            if self._serial is None:
+            if not self._link.is_open:
                 if self._users == 0:
                     return Outcome(Condition.LINK_DOWN, detail="not connected")
                 if not self.try_open():
@@ -190,14 +148,14 @@ class SerialLink:
             return outcome
 
     async def _exchange(self, words: list[str]) -> Outcome:
-        port = self._serial
+        port = self._link.serial
         assert port is not None
         seq = self._next_seq()
         frame = sp.encode_frame(seq, words)
         try:
             written = port.write(frame)
         except (serial.SerialException, OSError) as exc:
-            self._lost(exc)
+            self._link.lost(exc)
             return Outcome(Condition.LINK_DOWN, detail=self.link_error)
         if written != len(frame):
             with contextlib.suppress(Exception):
@@ -223,7 +181,7 @@ class SerialLink:
                               self.port, reply.seq, seq)
                     continue
                 return _outcome_of(reply)
-            if self._serial is None:
+            if not self._link.is_open:
                 return Outcome(Condition.LINK_DOWN, detail=self.link_error)
             remaining = deadline - loop.time()
             if remaining <= 0:

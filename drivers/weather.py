@@ -25,17 +25,13 @@ sentences (MWD, XDR, ...) are ignored.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import struct
-import time
 from collections.abc import Callable
 
-import serial
-
 from drivers.modbus import CommsError, ModbusLink
+from drivers.serial_port import ReaderPort
 from tracker.config import ModbusWind, NmeaWind, WindRegister
 from tracker.mount.axis import Condition
 from tracker.mount.wind import WindReading
@@ -229,77 +225,31 @@ class NmeaWindSensor:
         self.cfg = cfg
         self.port = cfg.port if port is None else port
         self._clock = clock
-        self._serial: serial.Serial | None = None
-        self._fd: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link = ReaderPort(self.port, cfg.baudrate, self.feed, what="wind sensor",
+                                backoff_min_s=backoff_min_s, backoff_max_s=backoff_max_s)
+        self._link.link_error = "not opened yet"
         self._buf = bytearray()
         self._latest: WindReading | None = None
-        self._backoff_min_s = backoff_min_s
-        self._backoff_max_s = backoff_max_s
-        self._backoff_s = backoff_min_s
-        self._next_open_s = 0.0
         self._closed = False
-        self.link_error = "not opened yet"
         self.counts = dict.fromkeys(("sentences", "valid", "bad_checksum", "truncated",
                                      "invalid_status", "malformed", "ignored", "noise_bytes"), 0)
 
     @property
     def is_open(self) -> bool:
-        return self._serial is not None
+        return self._link.is_open
+
+    @property
+    def link_error(self) -> str:
+        return self._link.link_error
 
     def try_open(self) -> bool:
-        """Open the port unless open or backing off; never raises."""
-        if self._serial is not None:
+        """Open the port unless open, closed or backing off; never raises."""
+        if self._link.is_open:
             return True
-        now = time.monotonic()
-        if self._closed or now < self._next_open_s:
+        if self._closed or not self._link.try_open():
             return False
-        port = serial.Serial(baudrate=self.cfg.baudrate, timeout=0, write_timeout=0)
-        port.port = self.port
-        try:
-            port.open()
-            fd = port.fileno()
-            loop = asyncio.get_running_loop()
-            loop.add_reader(fd, self._on_readable)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            with contextlib.suppress(Exception):
-                port.close()
-            self.link_error = f"cannot open {self.port}: {exc}"
-            self._next_open_s = now + self._backoff_s
-            self._backoff_s = min(2 * self._backoff_s, self._backoff_max_s)
-            log.warning("wind sensor: %s", self.link_error)
-            return False
-        self._serial, self._fd, self._loop = port, fd, loop
         self._buf.clear()
-        self._backoff_s = self._backoff_min_s
-        self.link_error = ""
-        log.info("wind sensor: NMEA 0183 on %s at %d baud", self.port, self.cfg.baudrate)
         return True
-
-    def _drop(self, why: str) -> None:
-        if self._serial is None:
-            return
-        if self._loop is not None and self._fd is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(self._fd)
-        with contextlib.suppress(Exception):
-            self._serial.close()
-        self._serial = self._fd = None
-        self.link_error = why
-        self._next_open_s = time.monotonic() + self._backoff_s
-        self._backoff_s = min(2 * self._backoff_s, self._backoff_max_s)
-
-    def _on_readable(self) -> None:
-        port = self._serial
-        if port is None:
-            return
-        try:
-            data = port.read(4096)
-        except (serial.SerialException, OSError) as exc:
-            log.warning("wind sensor %s lost: %s", self.port, exc)
-            self._drop(f"port lost: {exc}")
-            return
-        self.feed(data)
 
     def feed(self, data: bytes) -> None:
         """Take raw bytes from the line (split into sentences at LF; a ``$`` inside an
@@ -348,14 +298,14 @@ class NmeaWindSensor:
 
     async def read(self) -> WindReading:
         """The latest reading; an invalid one (stamped now) while the port is not open."""
-        if self._serial is None and not self.try_open():
+        if not self._link.is_open and not self.try_open():
             return WindReading.invalid(self._clock(), f"wind sensor: {self.link_error}")
         if self._latest is None:
             return WindReading.invalid(self._clock(), "no MWV sentence received yet")
         return self._latest
 
     async def close(self) -> None:
-        self._drop("closed")
+        self._link.close("closed")
         self._closed = True
 
 

@@ -206,7 +206,7 @@ def test_state_events_follow_the_daemons_stream_not_the_poll_period(rig, tmp_pat
                     got.clear()
                 assert rig.d.post("track", {"on": on}).status_code == 200
                 with seen:
-                    assert seen.wait_for(lambda s=states: states & set(got), 2.5), (on, got)
+                    assert seen.wait_for(lambda s=states: s & set(got), 2.5), (on, got)
         finally:
             p.unsubscribe_event(eid)
 
