@@ -459,25 +459,18 @@ def test_daemon_over_opcua_with_simulator_process(tmp_path):
     over OPC UA to it: it reaches the Sun and stops cleanly on SIGTERM."""
     import shutil
     import signal
-    import subprocess
 
-    from tests.support.daemon import TRACKER, DaemonProcess, free_port, make_config
+    from tests.support.daemon import DaemonProcess, SimulatorProcess, free_port, make_config
 
     port = free_port()
     shutil.copy(CONFIG_DIR / "opcua_map.toml", tmp_path / "opcua_map.toml")
     path, offset = make_config(tmp_path, base="sim-opcua.toml")
     path.write_text(path.read_text().replace("127.0.0.1:4840", f"127.0.0.1:{port}"))
     assert config.load(path).drives.opcua.endpoint_url == f"opc.tcp://127.0.0.1:{port}/"
-    sim_log = open(tmp_path / "simulate.log", "wb")
-    sim = subprocess.Popen([TRACKER, "simulate", "--protocol", "opcua", "--config", str(path),
-                            "--time-offset-s", repr(offset), "--no-stdin-commands"],
-                           stdout=sim_log, stderr=subprocess.STDOUT)
+    sim = SimulatorProcess(path, offset_s=offset, ready_text=f"opcua opc.tcp://127.0.0.1:{port}/",
+                           extra=("--protocol", "opcua", "--no-stdin-commands"),
+                           timeout_s=120.0)
     try:
-        deadline = time.monotonic() + 120
-        while f"opcua opc.tcp://127.0.0.1:{port}/" not in (tmp_path / "simulate.log").read_text():
-            assert sim.poll() is None, (tmp_path / "simulate.log").read_text()
-            assert time.monotonic() < deadline, "simulator did not start"
-            time.sleep(0.2)
         d = DaemonProcess(path, time_offset_s=offset).wait_ready()
         try:
             st = d.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 90.0,
@@ -486,11 +479,9 @@ def test_daemon_over_opcua_with_simulator_process(tmp_path):
             assert d.stop(signal.SIGTERM) == 0, d.output()
         finally:
             d.kill()
-        assert sim.poll() is None   # the PLC outlives the daemon
+        assert sim.alive()   # the PLC outlives the daemon
     finally:
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(30) == 0
-        sim_log.close()
+        assert sim.stop(30.0) == 0, sim.output()
 
 
 @pytest.mark.slow

@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from drivers.modbus import make_modbus_axes
-from tests.support.daemon import TRACKER, DaemonProcess, free_port, make_config
+from tests.support.daemon import DaemonProcess, SimulatorProcess, free_port, make_config
 from tracker import config
 from tracker.mount.axis import AxisState, Condition
 
@@ -38,17 +37,7 @@ class Rehearsal:
         self.settings = config.load(self.path)
         assert self.settings.drives.modbus.port == self.modbus_port
         self.db = tmp_path / "tracker.sqlite"
-        self.log_path = tmp_path / "simulate.log"
-        self._log = open(self.log_path, "wb")
-        self.sim = subprocess.Popen([TRACKER, "simulate", "--config", str(self.path),
-                                     "--time-offset-s", repr(self.offset)],
-                                    stdin=subprocess.DEVNULL, stdout=self._log,
-                                    stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while "modbus tcp" not in self.log_path.read_text():
-            assert self.sim.poll() is None, self.log_path.read_text()
-            assert time.monotonic() < deadline, "simulator did not start"
-            time.sleep(0.1)
+        self.sim = SimulatorProcess(self.path, offset_s=self.offset, ready_text="modbus tcp")
 
     def daemon(self) -> DaemonProcess:
         return DaemonProcess(self.path, time_offset_s=self.offset)
@@ -66,14 +55,7 @@ class Rehearsal:
         return asyncio.run(read())
 
     def close(self) -> None:
-        if self.sim.poll() is None:
-            self.sim.send_signal(signal.SIGTERM)
-            try:
-                self.sim.wait(20)
-            except subprocess.TimeoutExpired:
-                self.sim.kill()
-                self.sim.wait(10)
-        self._log.close()
+        self.sim.stop()
 
 
 @pytest.fixture
@@ -100,7 +82,7 @@ def test_sigkill_while_tracking_log_whole_and_back_on_the_sun(rehearsal):
         d.kill()
     # The mount outlives the daemon: its watchdog (1 s) ramps both drives to zero.
     time.sleep(2.0)
-    assert r.sim.poll() is None
+    assert r.sim.alive()
     first = r.drives()
     time.sleep(1.0)
     for name, st in r.drives().items():

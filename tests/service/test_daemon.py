@@ -16,14 +16,13 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support import TRACKER
-from tests.support.daemon import DaemonProcess, free_port, make_config
+from tests.support.daemon import DaemonProcess, SimulatorProcess, free_port, make_config
 from tracker import config
 from tracker.errors import ConfigError
 from tracker.service import auth
@@ -197,15 +196,8 @@ def test_daemon_over_modbus_with_simulator_process(tmp_path):
     text = path.read_text().replace("port = 5020", f"port = {modbus_port}")
     path.write_text(text)
     assert config.load(path).drives.modbus.port == modbus_port
-    sim_log = open(tmp_path / "simulate.log", "wb")
-    sim = subprocess.Popen([TRACKER, "simulate", "--config", str(path), "--time-offset-s",
-                            repr(offset)], stdout=sim_log, stderr=subprocess.STDOUT)
+    sim = SimulatorProcess(path, offset_s=offset, ready_text="modbus tcp")
     try:
-        deadline = time.monotonic() + 60
-        while "modbus tcp" not in (tmp_path / "simulate.log").read_text():
-            assert sim.poll() is None, (tmp_path / "simulate.log").read_text()
-            assert time.monotonic() < deadline, "simulator did not start"
-            time.sleep(0.2)
         d = DaemonProcess(path, time_offset_s=offset).wait_ready()
         try:
             st = d.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 60.0,
@@ -214,11 +206,9 @@ def test_daemon_over_modbus_with_simulator_process(tmp_path):
             assert d.stop(signal.SIGTERM) == 0, d.output()
         finally:
             d.kill()
-        assert sim.poll() is None   # the mount outlives the daemon
+        assert sim.alive()   # the mount outlives the daemon
     finally:
-        sim.send_signal(signal.SIGTERM)
-        sim.wait(20)
-        sim_log.close()
+        sim.stop()
 
 
 @pytest.mark.slow

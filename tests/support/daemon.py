@@ -22,7 +22,8 @@ from tests.support.toml_dump import dump_toml
 from tracker import config
 from tracker.service import auth
 
-__all__ = ["ROOT", "TRACKER", "DaemonProcess", "free_port", "make_config", "window_time"]
+__all__ = ["ROOT", "TRACKER", "DaemonProcess", "SimulatorProcess", "free_port", "make_config",
+           "window_time"]
 
 
 def free_port() -> int:
@@ -168,3 +169,54 @@ class DaemonProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+class SimulatorProcess:
+    """``tracker simulate --config PATH --time-offset-s OFFSET [extra]`` in a subprocess, its
+    output in ``<config dir>/simulate.log``; ready once ``ready_text`` appears there.
+    ``stdin_commands``: its stdin is a pipe for ``command()`` (``--stdin-commands``)."""
+
+    def __init__(self, config_path: Path, *, offset_s: float, ready_text: str,
+                 extra: tuple[str, ...] = (), stdin_commands: bool = False,
+                 timeout_s: float = 60.0) -> None:
+        self.log_path = config_path.parent / "simulate.log"
+        self._log = open(self.log_path, "wb")
+        args = [TRACKER, "simulate", "--config", str(config_path), "--time-offset-s",
+                repr(offset_s), *extra]
+        if stdin_commands:
+            args.append("--stdin-commands")
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE if stdin_commands else subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while ready_text not in self.output():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"simulator did not start:\n{self.output()}")
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def command(self, line: str) -> None:
+        """One line to the simulator's stdin commands (``trip azimuth overcurrent``...)."""
+        assert self.proc.stdin is not None, "started without stdin_commands"
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM (SIGKILL after ``timeout_s``); the exit status."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode

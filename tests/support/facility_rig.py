@@ -10,12 +10,10 @@ both axes (its ``status`` command), not the daemon's view.
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
 import time
 from pathlib import Path
 
-from tests.support.daemon import TRACKER, DaemonProcess, free_port, make_config
+from tests.support.daemon import DaemonProcess, SimulatorProcess, free_port, make_config
 from tracker import config
 
 
@@ -35,23 +33,13 @@ class FacilityRig:
         assert self.settings.drives.modbus.port == modbus_port
         self.config_path = path
         self.offset_s = offset
-        self.sim_log_path = tmp / "simulate.log"
-        self._sim_log = open(self.sim_log_path, "wb")
-        self.sim = subprocess.Popen(
-            [TRACKER, "simulate", "--config", str(path), "--time-offset-s", repr(offset),
-             "--stdin-commands"], stdin=subprocess.PIPE, stdout=self._sim_log,
-            stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while "modbus tcp" not in self.sim_log_path.read_text():
-            assert self.sim.poll() is None, self.sim_log_path.read_text()
-            assert time.monotonic() < deadline, "simulator did not start"
-            time.sleep(0.2)
+        self.sim = SimulatorProcess(path, offset_s=offset, ready_text="modbus tcp",
+                                    stdin_commands=True)
+        self.sim_log_path = self.sim.log_path
         self.d = DaemonProcess(path, time_offset_s=offset).wait_ready()
 
     def sim_command(self, line: str) -> None:
-        assert self.sim.stdin is not None
-        self.sim.stdin.write(line.encode() + b"\n")
-        self.sim.stdin.flush()
+        self.sim.command(line)
 
     def truth(self) -> dict[str, float]:
         """Axis encoder positions (deg) as the simulator reports them (its ``status``)."""
@@ -78,13 +66,4 @@ class FacilityRig:
         try:
             self.d.kill()
         finally:
-            if self.sim.stdin is not None:
-                self.sim.stdin.close()
-            if self.sim.poll() is None:
-                self.sim.send_signal(signal.SIGTERM)
-                try:
-                    self.sim.wait(20)
-                except subprocess.TimeoutExpired:
-                    self.sim.kill()
-                    self.sim.wait(10)
-            self._sim_log.close()
+            self.sim.stop()
