@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from tracker.config import Bore
 
@@ -30,6 +29,14 @@ class BoreSet:
     offsets_arcsec: tuple[tuple[float, float], ...]
     tolerances_arcsec: tuple[float, ...]
     tables: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]
+    #: Per bore, each table segment's slope (efficiency per arcsec), as ``np.interp`` takes it.
+    _slopes: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_slopes", tuple(
+            tuple((eff[j + 1] - eff[j]) / (angles[j + 1] - angles[j])
+                  for j in range(len(angles) - 1))
+            for angles, eff in self.tables))
 
     @classmethod
     def from_config(cls, bores: Sequence[Bore], reference: str = "") -> BoreSet:
@@ -54,10 +61,19 @@ class BoreSet:
     def efficiency(self, index: int, off_axis_arcsec: float) -> float:
         """Bore ``index``'s optics efficiency at ``off_axis_arcsec`` (linear in the table;
         the end values beyond it); 0 for NaN."""
-        if off_axis_arcsec != off_axis_arcsec:
+        x = off_axis_arcsec
+        if x != x:
             return 0.0
         angles, eff = self.tables[index]
-        return float(np.interp(off_axis_arcsec, angles, eff)) if len(angles) > 1 else eff[0]
+        # np.interp's arithmetic on plain floats (numpy on a scalar costs ~5 us a call).
+        if len(angles) <= 1 or x <= angles[0]:
+            return float(eff[0])
+        if x >= angles[-1]:
+            return float(eff[-1])
+        j = bisect_right(angles, x) - 1
+        if angles[j] == x:
+            return float(eff[j])
+        return self._slopes[index][j] * (x - angles[j]) + eff[j]
 
 
 def reference_offset_arcsec(bores: Sequence[Bore], reference: str) -> tuple[float, float]:
