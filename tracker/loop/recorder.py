@@ -104,15 +104,18 @@ class Recorder:
         (taz, tel), (paz, pel) = m.target_sky, m.pointing_sky
         if taz != taz or paz != paz:
             return
-        angles = self.bores.off_axis_arcsec(taz, tel, paz, pel)
-        for i, (acc, a) in enumerate(zip(self._bore_acc, angles, strict=True)):
+        bores = self.bores
+        angles = bores.off_axis_arcsec(taz, tel, paz, pel)
+        effs = bores.efficiencies(angles)
+        for acc, a, tol, e in zip(self._bore_acc, angles, bores.tolerances_arcsec, effs,
+                                  strict=True):
             acc[0] += a * dt
             acc[4] += dt
             if a > acc[1]:
                 acc[1] = a
-            if a <= self.bores.tolerances_arcsec[i]:
+            if a <= tol:
                 acc[2] += dt
-                acc[3] += dt * self.bores.efficiency(i, a)
+                acc[3] += dt * e
 
     def record(self, t: float, state: State, boresight: str, m: Measurement, on_sun: bool,
                axes_deg: tuple[float, float]) -> None:

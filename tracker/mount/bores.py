@@ -61,19 +61,29 @@ class BoreSet:
     def efficiency(self, index: int, off_axis_arcsec: float) -> float:
         """Bore ``index``'s optics efficiency at ``off_axis_arcsec`` (linear in the table;
         the end values beyond it); 0 for NaN."""
-        x = off_axis_arcsec
-        if x != x:
-            return 0.0
         angles, eff = self.tables[index]
-        # np.interp's arithmetic on plain floats (numpy on a scalar costs ~5 us a call).
-        if len(angles) <= 1 or x <= angles[0]:
-            return float(eff[0])
-        if x >= angles[-1]:
-            return float(eff[-1])
-        j = bisect_right(angles, x) - 1
-        if angles[j] == x:
-            return float(eff[j])
-        return self._slopes[index][j] * (x - angles[j]) + eff[j]
+        return _interp(off_axis_arcsec, angles, eff, self._slopes[index])
+
+    def efficiencies(self, off_axis_arcsec: Sequence[float]) -> list[float]:
+        """Every bore's ``efficiency`` at its off-axis angle (one call for a tick's loop)."""
+        return [_interp(x, angles, eff, slopes) for x, (angles, eff), slopes
+                in zip(off_axis_arcsec, self.tables, self._slopes, strict=True)]
+
+
+def _interp(x: float, angles: tuple[float, ...], eff: tuple[float, ...],
+            slopes: tuple[float, ...]) -> float:
+    """``np.interp(x, angles, eff)`` with its arithmetic, on plain floats (numpy on a scalar
+    costs ~5 us a call); 0 for NaN."""
+    if x != x:
+        return 0.0
+    if len(angles) <= 1 or x <= angles[0]:
+        return float(eff[0])
+    if x >= angles[-1]:
+        return float(eff[-1])
+    j = bisect_right(angles, x) - 1
+    if angles[j] == x:
+        return float(eff[j])
+    return slopes[j] * (x - angles[j]) + eff[j]
 
 
 def reference_offset_arcsec(bores: Sequence[Bore], reference: str) -> tuple[float, float]:

@@ -176,10 +176,13 @@ class _BoreTruth:
         dt = t - last
         if state is not State.TRACKING or not 0 < dt <= max_gap_s or paz != paz:
             return
-        for i, a in enumerate(self.bores.off_axis_arcsec(sun[0], sun[1], paz, pel)):
-            if a <= self.bores.tolerances_arcsec[i]:
+        bores = self.bores
+        angles = bores.off_axis_arcsec(sun[0], sun[1], paz, pel)
+        effs = bores.efficiencies(angles)
+        for i, a in enumerate(angles):
+            if a <= bores.tolerances_arcsec[i]:
                 self.on_sun_s[i] += dt
-                self.effective_s[i] += dt * self.bores.efficiency(i, a)
+                self.effective_s[i] += dt * effs[i]
 
     def result(self) -> dict[str, dict]:
         return {n: {"on_sun_s": self.on_sun_s[i], "effective_s": self.effective_s[i]}
