@@ -108,8 +108,7 @@ class Recorder:
         if taz != taz or paz != paz:
             return
         bores = self.bores
-        angles = bores.off_axis_arcsec(taz, tel, paz, pel)
-        effs = bores.efficiencies(angles)
+        angles, effs = bores.off_axis_efficiencies(taz, tel, paz, pel)
         for acc, a, tol, e in zip(self._bore_acc, angles, bores.tolerances_arcsec, effs,
                                   strict=True):
             acc[0] += a * dt

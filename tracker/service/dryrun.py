@@ -194,8 +194,7 @@ class _BoreTruth:
         if state is not State.TRACKING or not 0 < dt <= max_gap_s or paz != paz:
             return
         bores = self.bores
-        angles = bores.off_axis_arcsec(sun[0], sun[1], paz, pel)
-        effs = bores.efficiencies(angles)
+        angles, effs = bores.off_axis_efficiencies(sun[0], sun[1], paz, pel)
         for i, a in enumerate(angles):
             if a <= bores.tolerances_arcsec[i]:
                 self.on_sun_s[i] += dt
