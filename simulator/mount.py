@@ -283,16 +283,17 @@ class SimAxis:
         A demand of exactly 0 is a halt (the drive's zero-speed clamp): the reference
         ramps to zero, then the holding brake holds the motor until a non-zero demand.
         """
-        self.heartbeat()
+        self._last_heartbeat_s = self.time_s     # ``heartbeat()``, inline: every tick
         v = float(v_deg_s)
-        if not math.isfinite(v) or not self._can_move():
+        if not (math.isfinite(v) and self.enabled and self.condition is Condition.OK):
             return
         if v == 0.0:
             if self._mode != _STOP:
                 self._mode = _STOP
                 self._v_demand = 0.0
             return
-        self._release()
+        if self._braking:
+            self._release()
         vmax = self.max_speed_deg_s
         self._v_demand = vmax if v > vmax else (-vmax if v < -vmax else v)
         self._mode = _VELOCITY

@@ -113,11 +113,11 @@ class SimWindSensor(_Source):
         now_s = self._clock()
         if f.silent:
             return WindReading.invalid(now_s, "simulated anemometer silent")
-        if f.take("garble_count"):
+        if f.garble_count and f.take("garble_count"):
             r = WindReading.invalid(now_s, "bad checksum (simulated)")
         else:
             speed, direction = self.value()
-            r = WindReading(time_s=now_s, speed_m_s=speed, direction_deg=direction)
+            r = WindReading(now_s, speed, direction)
         self._last = r
         return r
 

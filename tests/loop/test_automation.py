@@ -7,7 +7,8 @@ import pytest
 from tests.support import CONFIG_DIR
 from tracker import config
 from tracker.control.machine import State
-from tracker.loop.automation import Situation, decide
+from tracker.loop import automation
+from tracker.loop.automation import Situation, SlewTimes, decide
 from tracker.loop.tasks import HOLD, Task, TaskKind
 from tracker.planning.planner import plan
 
@@ -95,6 +96,17 @@ def test_pre_position_slew_starts_with_the_slew_time_lead(sim, the_plan) -> None
     assert [t for t, _ in d.steps] == ["slew"]
     assert d.task.kind is TaskKind.AXES and d.task.model
     assert (d.task.az_deg, d.task.el_deg) == (w.preposition_az_deg, w.preposition_el_deg)
+
+
+def test_the_slew_time_memo_is_the_callers_and_changes_no_decision(sim, the_plan) -> None:
+    """No module state: the memo is an object the caller owns (the engine keeps one)."""
+    w = the_plan.windows[1]
+    memo = SlewTimes(sim)
+    for t in (w.preposition_by_s - 4 * 3600, w.preposition_by_s - 600.0,
+              w.preposition_by_s - 30.0, w.preposition_by_s - 30.0):
+        s = situation(sim, the_plan, t, State.PARKED)
+        assert decide(s, sim, memo) == decide(s, sim)
+    assert not [n for n, v in vars(automation).items() if n.startswith("_last")]
 
 
 def test_arrival_ends_slews_parks_and_stows(sim, the_plan) -> None:

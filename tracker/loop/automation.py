@@ -80,24 +80,31 @@ class _Builder:
         return next_state(self.state, trigger) is not None
 
 
-#: (settings, from, to, seconds) of decide's last slew time (a pure function of them).
-_last_slew: tuple[Settings, tuple[float, float], tuple[float, float], float] | None = None
+class SlewTimes:
+    """``slew_time_s`` for one configuration, kept while its inputs repeat (every tick while
+    the mount waits for a pre-position slew).  The caller owns it (the engine keeps one
+    across ticks) and passes it to ``decide``: a memo of a pure function, so the decision
+    is the same with or without it."""
+
+    __slots__ = ("settings", "_last")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        #: (from, to, seconds) of the last call.
+        self._last: tuple[tuple[float, float], tuple[float, float], float] | None = None
+
+    def __call__(self, from_axes: tuple[float, float], to_axes: tuple[float, float]) -> float:
+        last = self._last
+        if last is not None and last[0] == from_axes and last[1] == to_axes:
+            return last[2]
+        t = slew_time_s(self.settings, from_axes, to_axes)
+        self._last = (from_axes, to_axes, t)
+        return t
 
 
-def _slew_time_s(settings: Settings, from_axes: tuple[float, float],
-                 to_axes: tuple[float, float]) -> float:
-    """``slew_time_s``, kept while its inputs repeat (every tick while the mount waits)."""
-    global _last_slew
-    last = _last_slew
-    if last is not None and last[0] is settings and last[1] == from_axes and last[2] == to_axes:
-        return last[3]
-    t = slew_time_s(settings, from_axes, to_axes)
-    _last_slew = (settings, from_axes, to_axes, t)
-    return t
-
-
-def decide(s: Situation, settings: Settings) -> Decision:
-    """The automation's decision for this tick (see module docstring)."""
+def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None) -> Decision:
+    """The automation's decision for this tick (see module docstring).  ``slew_times``: the
+    caller's memo of ``slew_time_s`` for ``settings`` (None: computed afresh)."""
     b = _Builder(s)
     wind_stowed: bool | None = None
     auto: bool | None = None
@@ -159,7 +166,9 @@ def decide(s: Situation, settings: Settings) -> Decision:
     nxt = plan.next_window(s.t_s) if plan else None
     if nxt is not None:
         entry = (nxt.preposition_az_deg, nxt.preposition_el_deg)
-        lead = _slew_time_s(settings, s.here_deg, entry) * SLEW_TIME_FACTOR + PREPOSITION_LEAD_S
+        slew_s = (slew_times(s.here_deg, entry) if slew_times is not None
+                  else slew_time_s(settings, s.here_deg, entry))
+        lead = slew_s * SLEW_TIME_FACTOR + PREPOSITION_LEAD_S
         start_slew = nxt.preposition_by_s - lead
         if s.t_s >= start_slew:
             if b.state is State.WAITING or (b.state is State.SLEWING

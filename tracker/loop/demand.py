@@ -7,17 +7,17 @@ the sky target out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.control.law import AxisDemand
 from tracker.loop.tasks import Task, TaskKind
 from tracker.mount.frames import Frames
 
 
-@dataclass(frozen=True, slots=True)
-class Demand:
+class Demand(NamedTuple):
     """Encoder-frame demands for both axes, the sky target (az, el deg) and, for the Sun,
-    the mount azimuth used (the next tick's continuity reference)."""
+    the mount azimuth used (the next tick's continuity reference).  Immutable, one per tick
+    (a named tuple: cheaper to build than a frozen dataclass)."""
 
     azimuth: AxisDemand
     elevation: AxisDemand

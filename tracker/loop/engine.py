@@ -202,6 +202,8 @@ class Engine:
         self._clock_sup = ClockSupervisor()
         self._drive_sup = DriveSupervisor()
         self._acq = AcquisitionSupervisor(settings)
+        #: The automation's memo of pre-position slew times (its inputs repeat while waiting).
+        self._slew_times = automation.SlewTimes(settings)
         self._drives_enabled = False
         self.sun = (0.0, 0.0, 0.0, 0.0)
         self._fault_pending = False
@@ -409,7 +411,7 @@ class Engine:
         decision = automation.decide(automation.Situation(
             t, mono, self.machine.state, self.auto_tracking, self.task, self.window,
             self._plan, here, self.arrived, acquired, wind_stow, wind_calm,
-            self._wind_stowed, self._fault_pending, clock_ok), self.settings)
+            self._wind_stowed, self._fault_pending, clock_ok), self.settings, self._slew_times)
         # 6. fire
         self._apply(t, decision)
         # 7-9. demand, control law, drives

@@ -34,6 +34,8 @@ class Measurement(NamedTuple):
     target_sky: tuple[float, float]
     error_arcsec: float
     true_error_arcsec: float = NAN
+    #: The simulator's true sky direction of the boresight (NaN when unknown).
+    true_sky: tuple[float, float] = (NAN, NAN)
 
 
 def target_sky(task: Task, sun: tuple[float, float, float, float], frames: Frames,
@@ -55,14 +57,15 @@ def measure(task: Task, sun: tuple[float, float, float, float], frames: Frames,
     pointing = frames.encoder_to_sky(boresight, encoder_deg[0], encoder_deg[1])
     target = target_sky(task, sun, frames, boresight)
     t_az, t_el = target
+    true_sky = (NAN, NAN) if true_mount_deg is None else frames.mount_to_sky(
+        boresight, true_mount_deg[0], true_mount_deg[1])
     if t_az != t_az:    # NaN: no target
-        return Measurement(pointing, target, NAN, NAN)
+        return Measurement(pointing, target, NAN, NAN, true_sky)
     err = great_circle_arcsec(t_az, t_el, pointing[0], pointing[1])
     true_err = NAN
     if true_mount_deg is not None:
-        true_sky = frames.mount_to_sky(boresight, true_mount_deg[0], true_mount_deg[1])
         true_err = great_circle_arcsec(t_az, t_el, true_sky[0], true_sky[1])
-    return Measurement(pointing, target, err, true_err)
+    return Measurement(pointing, target, err, true_err, true_sky)
 
 
 class Recorder:
@@ -104,15 +107,17 @@ class Recorder:
         (taz, tel), (paz, pel) = m.target_sky, m.pointing_sky
         if taz != taz or paz != paz:
             return
-        angles = self.bores.off_axis_arcsec(taz, tel, paz, pel)
-        for i, (acc, a) in enumerate(zip(self._bore_acc, angles, strict=True)):
+        bores = self.bores
+        angles, effs = bores.off_axis_efficiencies(taz, tel, paz, pel)
+        for acc, a, tol, e in zip(self._bore_acc, angles, bores.tolerances_arcsec, effs,
+                                  strict=True):
             acc[0] += a * dt
             acc[4] += dt
             if a > acc[1]:
                 acc[1] = a
-            if a <= self.bores.tolerances_arcsec[i]:
+            if a <= tol:
                 acc[2] += dt
-                acc[3] += dt * self.bores.efficiency(i, a)
+                acc[3] += dt * e
 
     def record(self, t: float, state: State, boresight: str, m: Measurement, on_sun: bool,
                axes_deg: tuple[float, float]) -> None:

@@ -97,9 +97,10 @@ class WindLimits:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindVerdict:
-    """The wind supervisor's answer at ``time_s``.
+    """The wind supervisor's answer at ``time_s`` (treat as immutable: not a frozen
+    dataclass only because those cost several times as much to build, one per verdict).
 
     ``stow`` is whether the mount must be (or stay) stowed because of this verdict;
     ``mean_m_s``/``gust_m_s``/``peak_gust_m_s``/``speed_m_s`` are NaN without data;

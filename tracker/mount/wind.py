@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindReading:
     """One anemometer reading.  ``valid`` False means: do not use the numbers.
 
     ``detail`` says why a reading is invalid (``"bad checksum"``, ``"status V"``...).
+    Treat as immutable: not a frozen dataclass only because those cost several times as
+    much to build, and the control loop builds one per anemometer reading.
     """
 
     time_s: float

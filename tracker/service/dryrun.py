@@ -70,6 +70,9 @@ class DryRunReport:
     state_seconds: dict[str, float] = field(default_factory=dict)
     ticks: int = 0
     wall_s: float = 0.0
+    #: CPU seconds of this process over the same span (``time.process_time``): the speed
+    #: on a shared machine, where the wall clock also counts the other processes' time.
+    cpu_s: float = 0.0
     sim_s: float = 0.0
     speedup: float = 0.0
     db: str | None = None
@@ -111,7 +114,8 @@ class DryRunReport:
               for name, b in self.bores.items()],
             f"  faults       {self.faults}",
             f"  speed        {self.sim_s:.0f} s simulated in {self.wall_s:.1f} s wall "
-            f"({self.speedup:.0f}x real time, {self.ticks} ticks)",
+            f"({self.speedup:.0f}x real time, {self.ticks} ticks; "
+            f"{self.sim_s / self.cpu_s if self.cpu_s > 0 else 0.0:.0f}x by CPU time)",
         ])
 
 
@@ -127,10 +131,25 @@ class _Series:
         #: Decimated series for the plot: (t, sun az, sun el, pointing az, pointing el, error, state)
         self.series: list[tuple[float, float, float, float, float, float, str]] = []
         self._next_sample_t = -math.inf
+        self._state: State | None = None
+        self._state_s = 0.0
+
+    def state_seconds(self) -> dict[State, float]:
+        """Simulated seconds per state so far."""
+        if self._state is not None:
+            self.state_s[self._state] = self._state_s
+        return self.state_s
 
     def add(self, engine: Engine, dt: float, t: float, tolerance_arcsec: float) -> None:
         state = engine.machine.state
-        self.state_s[state] = self.state_s.get(state, 0.0) + dt
+        if state is not self._state:
+            # The running state's seconds are summed in place and kept in ``state_s`` on a
+            # change (the same additions, without hashing the enum every tick).
+            if self._state is not None:
+                self.state_s[self._state] = self._state_s
+            self._state = state
+            self._state_s = self.state_s.setdefault(state, 0.0)
+        self._state_s += dt
         if t >= self._next_sample_t:
             self._next_sample_t = t + SERIES_STEP_S
             sun = engine.sun
@@ -147,35 +166,39 @@ class _Series:
 
 class _BoreTruth:
     """Each bore's true on-Sun and effective seconds: the simulator's true pointing of the
-    mechanical axis, the bore's configured offset, the Sun, integrated over the same intervals
-    as the recorder (the tick's state, the interval since the previous tick)."""
+    mechanical axis (the tick's ``Measurement.true_sky``), the bore's configured offset, the
+    Sun, integrated over the same intervals as the recorder (the tick's state, the interval
+    since the previous tick)."""
 
-    def __init__(self, bores: BoreSet, truth_sky: Callable[[], tuple[float, float]]) -> None:
+    def __init__(self, bores: BoreSet) -> None:
         self.bores = bores
-        self.truth_sky = truth_sky
         self.on_sun_s = [0.0] * len(bores.names)
         self.effective_s = [0.0] * len(bores.names)
-        self._pending: tuple[State, tuple[float, float]] | None = None
+        self._pending: State | None = None
         self._last_t: float | None = None
 
     def before_tick(self, state: State) -> None:
-        """At the tick's time, before it runs: the state it sees and the true pointing."""
-        self._pending = (state, self.truth_sky() if state is State.TRACKING
-                         else (math.nan, math.nan))
+        """At the tick's time, before it runs: the state it sees."""
+        self._pending = state
 
-    def after_tick(self, t: float, sun: tuple[float, ...], max_gap_s: float) -> None:
-        """After the tick at ``t`` (``sun``: the Sun it computed for ``t``)."""
+    def after_tick(self, t: float, sun: tuple[float, ...], true_sky: tuple[float, float],
+                   max_gap_s: float) -> None:
+        """After the tick at ``t`` (``sun``: the Sun it computed for ``t``; ``true_sky``: the
+        true pointing it measured, NaN unless tracking)."""
         last, self._last_t = self._last_t, t
-        if self._pending is None or last is None:
+        state = self._pending
+        if state is None or last is None:
             return
-        state, (paz, pel) = self._pending
+        paz, pel = true_sky
         dt = t - last
         if state is not State.TRACKING or not 0 < dt <= max_gap_s or paz != paz:
             return
-        for i, a in enumerate(self.bores.off_axis_arcsec(sun[0], sun[1], paz, pel)):
-            if a <= self.bores.tolerances_arcsec[i]:
+        bores = self.bores
+        angles, effs = bores.off_axis_efficiencies(sun[0], sun[1], paz, pel)
+        for i, a in enumerate(angles):
+            if a <= bores.tolerances_arcsec[i]:
                 self.on_sun_s[i] += dt
-                self.effective_s[i] += dt * self.bores.efficiency(i, a)
+                self.effective_s[i] += dt * effs[i]
 
     def result(self) -> dict[str, dict]:
         return {n: {"on_sun_s": self.on_sun_s[i], "effective_s": self.effective_s[i]}
@@ -266,6 +289,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     report_every = max(duration_s / 200.0, period)
     next_report = start_s
     wall0 = time.perf_counter()
+    cpu0 = time.process_time()
     ticks = 0
     try:
         await engine.start()
@@ -276,8 +300,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         harness = SimulatedTime(engine, clock, mount.step)
         mono0 = clock.monotonic_s()
         bore_truth = _BoreTruth(BoreSet.from_config(settings.bore_list,
-                                                    settings.tracking.reference_bore),
-                                lambda: engine.frames.mount_to_sky(engine.boresight, *truth()))
+                                                    settings.tracking.reference_bore))
         max_gap_s = engine.recorder.max_gap_s
 
         faults = sorted(drive_faults)
@@ -313,7 +336,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
 
         def observe(dt: float, t_end: float) -> None:
             nonlocal next_report
-            bore_truth.after_tick(t_end - dt, engine.sun, max_gap_s)
+            bore_truth.after_tick(t_end - dt, engine.sun, engine.measurement.true_sky, max_gap_s)
             stats.add(engine, dt, t_end, tolerance)
             if progress is not None and t_end - dt >= next_report:
                 progress(t_end - dt - start_s)
@@ -330,6 +353,7 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
             await server.stop() if asyncio.iscoroutinefunction(getattr(server, "stop", None)) \
                 else server.stop()
     wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
     fig = figures.result()
     available = sum(min(w.end_s, end_s) - max(w.start_s, start_s) for w in in_span)
     fault_events = [f"{iso_utc(f_time)} {text}" for f_time, text in engine.fault_history]
@@ -346,8 +370,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         log_true_rms_error_arcsec=fig["true_rms_error_arcsec"],
         log_true_max_error_arcsec=fig["true_max_error_arcsec"],
         windows=len(in_span), faults=len(fault_events), fault_events=fault_events,
-        state_seconds={k.value: round(v, 1) for k, v in stats.state_s.items()},
-        ticks=ticks, wall_s=wall, sim_s=duration_s,
+        state_seconds={k.value: round(v, 1) for k, v in stats.state_seconds().items()},
+        ticks=ticks, wall_s=wall, cpu_s=cpu, sim_s=duration_s,
         speedup=duration_s / wall if wall > 0 else 0.0,
         db=str(db_path) if db_path else None, series=stats.series,
         bores=fig.get("bores", {}), true_bores=bore_truth.result())
