@@ -138,3 +138,44 @@ def test_a_schema_2_log_reads_without_truth_per_bore_and_is_migrated_for_writing
     assert db.execute("SELECT COUNT(*), COUNT(bores), COUNT(true_bores) FROM samples"
                       ).fetchone() == (61, 61, 1)
     db.close()
+
+
+_DIE_MID_MIGRATION = r"""
+import os, sys
+import tracker.log.store as store_mod
+
+original = store_mod._add_missing_sample_columns
+
+def add_then_die(db):
+    original(db)                  # the ALTER TABLEs ran, the transaction is not committed
+    os._exit(9)
+
+store_mod._add_missing_sample_columns = add_then_die
+store_mod.TrackingStore(sys.argv[1])
+"""
+
+
+def test_a_crash_during_the_migration_leaves_the_schema_2_log_as_it_was(tmp_path) -> None:
+    """The process dies between adding ``true_bores`` and committing: the log is still a
+    whole schema-2 log (no column, its rows intact), and migrates on the next open."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+    path = tmp_path / "v2.sqlite"
+    _schema_2_log(path)
+    proc = subprocess.run([sys.executable, "-c", _DIE_MID_MIGRATION, str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 9, proc.stderr
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "true_bores" not in {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+    assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 60
+    db.close()
+    with TrackingStore(path) as store:
+        r = store.exposure(T0_S, T0_S + 100)
+    assert r["bores"]["near"]["effective_s"] == pytest.approx(60 * 0.98)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
