@@ -97,7 +97,7 @@ def test_exposure_per_bore_and_bore_intervals_from_the_store(tmp_path) -> None:
 
 def _old_log(path) -> None:
     """A tracking log as schema 1 wrote it (no ``true_error_arcsec`` nor ``bores`` column)."""
-    cols = [f for f in SAMPLE_FIELDS if f not in ("bores", "true_error_arcsec")]
+    cols = [f for f in SAMPLE_FIELDS if f not in ("bores", "true_error_arcsec", "true_bores")]
     db = sqlite3.connect(path)
     db.executescript(f"""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL, time_s REAL NOT NULL);
@@ -133,7 +133,7 @@ def test_an_old_log_reads_without_bores_and_is_migrated_for_writing(tmp_path) ->
     assert r["on_sun_s"] == pytest.approx(61.0)
     assert r["bores"]["near"]["effective_s"] == pytest.approx(0.98)
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert db.execute("SELECT COUNT(*), COUNT(bores) FROM samples").fetchone() == (61, 1)
     db.close()
 

@@ -78,6 +78,37 @@ def test_export_round_trip(tmp_path, log_path, fmt) -> None:
     assert sum(near_eff) == pytest.approx(r["bores"]["near"]["effective_s"], abs=1e-4)
     assert sum(_num(v) for v in samples["far_on_sun_s"]) == pytest.approx(
         r["bores"]["far"]["on_sun_s"], abs=1e-4)
+    # no truth in this log (as with real drives): no truth columns
+    assert done["truth"] is False and "near_true_effective_s" not in samples
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "root", "csv"])
+def test_export_round_trip_carries_the_truth_per_bore(tmp_path, fmt) -> None:
+    """A log with the simulator's truth (the truth 50 arcsec east from 20 to 30 s while the
+    encoders see the axis on the Sun): the samples carry ``<bore>_true_*`` columns whose
+    totals are the exposure's ``true_bores``."""
+    from tests.log.test_true_bores import _record
+    path = tmp_path / "truth.sqlite"
+    with TrackingStore(path) as store:
+        for s in _record(100, lambda k: 50.0 if 20 <= k < 30 else 0.0):
+            store.add_sample(s)
+    r, rows = _expected(path)
+    with TrackingStore(path, readonly=True) as store:
+        done = export_record(store, fmt, tmp_path / "out", T0_S, T0_S + 200)
+    assert done["truth"] is True and done["samples"] == 100
+    _, samples = _read(fmt, tmp_path / "out")
+    true_eff = [_num(v) for v in samples["near_true_effective_s"]]
+    assert true_eff == pytest.approx([decode(t)["near"][3] for t in rows["true_bores"]])
+    for name in ("near", "far"):
+        for q in ("on_sun_s", "effective_s"):
+            assert sum(_num(v) for v in samples[f"{name}_true_{q}"]) == pytest.approx(
+                r["true_bores"][name][q], abs=1e-4), (name, q)
+            assert sum(_num(v) for v in samples[f"{name}_{q}"]) == pytest.approx(
+                r["bores"][name][q], abs=1e-4), (name, q)
+    # by the truth, far (10 arcsec off while the axis is 50 east) was on the Sun 10 s
+    assert r["true_bores"]["far"]["on_sun_s"] == pytest.approx(10.0, abs=1e-3)
+    assert [_num(v) for v in samples["far_true_max_off_axis_arcsec"]][25] == pytest.approx(
+        10.0, abs=1e-3)
 
 
 def test_export_cli_and_bad_input(tmp_path, log_path) -> None:

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from tests.support import CONFIG_DIR
 from tests.support.records import sample_array
 from tracker import config
+from tracker.log.export import column_name
 from tracker.log.exposure import ExposureAccumulator
+from tracker.log.report import build_report
 from tracker.log.store import TrackingStore
 from tracker.planning.planner import plan
 from tracker.service import dryrun
@@ -80,6 +82,20 @@ async def test_dry_run_exposure_and_report_agree_on_one_log(sim, tmp_path, into_
     assert ex["rms_error_arcsec"] < 2.0 and ex["max_error_arcsec"] < 10.0
     if into_window_s > 0:
         assert ex["state_s"].get("acquiring", 0.0) > 10.0
+    # per bore, by the encoders and by the truth: the dry run's, exposure's and report's
+    # figures are one
+    with TrackingStore(db, readonly=True) as store:
+        rep = build_report(store, start, start + 3600.0, settings=sim)
+    assert set(ex["bores"]) == set(ex["true_bores"]) == {"bore1", "bore2"}
+    for key, prefix, dry in (("bores", "", report.bores),
+                             ("true_bores", "true_", report.log_true_bores)):
+        for name, fig in ex[key].items():
+            for q in ("on_sun_s", "effective_s", "mean_off_axis_arcsec"):
+                assert dry[name][q] == pytest.approx(fig[q], abs=1e-6), (key, name, q)
+                assert rep["total"][key][name][q] == pytest.approx(fig[q], abs=1e-6)
+            for q in ("on_sun_s", "effective_s"):          # days.csv's columns, per UTC day
+                assert sum(d[column_name(name, prefix + q)] for d in rep["days"]) == \
+                    pytest.approx(fig[q], abs=1e-6), (key, name, q)
 
 
 def test_intervals_carry_the_suns_position_and_distance_and_background_is_the_rest(sim) -> None:

@@ -42,6 +42,18 @@ def test_efficiency_interpolates_and_holds_the_end_values() -> None:
     assert bores.efficiency(0, math.nan) == 0.0
 
 
+def test_efficiency_is_np_interp_of_the_table() -> None:
+    """The per-tick interpolation gives np.interp's values, on and between the knots and
+    beyond both ends, for a one-point table too."""
+    angles, eff = [0.0, 30.0, 60.0, 120.0, 300.0, 600.0], [1.0, 0.98, 0.93, 0.80, 0.40, 0.0]
+    bores = BoreSet(("a", "one"), ((0.0, 0.0), (0.0, 0.0)), (36.0, 36.0),
+                    ((tuple(angles), tuple(eff)), ((10.0,), (0.7,))))
+    xs = np.r_[np.linspace(-5.0, 700.0, 2821), angles]
+    got = [bores.efficiency(0, float(x)) for x in xs]
+    assert got == pytest.approx(list(np.interp(xs, angles, eff)), abs=1e-12)
+    assert [bores.efficiency(1, x) for x in (0.0, 10.0, 99.0)] == [0.7, 0.7, 0.7]
+
+
 def test_the_record_text_round_trips_and_foreign_text_reads_empty() -> None:
     text = encode(["a", "b"], [1.5, math.nan], [2.0, 3.0], [1.0, 0.0], [0.98, 0.0])
     assert decode(text)["a"] == (1.5, 2.0, 1.0, 0.98)

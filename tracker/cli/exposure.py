@@ -90,7 +90,13 @@ def exposure(start, end, db, config_path, settle_s, intervals_csv, as_json) -> N
     for name, b in r["bores"].items():
         click.echo(f"  bore {name:<8} on-Sun {b['on_sun_s']:.1f} s, effective "
                    f"{b['effective_s']:.1f} s, off-axis mean {_fmt(b['mean_off_axis_arcsec'])} "
-                   f"max {_fmt(b['max_off_axis_arcsec'])} arcsec")
+                   f"max {_fmt(b['max_off_axis_arcsec'])} arcsec (encoders)")
+        t = r["true_bores"].get(name)
+        if t is not None:
+            click.echo(f"  {'':<13} on-Sun {t['on_sun_s']:.1f} s, effective "
+                       f"{t['effective_s']:.1f} s, off-axis mean "
+                       f"{_fmt(t['mean_off_axis_arcsec'])} max {_fmt(t['max_off_axis_arcsec'])}"
+                       f" arcsec (simulator truth)")
     click.echo(f"samples      {r['n_samples']} covering {r['logged_s']:.0f} s; "
                f"{r['n_gaps']} gaps, {r['gap_s']:.0f} s")
     for g in r["gaps"][:10]:

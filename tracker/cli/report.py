@@ -62,6 +62,12 @@ def report(start, end, db, config_path, out_dir, sky_days, no_plots, quiet) -> N
                + (f"; true rms {_fmt(tot['true_rms_error_arcsec'])} max "
                   f"{_fmt(tot['true_max_error_arcsec'])} arcsec (simulator truth)"
                   if tot.get("true_rms_error_arcsec") is not None else ""))
+    for name, b in tot["bores"].items():
+        t = tot["true_bores"].get(name)
+        click.echo(f"  bore {name:<8} on-Sun {b['on_sun_s']:.1f} s, effective "
+                   f"{b['effective_s']:.1f} s (encoders)"
+                   + (f"; on-Sun {t['on_sun_s']:.1f} s, effective {t['effective_s']:.1f} s "
+                      "(simulator truth)" if t is not None else ""))
     if settings is None:
         click.echo("no config for this log: no sky charts or planned windows (give --config)")
     for p in paths:

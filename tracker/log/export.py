@@ -10,7 +10,10 @@ Two tables (schema in ``docs/tracking-log.md``):
   ``n_samples``, ``start_utc``, ``end_utc`` (ISO 8601 'Z').
 - ``samples``: one row per logged sample (the SQLite ``samples`` columns, ``bores`` unpacked
   into ``<bore>_off_axis_arcsec``, ``<bore>_max_off_axis_arcsec``, ``<bore>_on_sun_s``,
-  ``<bore>_effective_s``; NaN where a sample has no bore figures, e.g. not tracking).
+  ``<bore>_effective_s``; NaN where a sample has no bore figures, e.g. not tracking); when the
+  range has the simulator's truth (dry runs), ``true_bores`` likewise into
+  ``<bore>_true_off_axis_arcsec``, ``<bore>_true_max_off_axis_arcsec``,
+  ``<bore>_true_on_sun_s``, ``<bore>_true_effective_s``.
 
 Files: ``parquet`` -> ``intervals.parquet`` + ``samples.parquet``; ``csv`` ->
 ``intervals.csv`` + ``samples.csv``; ``root`` -> ``record.root`` with TTrees ``intervals`` and
@@ -63,19 +66,22 @@ def interval_table(intervals: list[dict]) -> dict[str, np.ndarray]:
     return out
 
 
-def sample_table(rows: np.ndarray, bores: list[str]) -> dict[str, np.ndarray]:
-    """Samples (``TrackingStore.samples``) as columns, per-bore figures unpacked."""
+def sample_table(rows: np.ndarray, bores: list[str], *, truth: bool = False
+                 ) -> dict[str, np.ndarray]:
+    """Samples (``TrackingStore.samples``) as columns, per-bore figures unpacked (with
+    ``truth``, also the ``true_bores`` figures as ``<bore>_true_<quantity>``)."""
     out: dict[str, np.ndarray] = {}
     for c in SAMPLE_FIELDS:
-        if c == "bores":
+        if c in ("bores", "true_bores"):
             continue
         out[c] = (rows[c].astype(object) if c in _TEXT or rows.dtype[c].kind == "U"
                   else rows[c].astype(np.float64))
-    figs = [decode(t) for t in rows["bores"]]
-    for b in bores:
-        for k, q in enumerate(BORE_QUANTITIES):
-            out[column_name(b, q)] = np.array([f[b][k] if b in f else math.nan for f in figs],
-                                              dtype=np.float64)
+    for column, prefix in (("bores", ""), ("true_bores", "true_")) if truth else (("bores", ""),):
+        figs = [decode(t) for t in rows[column]]
+        for b in bores:
+            for k, q in enumerate(BORE_QUANTITIES):
+                out[column_name(b, prefix + q)] = np.array(
+                    [f[b][k] if b in f else math.nan for f in figs], dtype=np.float64)
     return out
 
 
@@ -132,7 +138,8 @@ def export_record(store: TrackingStore, fmt: str, out_dir: str | Path, t0_s: flo
     """Write the intervals and the samples of ``[t0_s, t1_s)`` into ``out_dir`` (created) in
     ``fmt``; returns ``{"files": [...], "intervals": n, "samples": n, "bores": [...]}``.
 
-    ``bores``: the per-bore sample columns (default: the bores found in the range).
+    ``bores``: the per-bore sample columns (default: the bores found in the range).  The
+    truth columns are written when the range has per-bore truth (``exposure()["true_bores"]``).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
@@ -142,7 +149,8 @@ def export_record(store: TrackingStore, fmt: str, out_dir: str | Path, t0_s: flo
     except OSError as exc:
         raise ExportError(f"cannot create the export folder {out}: {exc.strerror}") from None
     r = store.exposure(t0_s, t1_s, settle_s=settle_s, intervals=True)
-    names = list(bores) if bores is not None else sorted(r["bores"])
+    names = list(bores) if bores is not None else sorted(set(r["bores"]) | set(r["true_bores"]))
+    truth = bool(r["true_bores"])
     root_file = None
     if fmt == "root":
         import uproot
@@ -161,7 +169,7 @@ def export_record(store: TrackingStore, fmt: str, out_dir: str | Path, t0_s: flo
             # rows cover (time_s - dt_s, time_s]: those ending in (lo, hi]
             rows = store.samples(lo + 1e-6, hi + 1e-6)
             if rows.size or sw.rows == 0 and hi >= t1_s:
-                sw.write(sample_table(rows, names))
+                sw.write(sample_table(rows, names, truth=truth))
             lo = hi
     finally:
         iw.close()
@@ -169,4 +177,4 @@ def export_record(store: TrackingStore, fmt: str, out_dir: str | Path, t0_s: flo
         if root_file is not None:
             root_file.close()
     return {"files": [str(f) for f in files], "intervals": iw.rows, "samples": sw.rows,
-            "bores": names}
+            "bores": names, "truth": truth}

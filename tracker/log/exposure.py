@@ -26,6 +26,9 @@ Definitions (what a physicist gets from ``tracker exposure``):
   angle; a *bore interval* is a run of rows in which the bore is on the Sun for the whole
   row, with one boresight and no gap (``bore_intervals``).  For every bore
   ``effective_s <= on_sun_s <= tracking_s``.
+- ``true_bores``: the same per-bore totals from the ``true_bores`` column (each bore's
+  off-axis angle from the simulator's TRUE pointing, integrated per tick by the recorder, the
+  same definitions); empty when the log has no truth (real drives, older logs).
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ class ExposureAccumulator:
     _intervals: list = field(default_factory=list)
     _open: _Interval | None = None
     _bores: BoreAccumulator | None = None
+    _true_bores: BoreAccumulator | None = None
 
     def feed(self, rows: np.ndarray) -> None:
         if rows.size == 0:
@@ -218,6 +222,11 @@ class ExposureAccumulator:
                 self._bores = BoreAccumulator(self.gap_tolerance_s)
             self._bores.feed(rows["bores"], start, t, dt, frac, lo, hi, inside & tracking,
                              boresight)
+        if "true_bores" in (rows.dtype.names or ()):
+            if self._true_bores is None:
+                self._true_bores = BoreAccumulator(self.gap_tolerance_s)
+            self._true_bores.feed(rows["true_bores"], start, t, dt, frac, lo, hi,
+                                  inside & tracking, boresight)
 
         self._prev_end_s = float(t[-1])
         self._prev_tracking = bool(tracking[-1])
@@ -337,6 +346,7 @@ class ExposureAccumulator:
             out["off_sun_intervals"] = self._off_sun_intervals(ivs)
         bores = self._bores.result() if self._bores is not None else ({}, [])
         out["bores"] = bores[0]
+        out["true_bores"] = self._true_bores.result()[0] if self._true_bores is not None else {}
         if self.intervals:
             out["bore_intervals"] = bores[1]
         return out

@@ -3,7 +3,9 @@
 ``build_report(store, t0_s, t1_s, settings=...)`` gathers, for ``[t0_s, t1_s)``:
 the totals and per-boresight figures of ``tracker.log.exposure``, one row per UTC day (on-Sun
 seconds, tracking seconds, planned window seconds and efficiency when a config is given,
-pointing error statistics, gaps), time in each state (from the logged samples and from the
+pointing error statistics, gaps, and per bore ``<bore>_on_sun_s``, ``<bore>_effective_s``,
+``<bore>_mean_off_axis_arcsec`` and, when the log has the simulator's truth, the same as
+``<bore>_true_...``), time in each state (from the logged samples and from the
 state events), the faults, and the exposure intervals.  ``write_report`` writes it to a
 folder: ``report.json``, ``days.csv``, ``intervals.csv``, ``states.csv``, ``faults.csv`` and
 the plots ``exposure_per_day.png``, ``pointing_error.png`` and ``sky_YYYY-MM-DD.png``.
@@ -132,6 +134,24 @@ def _window_s(plan, t0_s: float, t1_s: float, boresight: str | None = None) -> f
     return total
 
 
+#: Per-bore figures of a day row (``<bore>_<quantity>``; the truth's as ``<bore>_true_...``).
+BORE_DAY_QUANTITIES = ("on_sun_s", "effective_s", "mean_off_axis_arcsec")
+
+
+def bore_day_figures(exposure: dict, bores: list[str], truth: bool) -> dict[str, float | None]:
+    """A day's per-bore columns from its ``exposure`` figures (``bores`` and, with ``truth``,
+    ``true_bores``): seconds 0.0 and mean off-axis None for a bore not tracked that day."""
+    from tracker.log.export import column_name
+    out: dict[str, float | None] = {}
+    for key, prefix in (("bores", ""), ("true_bores", "true_")) if truth else (("bores", ""),):
+        for b in bores:
+            fig = exposure[key].get(b, {})
+            for q in BORE_DAY_QUANTITIES:
+                out[column_name(b, prefix + q)] = fig.get(q, None if q.endswith("arcsec")
+                                                          else 0.0)
+    return out
+
+
 def build_report(store: TrackingStore, t0_s: float, t1_s: float, *, settings=None,
                  settle_s: float | None = None) -> dict:
     """Everything the report files hold, as one JSON-able dict (see module docstring)."""
@@ -144,6 +164,8 @@ def build_report(store: TrackingStore, t0_s: float, t1_s: float, *, settings=Non
     intervals = total.pop("intervals")
     per_day = total.pop("days")
     plan = _plan(settings, t0_s, t1_s) if settings is not None else None
+    bores = sorted(set(total["bores"]) | set(total["true_bores"]))
+    truth = bool(total["true_bores"])
     days = []
     for e in per_day:
         a, b = e["from_s"], e["to_s"]
@@ -157,7 +179,7 @@ def build_report(store: TrackingStore, t0_s: float, t1_s: float, *, settings=Non
                "true_rms_error_arcsec": e["true_rms_error_arcsec"],
                "true_max_error_arcsec": e["true_max_error_arcsec"],
                "n_samples": e["n_samples"], "logged_s": e["logged_s"], "gap_s": e["gap_s"],
-               "faults": 0}
+               "faults": 0, **bore_day_figures(e, bores, truth)}
         if plan is not None:
             row["available_s"] = _window_s(plan, a, b)
             if row["available_s"] > 0:
@@ -185,6 +207,7 @@ def build_report(store: TrackingStore, t0_s: float, t1_s: float, *, settings=Non
         "faults": [{"time_utc": f["time_utc"], "source": f["source"], "message": f["message"],
                     "data": f["data"]} for f in faults],
         "intervals": intervals,
+        "day_bore_columns": list(bore_day_figures(total, bores, truth)),
     }
     if plan is not None:
         report["total"]["available_s"] = plan.available_s
@@ -226,7 +249,7 @@ def write_report(report: dict, out_dir: str | Path, *, store: TrackingStore | No
     day_cols = ["date", "on_sun_s", "tracking_s", "available_s", "efficiency",
                 "rms_error_arcsec", "mean_error_arcsec", "p95_error_arcsec", "max_error_arcsec",
                 "true_rms_error_arcsec", "true_max_error_arcsec",
-                "n_samples", "logged_s", "gap_s", "faults"]
+                "n_samples", "logged_s", "gap_s", "faults", *report.get("day_bore_columns", [])]
     p = out / "days.csv"
     _write_csv(p, day_cols, [[d[c] for c in day_cols] for d in report["days"]])
     written.append(p)

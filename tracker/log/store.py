@@ -75,7 +75,9 @@ log = logging.getLogger(__name__)
 #: 2: samples gained ``true_error_arcsec`` (the simulator's truth) and ``bores`` (per-bore
 #: JSON).  A schema-1 log gains the columns when opened for writing (NULL in old rows) and
 #: reads them as NULL (NaN, None for text) when opened read-only.
-SCHEMA_VERSION = 2
+#: 3: samples gained ``true_bores`` (per-bore figures from the simulator's true pointing, JSON
+#: as ``bores``; NULL with real drives), migrated the same way.
+SCHEMA_VERSION = 3
 #: Oldest schema this software still reads.
 OLDEST_READABLE_SCHEMA = 1
 EVENT_KINDS = ("state", "fault", "command", "warning", "info")
@@ -124,12 +126,15 @@ class Sample:
     #: ``{bore: [mean_off_axis_arcsec, max_off_axis_arcsec, on_sun_s, effective_s]}``;
     #: None when not recorded.
     bores: str | None = None
+    #: The same per-bore figures from the simulator's TRUE pointing of the mechanical axis,
+    #: integrated per tick; None with real drives (no truth) or when not recorded.
+    true_bores: str | None = None
 
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Sample))
-_TEXT_FIELDS = ("state", "boresight", "bores")
+_TEXT_FIELDS = ("state", "boresight", "bores", "true_bores")
 #: Text columns of any length, read as Python objects (str or None).
-_OBJECT_FIELDS = ("bores",)
+_OBJECT_FIELDS = ("bores", "true_bores")
 #: NaN angles/errors are stored as NULL (SQLite has no NaN) and read back as NaN.
 _NOT_NULL = {"time_s": " NOT NULL", "dt_s": " NOT NULL", "state": " NOT NULL",
              "boresight": " NOT NULL"}
@@ -173,7 +178,7 @@ CREATE TABLE IF NOT EXISTS audit (
 
 #: Columns the exposure statistics need (and the intervals' offsets).
 _STATS_COLUMNS = ("time_s", "dt_s", "state", "boresight", "error_arcsec", "error_max_arcsec",
-                  "on_sun_s", "true_error_arcsec", "bores")
+                  "on_sun_s", "true_error_arcsec", "bores", "true_bores")
 _INTERVAL_COLUMNS = ("target_az_deg", "target_el_deg", "measured_az_deg", "measured_el_deg")
 
 _INSERT_SAMPLE = (f"INSERT INTO samples ({', '.join(SAMPLE_FIELDS)}) "
@@ -191,7 +196,8 @@ def _sample_row(s: Sample) -> tuple:
            float(s.target_az_deg), float(s.target_el_deg), float(s.measured_az_deg),
            float(s.measured_el_deg), float(s.axis_az_deg), float(s.axis_el_deg),
            float(s.error_arcsec), float(s.error_max_arcsec), float(s.on_sun_s),
-           float(s.true_error_arcsec), None if s.bores is None else str(s.bores))
+           float(s.true_error_arcsec), None if s.bores is None else str(s.bores),
+           None if s.true_bores is None else str(s.true_bores))
     if not (math.isfinite(row[0]) and math.isfinite(row[1]) and row[1] >= 0):
         raise ValueError(f"time_s {row[0]!r} and dt_s {row[1]!r} must be finite, dt_s >= 0")
     return row

@@ -6,7 +6,9 @@ and flushes a sample early when the state changes, so a sample never mixes two s
 (on-Sun seconds are only ever counted in a ``tracking`` sample).  With ``bores``, each
 tracking sample also carries every bore's off-axis angle (mean and max over the ticks), its
 on-Sun seconds (off-axis within the bore's tolerance) and its effective seconds (on-Sun
-seconds times the optics' efficiency at the off-axis angle), integrated tick by tick.  Samples go to every sink
+seconds times the optics' efficiency at the off-axis angle), integrated tick by tick, and,
+when the measurement has the simulator's true pointing, the same figures by the truth
+(``true_bores``).  Samples go to every sink
 (the SQLite log, a dry run's statistics).
 """
 
@@ -28,7 +30,8 @@ NAN = float("nan")
 class Measurement(NamedTuple):
     """At one tick: the boresight's sky direction from the encoders, the current task's sky
     target (NaN when it has none), their great-circle separation and the simulator's true
-    error (NaN when unknown), arc-seconds.  Immutable, one per tick."""
+    error (NaN when unknown), arc-seconds, and the mechanical axis' true sky direction
+    (simulator truth, degrees; NaN when unknown).  Immutable, one per tick."""
 
     pointing_sky: tuple[float, float]
     target_sky: tuple[float, float]
@@ -87,6 +90,8 @@ class Recorder:
         n = len(bores.names) if bores is not None else 0
         #: Per bore: dt-weighted off-axis sum, max off-axis, on-Sun s, effective s, weight s.
         self._bore_acc = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in range(n)]
+        #: The same from the simulator's true pointing (weight 0: no truth).
+        self._true_acc = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in range(n)]
 
     def restart(self) -> None:
         """Forget the running interval (after a clock jump: its length is unknowable)."""
@@ -98,19 +103,25 @@ class Recorder:
         self._on_sun_s = 0.0
         self._err_max = -1.0
         self._start_t = t
-        for acc in self._bore_acc:
+        for acc in self._bore_acc + self._true_acc:
             acc[0], acc[1], acc[2], acc[3], acc[4] = 0.0, -1.0, 0.0, 0.0, 0.0
 
     def _add_bores(self, dt: float, m: Measurement) -> None:
-        """Account ``dt`` seconds of tracking to every bore (off-axis from ``m``)."""
+        """Account ``dt`` seconds of tracking to every bore (off-axis from ``m``: by the
+        encoders, and by the truth when ``m`` has it)."""
+        self._add_bore_figures(self._bore_acc, dt, m.target_sky, m.pointing_sky)
+        self._add_bore_figures(self._true_acc, dt, m.target_sky, m.true_sky)
+
+    def _add_bore_figures(self, accs: list[list[float]], dt: float,
+                          target_sky: tuple[float, float],
+                          pointing_sky: tuple[float, float]) -> None:
         assert self.bores is not None
-        (taz, tel), (paz, pel) = m.target_sky, m.pointing_sky
+        (taz, tel), (paz, pel) = target_sky, pointing_sky
         if taz != taz or paz != paz:
             return
         bores = self.bores
         angles, effs = bores.off_axis_efficiencies(taz, tel, paz, pel)
-        for acc, a, tol, e in zip(self._bore_acc, angles, bores.tolerances_arcsec, effs,
-                                  strict=True):
+        for acc, a, tol, e in zip(accs, angles, bores.tolerances_arcsec, effs, strict=True):
             acc[0] += a * dt
             acc[4] += dt
             if a > acc[1]:
@@ -158,18 +169,20 @@ class Recorder:
             axis_az_deg=axes[0], axis_el_deg=axes[1], error_arcsec=m.error_arcsec,
             error_max_arcsec=self._err_max if self._err_max >= 0 else NAN,
             on_sun_s=min(self._on_sun_s, self._dt), true_error_arcsec=m.true_error_arcsec,
-            bores=self._bores_text())
+            bores=self._bores_text(self._bore_acc),
+            true_bores=self._bores_text(self._true_acc, truth=True))
         for sink in self.sinks:
             sink(sample)
         self._reset(t)
 
-    def _bores_text(self) -> str | None:
-        """The running interval's per-bore figures as the record's JSON (None: no bores, or
-        not tracking)."""
+    def _bores_text(self, acc: list[list[float]], truth: bool = False) -> str | None:
+        """The running interval's per-bore figures as the record's JSON (None: no bores, not
+        tracking, or, for ``truth``, no true pointing in the interval)."""
         if self.bores is None or self._state is not State.TRACKING:
             return None
+        if truth and not any(a[4] > 0 for a in acc):
+            return None
         nan = NAN
-        acc = self._bore_acc
         return encode(self.bores.names,
                       [a[0] / a[4] if a[4] > 0 else nan for a in acc],
                       [a[1] if a[1] >= 0 else nan for a in acc],

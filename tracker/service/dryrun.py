@@ -88,6 +88,9 @@ class DryRunReport:
     #: The log's samples' true error (each sample's end, settled tracking), arc-seconds.
     log_true_rms_error_arcsec: float | None = None
     log_true_max_error_arcsec: float | None = None
+    #: Per bore from the samples' ``true_bores`` (the truth as logged, as ``tracker exposure``):
+    #: to check the log's accounting against ``true_bores``.
+    log_true_bores: dict[str, dict] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -374,7 +377,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         ticks=ticks, wall_s=wall, cpu_s=cpu, sim_s=duration_s,
         speedup=duration_s / wall if wall > 0 else 0.0,
         db=str(db_path) if db_path else None, series=stats.series,
-        bores=fig.get("bores", {}), true_bores=bore_truth.result())
+        bores=fig.get("bores", {}), true_bores=bore_truth.result(),
+        log_true_bores=fig.get("true_bores", {}))
 
 
 def _quiet(engine: Engine) -> bool:
