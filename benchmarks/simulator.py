@@ -8,8 +8,13 @@
    unbalance feed-forward stays on), side by side; the encoder-based error the
    controller sees beside it.  Harness: ``simulator.harness.track_sun`` (the
    control law + SimMount, 10 Hz).
+1b. The same for the ENGINE (``tracker.service.dryrun``: state machine, wind
+   supervisor, the engine's load feed-forward from ``[tracking.load_feedforward]``):
+   without the wind term (unbalance only) and with it.  At 15 m/s the wind
+   supervisor stows on the gusts: the on-Sun seconds say how much was tracked.
 2. Every preset at the target condition (5 m/s, gusts 3 m/s): true RMS <= 2",
-   max <= 10".
+   max <= 10"; 2b the engine's dry run on each, load feed-forward off and on.
+   ``--engine-only``: sections 1b and 2b alone.
 3. The structural mode recovered from a simulated step response (a wind step
    on the braked mount; FFT of the load's ring-down) vs the configured one.
 4. What each part of the control law and of the mount buys (``--parts``).
@@ -113,11 +118,17 @@ def main() -> None:
     ap.add_argument("--start", default="2026-06-21T00:00:00Z")
     ap.add_argument("--parts", action="store_true", help="also section 4 (slow)")
     ap.add_argument("--rigid-ref", default=RIGID_REF)
+    ap.add_argument("--engine-only", action="store_true", help="sections 1b and 2b alone")
+    ap.add_argument("--engine-hours", type=float, default=1.0, help="dry run per row, 1b/2b")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     start_s = float(to_unix_s(args.start))
     dur = args.minutes * 60.0
     s = load(args.preset)
+    if args.engine_only:
+        engine_wind(s, args.preset, start_s, args.engine_hours)
+        engine_presets(start_s, args.engine_hours)
+        return
 
     print(f"1. true error vs wind ({args.preset}, {args.minutes:g} min per row after 2 min "
           f"settling; arcsec)")
@@ -133,6 +144,8 @@ def main() -> None:
                        f"{r.encoder_rms_arcsec:8.2f}")
         print(f"{mean:9.0f} {gust:5.0f} | {row[0]} | {row[1]}")
 
+    engine_wind(s, args.preset, start_s, args.engine_hours)
+
     print("\n2. every preset at 5 m/s, gusts 3 m/s (target: true rms <= 2, max <= 10 arcsec)")
     for name in PRESETS:
         r = track_sun(load(name), start_s, dur, preset=name, wind_mean_m_s=5.0,
@@ -142,7 +155,7 @@ def main() -> None:
               f"   encoder rms {r.encoder_rms_arcsec:5.2f}  max {r.encoder_max_arcsec:5.2f}"
               f"   {'met' if ok else 'NOT met'}")
 
-    engine_presets(start_s)
+    engine_presets(start_s, args.engine_hours)
 
     print("\n3. structural mode from a step response (braked mount, wind step; FFT)")
     for name in PRESETS:
@@ -160,25 +173,57 @@ def main() -> None:
     speed(s, args, start_s)
 
 
-def engine_presets(start_s: float, hours: float = 1.0) -> None:
-    """The engine itself (dry run, its control law without load feed-forward) on each preset."""
+def with_load_ff(settings: config.Settings, enabled: bool, wind: bool = True,
+                 **simulator: float) -> config.Settings:
+    """``settings`` with ``[tracking.load_feedforward]`` switched, simulator values replaced."""
+    tr = settings.tracking
+    lf = tr.load_feedforward.model_copy(update={"enabled": enabled, "wind": wind})
+    return settings.model_copy(update={
+        "tracking": tr.model_copy(update={"load_feedforward": lf}),
+        "simulator": settings.simulator.model_copy(update=simulator)})
+
+
+def engine_window_run(settings: config.Settings, start_s: float, hours: float):
+    """The engine's dry run for ``hours`` from 10 min before the first window that long."""
     from tracker.planning.planner import plan
     from tracker.service import dryrun
 
+    w = next(w for w in plan(settings, start_s, start_s + 3 * 86400.0).windows
+             if w.start_s > start_s + 600.0 and not w.clipped_start
+             and w.end_s - w.start_s >= hours * 3600.0 - 600.0)
+    return asyncio.run(dryrun.run(settings, w.start_s - 600.0, hours * 3600.0))
+
+
+def _cells(r) -> str:
+    nan = float("nan")
+    return (f"{r.true_rms_error_arcsec or nan:5.2f} / {r.true_max_error_arcsec or nan:5.2f} "
+            f"({r.rms_error_arcsec or nan:4.2f}) {r.tracked_s:5.0f} s")
+
+
+def engine_wind(s: config.Settings, preset: str, start_s: float, hours: float) -> None:
+    """Section 1b: the engine's true error vs wind, its wind feed-forward off and on."""
+    print(f"\n1b. the engine's dry run ({preset}, {hours:g} h from 10 min before a window): "
+          "true rms / max (encoder rms) on-Sun s")
+    print(f"{'wind mean':>9} {'gust':>5} | {'no wind FF (unbalance FF)':^31} | "
+          f"{'wind FF':^31}")
+    for mean, gust in ((0.0, 0.0), (5.0, 3.0), (10.0, 3.0), (15.0, 3.0)):
+        row = [_cells(engine_window_run(with_load_ff(s, True, ff, wind_mean_m_s=mean,
+                                                     wind_gust_m_s=gust), start_s, hours))
+               for ff in (False, True)]
+        print(f"{mean:9.0f} {gust:5.0f} | {row[0]:>31} | {row[1]:>31}")
+
+
+def engine_presets(start_s: float, hours: float = 1.0) -> None:
+    """Section 2b: the engine itself (dry run) on each preset, load feed-forward off and on."""
     print(f"\n2b. the engine's dry run, {hours:g} h from 10 min before a window, 5 m/s, gusts 3 "
-          "(arcsec; on-Sun s by the log's encoders vs by the truth)")
+          "(arcsec; true rms / max (encoder rms), on-Sun s by the log's encoders, by the truth)")
     for name in PRESETS:
-        ps = load(name)
-        w = next(w for w in plan(ps, start_s, start_s + 3 * 86400.0).windows
-                 if w.start_s > start_s + 600.0 and not w.clipped_start
-                 and w.end_s - w.start_s >= hours * 3600.0 - 600.0)
-        r = asyncio.run(dryrun.run(ps, w.start_s - 600.0, hours * 3600.0))
-        ok = (r.true_rms_error_arcsec or 99.0) <= 2.0 and (r.true_max_error_arcsec or 99.0) <= 10.0
-        print(f"   {name:<9} true rms {r.true_rms_error_arcsec or float('nan'):5.2f}  max "
-              f"{r.true_max_error_arcsec or float('nan'):5.2f}   encoder rms "
-              f"{r.rms_error_arcsec or float('nan'):5.2f}  max "
-              f"{r.max_error_arcsec or float('nan'):5.2f}   on-Sun {r.tracked_s:.0f} / "
-              f"{r.true_on_sun_s or 0.0:.0f} s   {'met' if ok else 'NOT met'}")
+        for ff in (False, True):
+            r = engine_window_run(with_load_ff(load(name), ff), start_s, hours)
+            ok = ((r.true_rms_error_arcsec or 99.0) <= 2.0
+                  and (r.true_max_error_arcsec or 99.0) <= 10.0)
+            print(f"   {name:<9} load FF {'on ' if ff else 'off'}  {_cells(r)} / "
+                  f"{r.true_on_sun_s or 0.0:.0f} s   {'met' if ok else 'NOT met'}")
 
 
 def parts_table(s: config.Settings, args, start_s: float, dur: float) -> None:

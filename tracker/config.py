@@ -233,6 +233,40 @@ class Positions(_Section):
     stow: AxisPosition
 
 
+class LoadModelAxis(_Section):
+    """The controller's load model of one axis (``tracker.control.law.LoadModel``): a
+    calibrated table, not the simulator's truth."""
+
+    #: Static deflection of the magnet from its encoder per unit load torque, degrees per
+    #: deg/s^2 (1 / k); <= 0.1 (k >= 10 /s^2: a structure with a mode above ~0.5 Hz).
+    compliance_s2: Annotated[float, Field(ge=0, le=0.1, allow_inf_nan=False)] = 0.0
+    #: Gravity unbalance torque at el = 0, deg/s^2 (+ nose-heavy; elevation only);
+    #: |u| <= 1 deg/s^2 (the drives' peak torque).
+    unbalance_deg_s2: Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)] = 0.0
+    #: Wind torque per (m/s)^2 at the worst direction, deg/s^2; <= 0.01 (40 m/s would
+    #: then be 16 deg/s^2, far beyond any drive).
+    wind_deg_s2_per_m2_s2: Annotated[float, Field(ge=0, le=0.01, allow_inf_nan=False)] = 0.0
+    #: Gear backlash (full band), arc-seconds; <= 60.
+    backlash_arcsec: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = 0.0
+
+
+class LoadFeedForwardSettings(_Section):
+    """Load feed-forward in the engine's demand while tracking or acquiring the Sun."""
+
+    enabled: bool = False
+    #: Use the weather supervisor's 3-s wind (speed and direction); off: unbalance only.
+    wind: bool = True
+    #: Bound on the offset, each axis, arc-seconds (0 < max <= 600: a few arc-seconds
+    #: are expected; more means a wrong model, never a reason to move the mount far).
+    max_offset_arcsec: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)] = 60.0
+    #: A wind reading older than this (s) gives no wind term (0 < age <= 10).
+    max_wind_age_s: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 2.0
+    #: A wind speed above this (m/s) is not believed: no wind term (0 < v <= 100).
+    max_wind_m_s: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 40.0
+    azimuth: LoadModelAxis = Field(default_factory=LoadModelAxis)
+    elevation: LoadModelAxis = Field(default_factory=LoadModelAxis)
+
+
 class Tracking(_Section):
     """Tracking and planning parameters."""
 
@@ -253,6 +287,8 @@ class Tracking(_Section):
     #: After a fault or e-stop is reset, resume automatic tracking by itself (default: no,
     #: an operator command 'track on' is needed).
     resume_after_reset: bool = False
+    #: The load (unbalance and wind) feed-forward, ``[tracking.load_feedforward]``.
+    load_feedforward: LoadFeedForwardSettings = Field(default_factory=LoadFeedForwardSettings)
 
     @model_validator(mode="after")
     def _log_not_faster_than_control(self) -> Tracking:

@@ -190,3 +190,56 @@ def load_deflection_deg(azimuth: LoadModel, elevation: LoadModel, el_deg: float,
             - elevation.unbalance_deg_s2) * cos_el
     return (t_az * azimuth.compliance_s2 + _backlash_side(azimuth, t_az, az_rate_deg_s),
             t_el * elevation.compliance_s2 + _backlash_side(elevation, t_el, el_rate_deg_s))
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFeedForward:
+    """The engine's load feed-forward: a controller load model, its bounds and the wind rules.
+
+    ``offset_deg`` answers the (azimuth, elevation) axis-frame deflection to subtract
+    from the encoder-frame demand (``load_deflection_deg``'s sign: + = magnet at a
+    larger axis angle than its encoder), each axis clamped to +-``max_offset_deg``.
+    The wind term is used only for a fresh (age <= ``max_wind_age_s``), finite,
+    physically sane (0..``max_wind_m_s``) reading with a known direction, and only
+    with ``use_wind``; otherwise the unbalance term alone.  A non-finite result gives
+    no feed-forward at all.
+    """
+
+    azimuth: LoadModel
+    elevation: LoadModel
+    max_offset_deg: float
+    use_wind: bool = True
+    max_wind_m_s: float = 40.0
+    max_wind_age_s: float = 2.0
+
+    def wind_m_s(self, speed_m_s: float, direction_deg: float,
+                 age_s: float) -> tuple[float, float, str]:
+        """(speed m/s, from-direction deg, "") to use, or (0, 0, why the wind term is dropped)."""
+        if not self.use_wind:
+            return 0.0, 0.0, ""
+        if not (math.isfinite(speed_m_s) and math.isfinite(direction_deg)):
+            return 0.0, 0.0, f"wind reading not finite ({speed_m_s} m/s from {direction_deg} deg)"
+        if not (0.0 <= speed_m_s <= self.max_wind_m_s):
+            return 0.0, 0.0, (f"wind {speed_m_s:g} m/s outside 0..{self.max_wind_m_s:g} m/s")
+        if not (age_s <= self.max_wind_age_s):   # NaN age: stale too
+            return 0.0, 0.0, f"wind reading {age_s:.1f} s old (limit {self.max_wind_age_s:g} s)"
+        return speed_m_s, direction_deg, ""
+
+    def offset_deg(self, az_deg: float, el_deg: float, az_rate_deg_s: float,
+                   el_rate_deg_s: float, speed_m_s: float = math.nan,
+                   direction_deg: float = math.nan,
+                   age_s: float = math.inf) -> tuple[float, float, str]:
+        """(azimuth, elevation) deflection in axis degrees, bounded, and a warning ("" if none).
+
+        ``az_deg``/``el_deg``: the axes (encoder frame); rates deg/s in the axis frame;
+        the wind as the supervisor measured it (m/s, from-direction deg, age s).
+        """
+        v, d, why = self.wind_m_s(speed_m_s, direction_deg, age_s)
+        if not all(map(math.isfinite, (az_deg, el_deg, az_rate_deg_s, el_rate_deg_s))):
+            return 0.0, 0.0, "axis position or rate not finite: no load feed-forward"
+        d_az, d_el = load_deflection_deg(self.azimuth, self.elevation, el_deg, az_deg, v, d,
+                                         az_rate_deg_s, el_rate_deg_s)
+        if not (math.isfinite(d_az) and math.isfinite(d_el)):
+            return 0.0, 0.0, "load deflection not finite: no load feed-forward"
+        m = self.max_offset_deg
+        return min(max(d_az, -m), m), min(max(d_el, -m), m), why

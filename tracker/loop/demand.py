@@ -7,11 +7,20 @@ the sky target out.
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import NamedTuple
 
-from tracker.control.law import AxisDemand
+from tracker.config import Settings
+from tracker.control.law import AxisDemand, LoadFeedForward, LoadModel
 from tracker.loop.tasks import Task, TaskKind
+from tracker.loop.weather import WindDecision, WindVerdict
 from tracker.mount.frames import Frames
+
+log = logging.getLogger(__name__)
+
+#: Least time between two warnings of the load feed-forward (s of the engine's clock).
+LOAD_WARNING_PERIOD_S = 60.0
 
 
 class Demand(NamedTuple):
@@ -57,3 +66,48 @@ def resolve(task: Task, sun: tuple[float, float, float, float], frames: Frames, 
         e_az, e_el = frames.mount_to_encoder(m_az, m_el)
         return Demand(AxisDemand(e_az), AxisDemand(e_el), (task.az_deg, task.el_deg), m_az)
     return None
+
+
+class LoadOffset:
+    """The engine's load feed-forward on a Sun demand: ``apply`` shifts the encoder-frame
+    demand by minus the predicted magnet-from-encoder deflection (so the magnet, not the
+    encoder, lands on the Sun), bounded by ``LoadFeedForward``; warnings rate-limited."""
+
+    def __init__(self, ff: LoadFeedForward) -> None:
+        self.ff = ff
+        self._warned_s = -math.inf
+        #: The last (azimuth, elevation) offset applied, axis degrees (for status/tests).
+        self.last_deg = (0.0, 0.0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoadOffset | None:
+        """None unless ``[tracking.load_feedforward] enabled``."""
+        c = settings.tracking.load_feedforward
+        if not c.enabled:
+            return None
+        az, el = (LoadModel(a.compliance_s2, a.unbalance_deg_s2 if a is c.elevation else 0.0,
+                            a.wind_deg_s2_per_m2_s2, a.backlash_arcsec / 3600.0)
+                  for a in (c.azimuth, c.elevation))
+        return cls(LoadFeedForward(az, el, c.max_offset_arcsec / 3600.0, c.wind,
+                                   c.max_wind_m_s, c.max_wind_age_s))
+
+    def apply(self, demand: Demand, here: tuple[float, float], wind: WindVerdict | None,
+              t_s: float) -> Demand:
+        """``demand`` minus the bounded deflection at the encoders ``here`` (az, el deg) in
+        the wind ``wind`` (its 3-s mean and direction; lost, frozen or old: none)."""
+        if wind is None:   # no anemometer configured: the unbalance alone, no warning
+            v, d, age = 0.0, 0.0, 0.0
+        elif wind.decision is WindDecision.SENSOR_LOST:   # lost or frozen: no wind term
+            v, d, age = math.nan, math.nan, math.inf
+        else:
+            v, d, age = wind.gust_m_s, wind.direction_deg, wind.age_s + (t_s - wind.time_s)
+        a, e = demand.azimuth, demand.elevation
+        d_az, d_el, why = self.ff.offset_deg(here[0], here[1], a.rate_deg_s, e.rate_deg_s,
+                                             v, d, age)
+        if why and t_s - self._warned_s >= LOAD_WARNING_PERIOD_S:
+            self._warned_s = t_s
+            log.warning("load feed-forward: %s", why)
+        self.last_deg = (d_az, d_el)
+        return Demand(AxisDemand(a.position_deg - d_az, a.rate_deg_s),
+                      AxisDemand(e.position_deg - d_el, e.rate_deg_s),
+                      demand.target_sky, demand.mount_az_deg)

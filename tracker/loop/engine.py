@@ -51,7 +51,7 @@ from tracker.loop.commands import (
     Unpark,
     check_motion_rules,
 )
-from tracker.loop.demand import Demand, resolve
+from tracker.loop.demand import Demand, LoadOffset, resolve
 from tracker.loop.interlock import InterlockVerdict, SunInterlock
 from tracker.loop.recorder import Measurement, Recorder, measure
 from tracker.loop.supervise import (
@@ -173,6 +173,7 @@ class Engine:
         self._wind_last: tuple[str, bool] = ("", False)
         self._interlock_due_mono = -math.inf
         self._true_direction = true_direction
+        self._load_offset = LoadOffset.from_settings(settings)   # None: no load feed-forward
         tr = settings.tracking
         self.period_s = 1.0 / tr.control_rate_hz
         # Per-run constants of the tick (the settings are frozen).
@@ -602,6 +603,9 @@ class Engine:
                                            if w is not None and self._prev.sun_mount_az_deg is None
                                            else None),
                              here_az_deg=here[0])
+            if (self._load_offset is not None and demand is not None
+                    and task.kind is TaskKind.SUN and state in (State.TRACKING, State.ACQUIRING)):
+                demand = self._load_offset.apply(demand, here, self.wind_verdict, t)
         last, dt, lim = self._prev.velocities, self.period_s, self._limits
         if demand is None:
             wanted = {"azimuth": 0.0, "elevation": 0.0}
