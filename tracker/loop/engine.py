@@ -126,11 +126,14 @@ class AxisBus:
 
 @dataclass(slots=True)
 class Previous:
-    """What tick N+1 may know of tick N: the velocities it commanded and, while following
-    the Sun, the mount azimuth it used (so the cable-wrap turn never jumps)."""
+    """What tick N+1 may know of tick N: the velocities it commanded, while following the
+    Sun the mount azimuth it used (so the cable-wrap turn never jumps), and the load
+    feed-forward's predicted deflection of the magnet from its encoders (azimuth, elevation
+    axis degrees, positive = the magnet at the larger axis angle; zero when not applied)."""
 
     velocities: dict[str, float]
     sun_mount_az_deg: float | None = None
+    deflection_deg: tuple[float, float] = (0.0, 0.0)
 
 
 class Engine:
@@ -369,7 +372,10 @@ class Engine:
         here = (states["azimuth"].position_deg, states["elevation"].position_deg)
         # 2. measure
         state = self.machine.state
-        m = self.measurement = measure(self.task, self.sun, self.frames, self.boresight, here,
+        # the magnet's axes as the encoders plus the load model's deflection, when applied
+        d_az, d_el = self._prev.deflection_deg
+        magnet = here if d_az == 0.0 and d_el == 0.0 else (here[0] + d_az, here[1] + d_el)
+        m = self.measurement = measure(self.task, self.sun, self.frames, self.boresight, magnet,
                                        self._true_direction() if self._true_direction
                                        and state is State.TRACKING else None)
         self.on_sun = (state is State.TRACKING
@@ -594,6 +600,7 @@ class Engine:
             await self.bus.each("enable")
             self._drives_enabled = True
         w, task = self.window, self.task
+        deflection = (0.0, 0.0)
         if task.kind is TaskKind.AXES:
             demand = self._axes_demand(task)
         else:
@@ -606,6 +613,7 @@ class Engine:
             if (self._load_offset is not None and demand is not None
                     and task.kind is TaskKind.SUN and state in (State.TRACKING, State.ACQUIRING)):
                 demand = self._load_offset.apply(demand, here, self.wind_verdict, t)
+                deflection = self._load_offset.last_deg
         last, dt, lim = self._prev.velocities, self.period_s, self._limits
         if demand is None:
             wanted = {"azimuth": 0.0, "elevation": 0.0}
@@ -622,7 +630,7 @@ class Engine:
                                             last["elevation"], gain, dt).velocity_deg_s}
             sun_ref = demand.mount_az_deg if self.task.kind is TaskKind.SUN else None
         await self.bus.command(v)
-        self._prev = Previous(v, sun_ref)
+        self._prev = Previous(v, sun_ref, deflection)
 
     # ------------------------------------------------------------------ ephemeris and plan
     def _ensure_ephemeris(self, t: float) -> None:
