@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -95,8 +96,9 @@ def test_sigkill_at_random_points_never_loses_committed_rows(tmp_path):
             time.sleep(rng.uniform(0.05, 0.6))
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=10) == -signal.SIGKILL
-            reported = [int(line.split()[1]) for line in proc.stdout.read().splitlines()
-                        if line.startswith("committed")]
+            # complete report lines only (the kill may cut the last one short)
+            out = proc.stdout.read()
+            reported = [int(m.group(1)) for m in re.finditer(r"^committed (\d+)\n", out, re.M)]
         finally:
             if proc.poll() is None:
                 proc.kill()
