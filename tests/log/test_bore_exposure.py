@@ -8,21 +8,13 @@ import sqlite3
 
 import pytest
 
-from tests.support.records import T0_S
-from tracker import config
+from tests.support.records import T0_S, two_bores
 from tracker.control.machine import State
 from tracker.log.store import SAMPLE_FIELDS, SCHEMA_VERSION, Sample, TrackingStore
 from tracker.loop.recorder import Measurement, Recorder
-from tracker.mount.bores import BoreSet, decode
+from tracker.mount.bores import decode
 
 EL = 20.0
-
-
-def _bores() -> BoreSet:
-    table = {"efficiency_off_axis_arcsec": [0.0, 60.0, 300.0], "efficiency": [1.0, 0.9, 0.0]}
-    return BoreSet.from_config([
-        config.Bore(name="near", offset_x_arcsec=10.0, on_sun_tolerance_arcsec=36.0, **table),
-        config.Bore(name="far", offset_x_arcsec=-40.0, on_sun_tolerance_arcsec=36.0, **table)])
 
 
 def _m(dx_arcsec: float) -> Measurement:
@@ -32,7 +24,7 @@ def _m(dx_arcsec: float) -> Measurement:
 
 
 def _record(samples: list[Sample], ticks: list[tuple[float, State, float]]) -> None:
-    rec = Recorder(1.0, 2.0, [samples.append], _bores())
+    rec = Recorder(1.0, 2.0, [samples.append], two_bores())
     for t, state, dx in ticks:
         rec.record(t, state, "main", _m(dx), state is State.TRACKING and abs(dx) <= 36, (0, 0))
     rec.flush(ticks[-1][0])

@@ -10,21 +10,13 @@ import sqlite3
 
 import pytest
 
-from tests.support.records import T0_S
-from tracker import config
+from tests.support.records import T0_S, two_bores
 from tracker.control.machine import State
 from tracker.log.store import SAMPLE_FIELDS, SCHEMA_VERSION, Sample, TrackingStore
 from tracker.loop.recorder import Measurement, Recorder
-from tracker.mount.bores import BoreSet, decode
+from tracker.mount.bores import decode
 
 EL = 20.0
-
-
-def _bores() -> BoreSet:
-    table = {"efficiency_off_axis_arcsec": [0.0, 60.0, 300.0], "efficiency": [1.0, 0.9, 0.0]}
-    return BoreSet.from_config([
-        config.Bore(name="near", offset_x_arcsec=10.0, on_sun_tolerance_arcsec=36.0, **table),
-        config.Bore(name="far", offset_x_arcsec=-40.0, on_sun_tolerance_arcsec=36.0, **table)])
 
 
 def _az(dx_arcsec: float) -> float:
@@ -43,7 +35,7 @@ def _record(seconds: int, dx_true_of) -> list[Sample]:
     """1 s samples of 10 ticks; the encoders see the axis on the Sun, the truth
     ``dx_true_of(second)`` arcsec east."""
     samples: list[Sample] = []
-    rec = Recorder(1.0, 2.0, [samples.append], _bores())
+    rec = Recorder(1.0, 2.0, [samples.append], two_bores())
     for k in range(10 * seconds + 1):
         rec.record(T0_S + 0.1 * k, State.TRACKING, "main", _m(0.0, dx_true_of(k // 10)), True,
                    (0, 0))
@@ -64,7 +56,7 @@ def test_recorder_integrates_each_bore_by_the_truth_beside_the_encoders() -> Non
     assert true["far"][3] == pytest.approx(1.0 - 0.1 * 10 / 60, abs=1e-5)
 
 
-def test_without_truth_a_sample_carries_no_true_bores() -> None:
+def test_without_truth_a_sample_carries_no_truetwo_bores() -> None:
     samples = _record(3, lambda _: None)
     assert len(samples) == 3
     assert all(s.bores is not None and s.true_bores is None for s in samples)

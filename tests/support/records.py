@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
+from tracker import config
 from tracker.log.store import Sample, TrackingStore
+from tracker.mount.bores import BoreSet
 
 T0_S = 1_782_864_000.0  # 2026-07-01T00:00:00Z
 
@@ -54,3 +56,12 @@ def sample_array(rows) -> np.ndarray:
     from tracker.log.store import SAMPLE_DTYPE
     tail = [f.default if f.default is not MISSING else None for f in fields(Sample)]
     return np.array([tuple(r) + tuple(tail[len(r):]) for r in rows], dtype=SAMPLE_DTYPE)
+
+
+def two_bores() -> BoreSet:
+    """Bores "near" (10 arcsec east of the mechanical axis) and "far" (40 arcsec west), both
+    36 arcsec on-Sun tolerance, efficiency 1.0 -> 0.9 at 60 arcsec -> 0 at 300 arcsec."""
+    table = {"efficiency_off_axis_arcsec": [0.0, 60.0, 300.0], "efficiency": [1.0, 0.9, 0.0]}
+    return BoreSet.from_config([
+        config.Bore(name="near", offset_x_arcsec=10.0, on_sun_tolerance_arcsec=36.0, **table),
+        config.Bore(name="far", offset_x_arcsec=-40.0, on_sun_tolerance_arcsec=36.0, **table)])
