@@ -125,6 +125,12 @@ def test_wind_stows_from_anywhere_but_parked_and_blocks_automation(sim, the_plan
                          task=Task(TaskKind.SUN), window=w, wind_stow="wind 20 m/s"), sim)
     assert [s[0] for s in d.steps] == ["stow"] and d.wind_stowed is True
     assert (d.task.az_deg, d.task.el_deg) == (stow.azimuth_deg, stow.elevation_deg)
+    # From the wrap's - side the stow direction (270 deg) is nearer on the - turn: -90 deg.
+    for here_az, stow_az in ((-120.0, -90.0), (100.0, 270.0), (60.0, -90.0), (250.0, 270.0)):
+        d = decide(situation(sim, the_plan, w.start_s + 100, State.TRACKING, window=w,
+                             task=Task(TaskKind.SUN), here_deg=(here_az, 10.0),
+                             wind_stow="wind 20 m/s"), sim)
+        assert (d.task.az_deg, d.task.el_deg) == (stow_az, stow.elevation_deg), here_az
     parked = decide(situation(sim, the_plan, w.start_s + 100, State.PARKED,
                               wind_stow="wind 20 m/s", auto_tracking=False), sim)
     assert parked.steps == () and parked.task == HOLD

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from simulator.axis import SimulatedAxis
@@ -14,6 +15,9 @@ from tracker.control.machine import State
 from tracker.errors import EnvelopeError, StateError
 from tracker.log.store import TrackingStore
 from tracker.loop.commands import Goto, Jog, Reset, Track, Unpark
+from tracker.loop.demand import reacquire_shift_deg
+from tracker.mount.envelope import BoresightGeometry, Envelope
+from tracker.planning.planner import plan
 from tracker.service import dryrun
 
 
@@ -94,13 +98,17 @@ async def test_wind_stows_and_resumes_when_calm(sim) -> None:
     rig = Rig(sim, w.start_s + 30.0, at=(w.entry_axis_az_deg, w.entry_axis_el_deg))
     await rig.engine.start()
     await rig.run(600.0, until=lambda e: e.on_sun)
+    here_az = rig.mount.azimuth.encoder_deg
     rig.mount.set_wind(20.0)
     await rig.run(3.0)                       # the 3 s mean gust passes 15 m/s after 2.1 s
     assert rig.engine.machine.state is State.STOWING
     await rig.run(900.0, until=lambda e: e.machine.state is State.STOWED)
     assert rig.engine.machine.state is State.STOWED
+    # The stow direction (axis 270 deg) on the wrap's turn nearest the mount: -90 deg.
     stow = sim.positions.stow
-    assert rig.mount.azimuth.encoder_deg == pytest.approx(stow.azimuth_deg, abs=0.01)
+    assert stow.azimuth_deg == 270.0 and abs(here_az + 90.0) < abs(here_az - 270.0)
+    assert rig.mount.azimuth.encoder_deg == pytest.approx(-90.0, abs=0.01)
+    assert rig.mount.elevation.encoder_deg == pytest.approx(stow.elevation_deg, abs=0.01)
     rig.mount.set_wind(2.0)
     await rig.run(sim.weather.calm_s + 900.0, until=lambda e: e.on_sun)
     assert rig.engine.machine.state is State.TRACKING and rig.engine.on_sun
@@ -169,6 +177,54 @@ async def test_clock_jump_is_reported_and_tracking_recovers(sim, tmp_path, jump_
     await rig.run(900.0, until=lambda e: e.on_sun)
     assert rig.engine.machine.state is State.TRACKING and rig.engine.on_sun
     rig.assert_inside_hard_limits()
+
+
+async def test_reacquires_mid_window_on_the_turn_the_mount_is_on(sim) -> None:
+    """Restarted mid-window on the Sun on the wrap's other turn (the plan's path is the +
+    turn): the rest of the window fits on the mount's turn, so no slew a turn round."""
+    w = plan(sim, "2026-12-03T00:00:00Z", "2026-12-04T00:00:00Z").windows[0]
+    assert 0.0 < w.entry_axis_az_deg < 180.0 < w.exit_axis_az_deg     # one window (the Sun
+    t0 = w.start_s + 0.7 * (w.end_s - w.start_s)                      # stays below +25 deg)
+    sun_az, sun_el = (float(v) for v in _sun_at(sim, t0))
+    assert sun_az > 180.0
+    rig = Rig(sim, t0, at=(sun_az - 360.0, sun_el))
+    await rig.engine.start()
+    await rig.run(60.0, until=lambda e: e.on_sun)
+    assert rig.engine.machine.state is State.TRACKING and rig.engine.on_sun
+    assert rig.mount.azimuth.max_true_deg < sun_az - 360.0 + 1.0     # never left the turn
+    await rig.run(30.0)
+    assert rig.mount.azimuth.encoder_deg == pytest.approx(rig.engine.sun[0] - 360.0, abs=0.01)
+
+
+async def test_reacquires_on_the_plan_turn_when_the_mount_turn_runs_out(sim) -> None:
+    """sim.toml's afternoon window runs on the - turn (Sun azimuth 230..309 deg is -130..-51
+    deg on the axis): a mount on the Sun at +246 deg would reach the +270 deg limit before
+    the window ends, so acquisition slews to the plan's turn (0.5 deg/s: 12 min)."""
+    w = [x for x in plan(sim, DAY, "2026-03-21T00:00:00Z").windows if x.wrap_turn == -1][0]
+    t0 = w.start_s + 0.2 * (w.end_s - w.start_s)
+    sun_az, sun_el = (float(v) for v in _sun_at(sim, t0))
+    assert 180.0 < sun_az < 270.0
+    rig = Rig(sim, t0, at=(sun_az, sun_el))
+    await rig.engine.start()
+    await rig.run(900.0, until=lambda e: e.on_sun)
+    assert rig.engine.machine.state is State.TRACKING and rig.engine.on_sun
+    assert rig.mount.azimuth.encoder_deg == pytest.approx(rig.engine.sun[0] - 360.0, abs=0.01)
+    rig.assert_inside_hard_limits()
+
+
+def test_reacquisition_keeps_the_plan_turn_when_the_nearer_one_hits_a_limit() -> None:
+    env = Envelope(az_min_deg=-90.0, az_max_deg=560.0, el_min_deg=-25.0, el_max_deg=25.0,
+                   boresights=[BoresightGeometry("main", 0.0, 1)])
+    path_az = np.linspace(186.5, 266.0, 20)                 # the rest of a window, + turn
+    path_el = np.linspace(14.0, -25.0, 20)
+    # On the turn above, the path would end at 626 deg, past the 560 deg limit: stay.
+    assert reacquire_shift_deg(path_az, path_el, 546.5, env.contains_axes) == 0.0
+    # The turn below (-173.5 .. -94 deg) lies past the -90 deg limit: stay.
+    assert reacquire_shift_deg(path_az, path_el, -173.5, env.contains_axes) == 0.0
+    wide = Envelope(az_min_deg=-270.0, az_max_deg=270.0, el_min_deg=-25.0, el_max_deg=25.0,
+                    boresights=[BoresightGeometry("main", 0.0, 1)])
+    assert reacquire_shift_deg(path_az, path_el, -173.5, wide.contains_axes) == -360.0
+    assert reacquire_shift_deg(path_az, path_el, 100.0, wide.contains_axes) == 0.0
 
 
 def _sun_at(settings, t_s):

@@ -191,3 +191,14 @@ def test_sky_axes_round_trip(sky_az, sky_el, near):
     others = [a for _, a in env.axis_az_turns("main", sky_az)]
     assert len(others) in (1, 2)
     assert abs(az_axis - near) == min(abs(a - near) for a in others)
+
+
+def test_nearest_turn_axes_keeps_the_direction_inside_the_envelope(iaxo, cast, tower):
+    assert iaxo.nearest_turn_axes(270.0, 0.0, near_az_deg=-120.0) == (-90.0, 0.0)
+    assert iaxo.nearest_turn_axes(270.0, 0.0, near_az_deg=100.0) == (270.0, 0.0)
+    assert iaxo.nearest_turn_axes(-90.0, 0.0, near_az_deg=200.0) == (270.0, 0.0)
+    assert iaxo.nearest_turn_axes(0.0, 0.0, near_az_deg=260.0) == (0.0, 0.0)   # 360: outside
+    assert iaxo.nearest_turn_axes(270.0, 0.0, near_az_deg=math.nan) == (270.0, 0.0)
+    assert cast.nearest_turn_axes(80.0, 0.0, near_az_deg=-200.0) == (80.0, 0.0)  # no wrap
+    # From 150 deg the other turn (110 deg) is nearer but inside the tower box: stay.
+    assert tower.nearest_turn_axes(-250.0, 2.0, near_az_deg=150.0) == (-250.0, 2.0)

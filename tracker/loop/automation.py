@@ -12,6 +12,7 @@ from typing import NamedTuple
 from tracker.config import Settings
 from tracker.control.machine import State, next_state
 from tracker.loop.tasks import HOLD, Task, TaskKind
+from tracker.mount.envelope import Envelope
 from tracker.planning.planner import Plan, Window, slew_time_s
 from tracker.timefmt import iso_utc
 
@@ -102,6 +103,16 @@ class SlewTimes:
         return t
 
 
+def stow_task(settings: Settings, here_az_deg: float) -> Task:
+    """To the stow position by the shortest way: its direction on the cable-wrap turn
+    nearest the mount's azimuth ``here_az_deg`` (deg) inside the envelope (a survival
+    position is a direction; on BabyIAXO's wrap the other turn can be 360 deg away)."""
+    stow = settings.positions.stow
+    az, el = Envelope.from_settings(settings).nearest_turn_axes(
+        stow.azimuth_deg, stow.elevation_deg, here_az_deg)
+    return Task(TaskKind.AXES, az, el)
+
+
 def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None) -> Decision:
     """The automation's decision for this tick (see module docstring).  ``slew_times``: the
     caller's memo of ``slew_time_s`` for ``settings`` (None: computed afresh)."""
@@ -113,9 +124,8 @@ def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None
         return Decision(task=HOLD, window=s.window)
     # Wind: stow unless parked (parked means nothing moves; the brakes hold it).
     if s.wind_stow and s.state is not State.PARKED:
-        stow = settings.positions.stow
-        b.task = Task(TaskKind.AXES, stow.azimuth_deg, stow.elevation_deg)
         if s.state is not State.STOWING:
+            b.task = stow_task(settings, s.here_deg[0])
             b.fire("stow", s.wind_stow)
         return Decision(tuple(b.steps), b.task, None, wind_stowed=True)
     if s.wind_calm and s.wind_stowed and s.state is State.STOWED:

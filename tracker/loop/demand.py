@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from tracker.config import Settings
 from tracker.control.law import AxisDemand, LoadFeedForward, LoadModel
@@ -66,6 +70,27 @@ def resolve(task: Task, sun: tuple[float, float, float, float], frames: Frames, 
         e_az, e_el = frames.mount_to_encoder(m_az, m_el)
         return Demand(AxisDemand(e_az), AxisDemand(e_el), (task.az_deg, task.el_deg), m_az)
     return None
+
+
+def reacquire_shift_deg(path_az_deg: npt.NDArray[np.float64], path_el_deg: npt.NDArray[np.float64],
+                        here_az_deg: float,
+                        inside: Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+                                         object]) -> float:
+    """The multiple of 360 deg to add to a planned mount path (azimuth continuous, elevation;
+    mount degrees, from now to the window's end) so that it starts nearest ``here_az_deg``
+    while no point the plan has inside the envelope falls outside it (``inside``: vectorised
+    envelope test); 0.0 (the plan's turn) if no nearer turn fits.  Pure."""
+    planned_ok = np.asarray(inside(path_az_deg, path_el_deg), dtype=bool)
+    best, best_dist = 0.0, abs(path_az_deg[0] - here_az_deg)
+    k0 = round((here_az_deg - path_az_deg[0]) / 360.0)
+    for k in (k0 - 1, k0, k0 + 1):
+        shift = 360.0 * k
+        dist = abs(path_az_deg[0] + shift - here_az_deg)
+        if k == 0 or dist >= best_dist - 1e-9:
+            continue
+        if bool(np.all(np.asarray(inside(path_az_deg + shift, path_el_deg)) | ~planned_ok)):
+            best, best_dist = shift, dist
+    return best
 
 
 class LoadOffset:

@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tracker.astro.ephemeris import StaleIERSWarning, SunTrack
 from tracker.astro.timesync import ClockSync, clock_sync_of, may_start_tracking
 from tracker.clock import Clock, monotonic_fn
@@ -51,7 +53,7 @@ from tracker.loop.commands import (
     Unpark,
     check_motion_rules,
 )
-from tracker.loop.demand import Demand, LoadOffset, resolve
+from tracker.loop.demand import Demand, LoadOffset, reacquire_shift_deg, resolve
 from tracker.loop.interlock import InterlockVerdict, SunInterlock
 from tracker.loop.recorder import Measurement, Recorder, measure
 from tracker.loop.supervise import (
@@ -80,6 +82,8 @@ __all__ = ["Engine", "iso_utc", "Task", "TaskKind", "HOLD"]
 TRACK_BEHIND_S = 86400.0
 TRACK_AHEAD_S = 2 * 86400.0
 TRACK_MARGIN_S = 3 * 3600.0
+#: Sampling of the rest of a window when choosing the cable-wrap turn to re-acquire on (s).
+REACQUIRE_STEP_S = 300.0
 #: Position error (deg) and speed (deg/s) under which a move counts as arrived.
 ARRIVED_DEG = 0.01
 ARRIVED_SPEED_DEG_S = 0.005
@@ -523,7 +527,8 @@ class Engine:
             az, el = self._track.altaz_rates(t)[:2]
             try:
                 to = self.frames.sky_to_mount(w.boresight, az, el,
-                                              near_az_deg=self._planned_turn_az(w, az))
+                                              near_az_deg=self._acquisition_az(
+                                                  w, t, az, self._states["azimuth"].position_deg))
             except TrackerError:
                 to = (w.entry_axis_az_deg, w.entry_axis_el_deg)
             here = (self._states["azimuth"].position_deg, self._states["elevation"].position_deg)
@@ -533,10 +538,13 @@ class Engine:
         self._acq.start(deadline)
         self.on_sun = False
 
+    def _here_az_deg(self) -> float:
+        """The azimuth encoder's last reading (deg; NaN before the first)."""
+        return self._states["azimuth"].position_deg if self._states else math.nan
+
     def _planned_turn_az(self, w: Window, sun_az_deg: float) -> float:
         """The mount azimuth the plan has for the Sun at ``sun_az_deg`` in window ``w``: on
-        the cable-wrap turn that lies on the window's path from its entry to its exit (so
-        re-acquiring mid-window, after a restart or a stow, never takes the other turn)."""
+        the cable-wrap turn that lies on the window's path from its entry to its exit."""
         offset = self.envelope.boresight(w.boresight).azimuth_offset_deg
         lo, hi = sorted((w.entry_axis_az_deg, w.exit_axis_az_deg))
         base = law.nearest_turn_deg(sun_az_deg - offset, 0.5 * (lo + hi))
@@ -544,6 +552,27 @@ class Engine:
             if lo - 1.0 <= cand <= hi + 1.0:
                 return cand
         return law.nearest_turn_deg(sun_az_deg - offset, w.entry_axis_az_deg)
+
+    def _acquisition_az(self, w: Window, t: float, sun_az_deg: float, here_az_deg: float
+                        ) -> float:
+        """The mount azimuth to acquire the Sun on in window ``w`` at ``t``: the plan's
+        turn, or the turn nearest the mount (``here_az_deg``) if the rest of the window, now
+        to its end, stays inside the envelope on it.  So re-acquiring mid-window (after a
+        restart, a stow or a fault) never slews a turn round when the wrap already holds the
+        Sun; and never takes a turn that would run into a limit before the window ends."""
+        planned = self._planned_turn_az(w, sun_az_deg)
+        track = self._track
+        end_s = min(w.end_s, track.end_s) if track is not None else t
+        if track is None or not math.isfinite(here_az_deg) or end_s <= t:
+            return planned
+        offset = self.envelope.boresight(w.boresight).azimuth_offset_deg
+        sign = self.frames.elevation_sign(w.boresight)
+        times = np.append(np.arange(t, end_s, REACQUIRE_STEP_S), end_s)
+        az, el = track.altaz(times)
+        path_az = np.degrees(np.unwrap(np.radians(np.asarray(az) - offset)))
+        path_az += planned - path_az[0]
+        return planned + reacquire_shift_deg(path_az, sign * np.asarray(el), here_az_deg,
+                                             self.envelope.contains_axes)
 
     def _on_demanded_turn(self, here: tuple[float, float]) -> bool:
         """On the cable-wrap turn the Sun demand uses: a slew the long way round passes the
@@ -606,7 +635,7 @@ class Engine:
         else:
             demand = resolve(task, self.sun, self.frames, boresight=self.boresight,
                              sun_ref_az_deg=self._prev.sun_mount_az_deg,
-                             entry_az_deg=(self._planned_turn_az(w, self.sun[0])
+                             entry_az_deg=(self._acquisition_az(w, t, self.sun[0], here[0])
                                            if w is not None and self._prev.sun_mount_az_deg is None
                                            else None),
                              here_az_deg=here[0])
@@ -794,9 +823,8 @@ class Engine:
             self.auto_tracking = False
             if m.state is State.STOWED:
                 return
-            s = self.settings.positions.stow
             self._leave_window()
-            self.task = Task(TaskKind.AXES, s.azimuth_deg, s.elevation_deg)
+            self.task = automation.stow_task(self.settings, self._here_az_deg())
             m.fire("stow", f"stow from {source}")
         elif isinstance(cmd, Reset):
             await self._reset(source)

@@ -162,6 +162,20 @@ class Envelope:
                     f"zone {zone.name!r} (azimuth {_fmt(zone.az_min_deg)}..{_fmt(zone.az_max_deg)}"
                     f", elevation {_fmt(zone.el_min_deg)}..{_fmt(zone.el_max_deg)} deg)")
 
+    def nearest_turn_axes(self, az_axis_deg: float, el_axis_deg: float, near_az_deg: float
+                          ) -> tuple[float, float]:
+        """The same mount direction (azimuth +- whole turns, elevation as given), on the turn
+        nearest ``near_az_deg`` that is inside the envelope; the position as given when no
+        other turn is (a cable wrap reaches one direction on up to two turns)."""
+        best = az_axis_deg
+        if math.isfinite(near_az_deg):
+            for k in (-2, -1, 1, 2):
+                cand = az_axis_deg + 360.0 * k
+                if (abs(cand - near_az_deg) < abs(best - near_az_deg)
+                        and self.contains_axes(cand, el_axis_deg)):
+                    best = cand
+        return best, el_axis_deg
+
     @overload
     def contains_axes(self, az_axis_deg: float, el_axis_deg: float) -> bool: ...
     @overload
