@@ -675,7 +675,6 @@ class SimMount:
         }
         # Independent seeded streams: wind, track, drift phases.
         self._rng = random.Random(sim.wind_seed)
-        track_rng = random.Random(sim.wind_seed * 7919 + 1)
         drift_rng = random.Random(sim.wind_seed * 104729 + 2)
         self.axes: dict[str, SimAxis] = {}
         for name, (lo, hi, lim) in ranges.items():
@@ -698,7 +697,7 @@ class SimMount:
         self._c_wind_az = sim.azimuth.wind_deg_s2_per_m2_s2
         self._c_wind_el = sim.elevation.wind_deg_s2_per_m2_s2
         self._unbalance = sim.elevation.unbalance_deg_s2
-        self.track = TrackUnevenness(sim.track_unevenness_arcsec, track_rng)
+        self.track = mount_track(settings)
         self.time_s = 0.0
         self._wind_mean_m_s = sim.wind_mean_m_s
         self.turbulence = Turbulence(sim.wind_gust_m_s / GUST_PEAK_FACTOR, sim.wind_mean_m_s,
@@ -841,6 +840,12 @@ class SimMount:
             self.elevation.step(h)
             self.time_s += h
             self._apply_tilt()
+
+
+def mount_track(settings: Settings) -> TrackUnevenness:
+    """The simulated mount's azimuth track (its own seeded stream, from the wind seed)."""
+    sim = settings.simulator
+    return TrackUnevenness(sim.track_unevenness_arcsec, random.Random(sim.wind_seed * 7919 + 1))
 
 
 async def run_realtime(mount: SimMount, period_s: float = 0.01,

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from simulator.mount import mount_track
 from tracker import config as config_mod
 from tracker.mount.calibration import (
     DEFAULT_TEMPERATURE_C,
@@ -50,20 +51,23 @@ def simulate_grid(settings: config_mod.Settings, points: Iterable[tuple[float, f
     """A surveyor's grid measurement on the simulated mount.
 
     The mount settles at each commanded point (encoder reading = the point; the
-    load lies within half an encoder step of it); the surveyor measures the
-    true mechanical-axis direction (geometric) with Gaussian noise of
-    ``noise_arcsec`` per sky coordinate.
+    load lies within half an encoder step of it, tilted by the track at that azimuth as
+    ``SimMount`` tilts it); the surveyor measures the true mechanical-axis direction
+    (geometric) with Gaussian noise of ``noise_arcsec`` per sky coordinate.
     """
     if noise_arcsec < 0:
         raise ValueError(f"noise_arcsec must be >= 0, not {noise_arcsec}")
     model = truth_model(settings)
+    track = mount_track(settings)
     rng = np.random.default_rng(seed)
     q_deg = settings.simulator.encoder_resolution_arcsec / 3600.0
     rows = []
     for i, (az, el) in enumerate(points):
         load_az = az + rng.uniform(-0.5, 0.5) * q_deg
         load_el = el + rng.uniform(-0.5, 0.5) * q_deg
-        t_az, t_el = model.axes_to_sky(float(load_az), float(load_el))
+        pitch, roll = track.tilt_deg(float(az))
+        t_az, t_el = model.axes_to_sky(float(load_az) + roll * math.tan(math.radians(load_el)),
+                                       float(load_el) + pitch)
         d_az, d_el = _sky_noise(rng, noise_arcsec, t_el)
         rows.append(Measurement(kind="grid", axis_az_deg=float(az), axis_el_deg=float(el),
                                 true_az_deg=t_az + d_az, true_el_deg=t_el + d_el,

@@ -347,3 +347,39 @@ def test_cli_sun_camera_simulate_and_fit(tmp_path):
     m = PointingModel.load(model)
     assert m.terms_arcsec["IA"] == pytest.approx(100.0, abs=1.0)
     assert m.terms_arcsec["IE"] == pytest.approx(-50.0, abs=1.0)
+
+
+# ----------------------------------------------------------------------- track map
+
+@pytest.mark.parametrize("preset_name, step_deg", [("cast", 5.0), ("babyiaxo", 10.0)])
+def test_a_track_map_fit_predicts_the_tilt_at_points_it_never_saw(preset_name, step_deg):
+    """The simulated mount's track (seeded pitch and roll against azimuth, as SimMount tilts
+    it) measured on one grid; the model with a track map predicts a second, shifted grid
+    within about the survey noise, where the terms alone leave the track's pattern."""
+    s = config.load(CONFIG_DIR / f"{preset_name}.toml")
+    assert s.simulator.track_unevenness_arcsec >= 2.0
+    terms = ["IA", "IE", "CA", "AN", "AW"]
+    rows = simulate_grid(s, plan_grid(s, 160), noise_arcsec=0.3, seed=3)
+    plain = fit(rows, terms)
+    mapped = fit(rows, terms, track_map_step_deg=step_deg)
+    tm = mapped.model.track_map
+    assert tm is not None and plain.model.track_map is None
+    assert tm.periodic == (preset_name == "babyiaxo")     # CAST's rails: 80 deg of azimuth
+    # A second grid, half a spacing off the first, other noise: out of sample.
+    test = simulate_grid(s, [(az + 1.3, el * 0.9) for az, el in plan_grid(s, 60)],
+                         noise_arcsec=0.0, seed=9)
+
+    def rms(model: PointingModel) -> float:
+        a = np.array([m.axis_az_deg for m in test])
+        e = np.array([m.axis_el_deg for m in test])
+        pa, pe = model.axes_to_sky(a, e)
+        ta = np.array([m.true_az_deg for m in test])
+        te = np.array([m.true_el_deg for m in test])
+        return float(np.sqrt(np.mean(((ta - pa) * np.cos(np.radians(te))) ** 2
+                                     + (te - pe) ** 2)) * 3600.0)
+
+    assert rms(mapped.model) < 0.3                       # the noise-free truth, predicted
+    assert rms(mapped.model) < 0.6 * rms(plain.model)
+    assert mapped.rms_after_arcsec < plain.rms_after_arcsec
+    with pytest.raises(CalibrationError, match="track map step"):
+        fit(rows, terms, track_map_step_deg=0.0)

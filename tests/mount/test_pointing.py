@@ -242,3 +242,45 @@ def test_models_compare_and_hash_by_value():
     assert a == b and hash(a) == hash(b)
     assert a != PointingModel({"IA": 1.5, "AN": 2.0})
     assert len({a, b, PointingModel.identity()}) == 2
+
+
+def test_track_map_interpolates_wraps_and_holds_its_ends(tmp_path) -> None:
+    from tracker.mount.pointing import TrackMap
+
+    turn = TrackMap(0.0, 90.0, (0.0, 4.0, 0.0, -4.0), (1.0, 1.0, 1.0, 3.0))
+    assert turn.periodic
+    assert turn.tilt_deg(45.0) == pytest.approx((2.0 / 3600.0, 1.0 / 3600.0))
+    assert turn.tilt_deg(315.0) == pytest.approx((-2.0 / 3600.0, 2.0 / 3600.0))   # the join
+    assert turn.tilt_deg(-45.0) == turn.tilt_deg(315.0) == turn.tilt_deg(675.0)    # any turn
+    rails = TrackMap(50.0, 40.0, (1.0, 2.0, 3.0), (0.0, 0.0, 0.0))
+    assert not rails.periodic
+    assert rails.tilt_deg(70.0)[0] == pytest.approx(1.5 / 3600.0)
+    assert rails.tilt_deg(140.0)[0] == pytest.approx(3.0 / 3600.0)     # past the end: held
+    assert rails.tilt_deg(20.0)[0] == pytest.approx(1.0 / 3600.0)      # before the start
+    # In the model: dE = pitch, dA = roll tan E; exact inverse; saved and loaded as it was.
+    m = PointingModel({"IE": 2.0}, track_map=turn)
+    az, el = m.axes_to_sky(45.0, 30.0)
+    assert (el - 30.0) * 3600.0 == pytest.approx(2.0 + 2.0)
+    assert (az - 45.0) * 3600.0 == pytest.approx(1.0 * math.tan(math.radians(30.0)))
+    assert m.sky_to_axes(az, el) == pytest.approx((45.0, 30.0), abs=1e-9)
+    arr = m.axes_to_sky(np.array([45.0, 315.0]), np.array([30.0, 10.0]))
+    assert arr[1][0] == pytest.approx(el) and arr[0][0] == pytest.approx(az)
+    m.save(tmp_path / "m.toml")
+    assert PointingModel.load(tmp_path / "m.toml") == m
+
+
+@pytest.mark.parametrize("table, message", [
+    ("start_deg = 0.0\nstep_deg = 0.0\npitch_arcsec = [0, 1]\nroll_arcsec = [0, 1]", "step"),
+    ("start_deg = 0.0\nstep_deg = 10.0\npitch_arcsec = [0, 1]\nroll_arcsec = [0]", "same length"),
+    ("start_deg = 0.0\nstep_deg = 10.0\npitch_arcsec = [0, nan]\nroll_arcsec = [0, 1]", "finite"),
+    ("start_deg = 0.0\nstep_deg = 10.0\npitch_arcsec = 1\nroll_arcsec = [0, 1]", "list"),
+    ("start_deg = 0.0\nstep_deg = 100.0\npitch_arcsec = [0, 1, 2, 3]\nroll_arcsec = [0, 1, 2, 3]",
+     "more than a turn"),
+    ("start_deg = 0.0\npitch_arcsec = [0, 1]\nroll_arcsec = [0, 1]", "needs exactly"),
+])
+def test_a_bad_track_map_is_refused_naming_the_key(tmp_path, table, message) -> None:
+    p = tmp_path / "m.toml"
+    p.write_text(f"[terms_arcsec]\nIA = 1.0\n\n[track_map]\n{table}\n")
+    with pytest.raises(ConfigError, match=message) as exc:
+        PointingModel.load(p)
+    assert str(p) in str(exc.value) and "track_map" in str(exc.value)

@@ -65,8 +65,10 @@ def simulate(config_path: str | None, grid_path: str | None, sun_start: str | No
         raise click.BadParameter("must be >= 0", param_hint="--noise-arcsec")
     mis = settings.simulator.misalignment
     if not any(getattr(mis, f) for f in type(mis).model_fields):
-        click.echo("note: simulator.misalignment is all zero: the simulated mount is perfect",
-                   err=True)
+        track = settings.simulator.track_unevenness_arcsec
+        click.echo("note: simulator.misalignment is all zero: "
+                   + (f"the grid sees only the track's unevenness ({track:g} arcsec p-p)"
+                      if track else "the simulated mount is perfect"), err=True)
     rows = []
     if grid_path is not None:
         rows += simulate_grid(settings, cal.read_grid_csv(grid_path), noise_arcsec, seed)
@@ -99,9 +101,13 @@ def simulate(config_path: str | None, grid_path: str | None, sun_start: str | No
               help="Comma-separated pointing terms to fit.")
 @click.option("--reject-sigma", type=FiniteFloatRange(min=0, min_open=True), default=3.5, show_default=True,
               help="Reject points whose residual exceeds this many sigma.")
+@click.option("--track-map-step", "track_map_step_deg",
+              type=FiniteFloatRange(min=0, max=90, min_open=True), default=None,
+              help="Also fit a track map (the mount's tilt on its azimuth track: pitch and "
+                   "roll, arcsec) with nodes this many degrees of azimuth apart, e.g. 5.")
 @_CONFIG
 def fit_cmd(measurements: str, out: str, terms: str, reject_sigma: float,
-            config_path: str | None) -> None:
+            track_map_step_deg: float | None, config_path: str | None) -> None:
     """Fit pointing terms to MEASUREMENTS (CSV); print terms +- sigma, RMS, outliers."""
     if reject_sigma <= 0:
         raise click.BadParameter("must be > 0", param_hint="--reject-sigma")
@@ -110,7 +116,8 @@ def fit_cmd(measurements: str, out: str, terms: str, reject_sigma: float,
         rows = cal.resolve_sun(rows, config_mod.load(config_path))   # site, boresights
     names = [t.strip() for t in terms.split(",") if t.strip()]
     date = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    result = cal.fit(rows, names, reject_sigma=reject_sigma, fit_date_utc=date)
+    result = cal.fit(rows, names, reject_sigma=reject_sigma, fit_date_utc=date,
+                     track_map_step_deg=track_map_step_deg)
     click.echo(f"{measurements}: {len(rows)} measurements "
                f"({sum(m.kind == 'grid' for m in rows)} grid, {sum(m.kind == 'sun' for m in rows)} sun)")
     click.echo(result.report())

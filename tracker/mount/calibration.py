@@ -35,7 +35,7 @@ import numpy as np
 
 from tracker import config as config_mod
 from tracker.errors import TrackerError
-from tracker.mount.pointing import TERMS, PointingModel, basis
+from tracker.mount.pointing import TERMS, PointingModel, TrackMap, basis
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ class FitResult:
         for name in self.terms:
             lines.append(f"{name:<6} {self.model.terms_arcsec[name]:+11.2f} "
                          f"+- {self.model.uncertainties_arcsec[name]:7.2f}   {TERMS[name][0]}")
+        if self.model.track_map is not None:
+            lines.append(self.model.describe().splitlines()[-1])
         lines.append(f"points used {self.n_points}, rejected {len(self.rejected)}")
         lines.append(f"sky RMS before {self.rms_before_arcsec:.2f} arcsec, after "
                      f"{self.rms_after_arcsec:.2f} arcsec (az*cos el {self.rms_az_arcsec:.2f}, "
@@ -433,7 +435,8 @@ def _residuals(model: PointingModel, a, e, ta, te):
 
 
 def fit(rows: Sequence[Measurement], terms: Sequence[str] = DEFAULT_TERMS, *,
-        reject_sigma: float = 3.5, fit_date_utc: str = "", max_iter: int = 10) -> FitResult:
+        reject_sigma: float = 3.5, fit_date_utc: str = "", max_iter: int = 10,
+        track_map_step_deg: float | None = None) -> FitResult:
     """Least-squares fit of pointing terms to measurements (all with ``true_*`` set).
 
     Iterated Gauss-Newton on the sky residuals (azimuth * cos el, elevation),
@@ -442,6 +445,8 @@ def fit(rows: Sequence[Measurement], terms: Sequence[str] = DEFAULT_TERMS, *,
     point's residual in either coordinate exceeds ``reject_sigma`` times the
     per-coordinate residual std.  Raises ``CalibrationError`` for unknown or
     repeated terms, fewer points than terms, or terms the points cannot separate.
+    ``track_map_step_deg``: also fit a ``TrackMap`` with nodes this far apart to what the
+    terms leave (``fit_track_map``); the RMS after is then the terms' and the map's.
     """
     terms = tuple(str(t).upper() for t in terms)
     bad = [t for t in terms if t not in TERMS]
@@ -519,10 +524,16 @@ def fit(rows: Sequence[Measurement], terms: Sequence[str] = DEFAULT_TERMS, *,
                 warnings.append(f"{terms[p]} and {terms[q]} are {corr[p, q]:+.3f} correlated: "
                                 "these points barely separate them (their sum is well determined)")
     rx0, ry0 = _residuals(PointingModel.identity(), a, e, ta, te)
+    track = None
+    if track_map_step_deg is not None:
+        track = fit_track_map(a[keep], e[keep], rx[keep], ry[keep], track_map_step_deg)
+        rx, ry = _residuals(PointingModel(dict(zip(terms, x, strict=True)), track_map=track),
+                            a, e, ta, te)
     fitted = PointingModel(dict(zip(terms, (float(v) for v in x), strict=True)),
                            dict(zip(terms, (float(v) for v in sig), strict=True)),
                            fit_date_utc=fit_date_utc,
-                           residual_rms_arcsec=_rms(rx[keep], ry[keep]), n_points=int(keep.sum()))
+                           residual_rms_arcsec=_rms(rx[keep], ry[keep]), n_points=int(keep.sum()),
+                           track_map=track)
     return FitResult(
         model=fitted, terms=terms,
         rms_before_arcsec=_rms(rx0[keep], ry0[keep]), rms_after_arcsec=_rms(rx[keep], ry[keep]),
@@ -530,6 +541,54 @@ def fit(rows: Sequence[Measurement], terms: Sequence[str] = DEFAULT_TERMS, *,
         rms_el_arcsec=float(np.sqrt(np.mean(ry[keep] ** 2))),
         sigma_per_axis_arcsec=s, n_points=int(keep.sum()), rejected=tuple(rejected),
         correlations=corr, warnings=tuple(warnings), residuals_arcsec=np.column_stack([rx, ry]))
+
+
+#: Weight of the track map's second differences against the residuals (arc-seconds per
+#: arc-second of curvature): smooths nodes few points see; and of the nodes themselves (a
+#: weak pull to zero where no point constrains one, e.g. the roll at elevation ~0).
+TRACK_SMOOTHING = 0.3
+TRACK_RIDGE = 0.01
+
+
+def fit_track_map(az_deg: np.ndarray, el_deg: np.ndarray, res_az_arcsec: np.ndarray,
+                  res_el_arcsec: np.ndarray, step_deg: float) -> TrackMap:
+    """The track map that best explains sky residuals (arc-seconds: azimuth x cos el, and
+    elevation) at encoder positions (degrees): pitch from the elevation residuals, roll from
+    the azimuth ones (a roll moves the sky azimuth by ``roll sin E``, so points near the
+    horizon hardly see it).  Nodes every ~``step_deg``: a whole turn when the points leave
+    no gap wider than two steps, else the span they cover.  Linear least squares with
+    ``TRACK_SMOOTHING`` and ``TRACK_RIDGE``."""
+    if not 0.0 < step_deg <= 90.0:
+        raise CalibrationError(f"track map step {step_deg} deg: must be in (0, 90]")
+    if az_deg.size < 3:
+        raise CalibrationError(f"{az_deg.size} points cannot determine a track map")
+    az = np.sort(np.mod(az_deg, 360.0))
+    gaps = np.diff(np.concatenate([az, [az[0] + 360.0]]))
+    g = int(np.argmax(gaps))
+    if gaps[g] <= 2.0 * step_deg:
+        n = max(2, round(360.0 / step_deg))
+        layout = TrackMap(0.0, 360.0 / n, (0.0,) * n, (0.0,) * n)
+    else:
+        start = float(az[(g + 1) % az.size])
+        span = 360.0 - float(gaps[g])
+        n = max(2, math.ceil(span / step_deg - 1e-9) + 1)
+        if n * step_deg > 360.0:
+            n = int(360.0 // step_deg)
+        layout = TrackMap(start, step_deg, (0.0,) * n, (0.0,) * n)
+    w = layout.design(az_deg)
+    sin_e = np.sin(np.radians(el_deg))[:, None]
+    d2 = np.diff(np.eye(n), 2, axis=0)
+    if layout.periodic:     # the curvature across the join of the turn
+        wrap = np.zeros((2, n))
+        wrap[0, [-2, -1, 0]] = (1.0, -2.0, 1.0)
+        wrap[1, [-1, 0, 1]] = (1.0, -2.0, 1.0)
+        d2 = np.vstack([d2, wrap])
+    out = []
+    for design, rhs in ((w, res_el_arcsec), (w * sin_e, res_az_arcsec)):
+        lhs = np.vstack([design, TRACK_SMOOTHING * d2, TRACK_RIDGE * np.eye(n)])
+        b = np.concatenate([rhs, np.zeros(d2.shape[0] + n)])
+        out.append(tuple(float(v) for v in np.linalg.lstsq(lhs, b, rcond=None)[0]))
+    return TrackMap(layout.start_deg, layout.step_deg, out[0], out[1])
 
 
 def _rms(rx: np.ndarray, ry: np.ndarray) -> float:

@@ -21,6 +21,13 @@ with, for the standard terms (sign conventions as TPOINT's, in the sense
 and the extra (harmonic) terms ACEC, ACES (dA = +c cos A, +c sin A) and
 ECEC, ECES (dE = +c cos E, +c sin E).  ``ECEC`` equals ``-TF``: never fit both.
 
+A wheel-on-track mount (CAST's rails, the MST mount) also tilts with azimuth in a way no
+few terms describe: an optional ``TrackMap`` tabulates that tilt against the azimuth
+encoder, ``pitch(A)`` along the magnet and ``roll(A)`` across it (arc-seconds, linear
+between evenly spaced nodes)::
+
+    dE += pitch(A),   dA += roll(A) tan E
+
 The boresight (e.g. CAST's rear end looking the other way) is *not* part of
 this model: the envelope maps sky <-> mechanical-axis direction, and this model
 maps mechanical-axis direction <-> encoder axes.  Azimuths are never reduced
@@ -107,6 +114,103 @@ def _check_terms(terms: Mapping[str, float], what: str, path: str | None = None)
 
 
 @dataclass(frozen=True)
+class TrackMap:
+    """Tilt of the mount on its azimuth track against the azimuth encoder, arc-seconds.
+
+    Nodes at ``start_deg + i * step_deg`` (azimuth mod 360); ``pitch_arcsec[i]`` adds to
+    the elevation, ``roll_arcsec[i]`` adds ``roll tan E`` to the azimuth coordinate.
+    Linear between nodes.  A map of ``360 / step_deg`` nodes is a whole turn (periodic);
+    a shorter one (CAST's 80 deg of rails) holds its end values beyond its ends.
+    """
+
+    start_deg: float
+    step_deg: float
+    pitch_arcsec: tuple[float, ...]
+    roll_arcsec: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.pitch_arcsec)
+        bad = ""
+        if not (math.isfinite(self.start_deg) and math.isfinite(self.step_deg)
+                and 0.0 < self.step_deg <= 360.0):
+            bad = f"start_deg {self.start_deg}, step_deg {self.step_deg}: need 0 < step <= 360"
+        elif n < 2 or len(self.roll_arcsec) != n:
+            bad = (f"pitch_arcsec ({n}) and roll_arcsec ({len(self.roll_arcsec)}) need the "
+                   "same length, at least 2")
+        elif n * self.step_deg > 360.0 + 1e-9:
+            bad = f"{n} nodes x {self.step_deg} deg spans more than a turn"
+        elif not all(math.isfinite(v) for v in self.pitch_arcsec + self.roll_arcsec):
+            bad = "values must be finite numbers"
+        if bad:
+            raise ConfigError(f"track_map: {bad}", key="track_map")
+        object.__setattr__(self, "pitch_arcsec", tuple(float(v) for v in self.pitch_arcsec))
+        object.__setattr__(self, "roll_arcsec", tuple(float(v) for v in self.roll_arcsec))
+
+    @property
+    def periodic(self) -> bool:
+        """The nodes cover a whole turn: the last node joins the first."""
+        return abs(len(self.pitch_arcsec) * self.step_deg - 360.0) < 1e-9
+
+    def weights(self, az_deg: float) -> tuple[int, int, float]:
+        """(i, j, w): the value at ``az_deg`` is ``(1 - w) v[i] + w v[j]``."""
+        n = len(self.pitch_arcsec)
+        x = ((az_deg - self.start_deg) % 360.0) / self.step_deg
+        if self.periodic:
+            i = int(x) % n
+            return i, (i + 1) % n, x - int(x)
+        if x > n - 1:
+            # beyond the last node: nearer the last (hold) or, past the gap, the first
+            gap = (360.0 - (n - 1) * self.step_deg) / self.step_deg
+            return (n - 1, n - 1, 0.0) if x - (n - 1) <= 0.5 * gap else (0, 0, 0.0)
+        i = min(int(x), n - 2)
+        return i, i + 1, x - i
+
+    def tilt_deg(self, az_deg: float) -> tuple[float, float]:
+        """(pitch, roll) at azimuth encoder ``az_deg``, degrees."""
+        i, j, w = self.weights(az_deg)
+        p, r = self.pitch_arcsec, self.roll_arcsec
+        return (((1.0 - w) * p[i] + w * p[j]) * ARCSEC_DEG,
+                ((1.0 - w) * r[i] + w * r[j]) * ARCSEC_DEG)
+
+    def design(self, az_deg: npt.ArrayLike) -> _Array:
+        """Interpolation weights, one row per azimuth and one column per node."""
+        a = np.atleast_1d(np.asarray(az_deg, dtype=float))
+        out = np.zeros((a.size, len(self.pitch_arcsec)))
+        for k, az in enumerate(a):
+            i, j, w = self.weights(float(az))
+            out[k, i] += 1.0 - w
+            out[k, j] += w
+        return out
+
+    def to_toml(self) -> list[str]:
+        return ["", "[track_map]", f"start_deg = {self.start_deg!r}",
+                f"step_deg = {self.step_deg!r}",
+                "pitch_arcsec = [" + ", ".join(f"{v:.4f}" for v in self.pitch_arcsec) + "]",
+                "roll_arcsec = [" + ", ".join(f"{v:.4f}" for v in self.roll_arcsec) + "]"]
+
+    @classmethod
+    def from_toml(cls, data: object, path: str) -> TrackMap:
+        """From a model file's ``[track_map]`` table; ``ConfigError`` names the key."""
+        keys = {"start_deg", "step_deg", "pitch_arcsec", "roll_arcsec"}
+        if not isinstance(data, dict) or set(data) != keys:
+            raise ConfigError(f"{path}: track_map: needs exactly {', '.join(sorted(keys))}",
+                              path=path, key="track_map", allowed=", ".join(sorted(keys)))
+        for key in keys:
+            v = data[key]
+            vals = v if isinstance(v, list) else [v]
+            if (key.endswith("arcsec") != isinstance(v, list)
+                    or any(isinstance(x, bool) or not isinstance(x, int | float) for x in vals)):
+                raise ConfigError(f"{path}: track_map.{key} = {v!r}: must be "
+                                  + ("a list of numbers" if key.endswith("arcsec") else "a number"),
+                                  path=path, key=f"track_map.{key}", value=v)
+        try:
+            return cls(float(data["start_deg"]), float(data["step_deg"]),
+                       tuple(data["pitch_arcsec"]), tuple(data["roll_arcsec"]))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}", path=path, key="track_map") from None
+
+
+@dataclass(frozen=True)
 class PointingModel:
     """A set of TPOINT-style term coefficients (arc-seconds) and their fit metadata.
 
@@ -121,6 +225,8 @@ class PointingModel:
     fit_date_utc: str = ""
     residual_rms_arcsec: float | None = None
     n_points: int = 0
+    #: The track's tilt against azimuth (None: a mount on a perfect bearing).
+    track_map: TrackMap | None = None
 
     if TYPE_CHECKING:
         # Set by __post_init__ (object.__setattr__); declared for the type checker only,
@@ -136,12 +242,12 @@ class PointingModel:
         c = [terms.get(name, 0.0) * ARCSEC_DEG for name in TERMS]
         # Coefficients in degrees, in TERMS order, for the fast path.
         object.__setattr__(self, "_c", tuple(c))
-        object.__setattr__(self, "_is_identity", not any(c))
+        object.__setattr__(self, "_is_identity", not any(c) and self.track_map is None)
 
     def __hash__(self) -> int:
         return hash((tuple(sorted(self.terms_arcsec.items())),
                      tuple(sorted(self.uncertainties_arcsec.items())),
-                     self.fit_date_utc, self.residual_rms_arcsec, self.n_points))
+                     self.fit_date_utc, self.residual_rms_arcsec, self.n_points, self.track_map))
 
     # ----------------------------------------------------------- constructors
     @classmethod
@@ -179,7 +285,7 @@ class PointingModel:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{p}: pointing model is not valid TOML: {exc}", path=str(p)) from None
         allowed = {"fit_date_utc", "residual_rms_arcsec", "n_points", "terms_arcsec",
-                   "uncertainties_arcsec", "fit"}
+                   "uncertainties_arcsec", "fit", "track_map"}
         for key in data:
             if key not in allowed:
                 raise ConfigError(f"{p}: {key}: unknown key in pointing model; allowed: "
@@ -207,9 +313,10 @@ class PointingModel:
                               key="n_points", value=n)
         _check_terms(data["terms_arcsec"], "terms_arcsec", str(p))
         _check_terms(sig, "uncertainties_arcsec", str(p))
+        track = TrackMap.from_toml(data["track_map"], str(p)) if "track_map" in data else None
         return cls(terms_arcsec=data["terms_arcsec"], uncertainties_arcsec=sig,
                    fit_date_utc=date, residual_rms_arcsec=None if rms is None else float(rms),
-                   n_points=n)
+                   n_points=n, track_map=track)
 
     def save(self, path: str | Path, *, fit_info: Mapping[str, object] | None = None) -> None:
         """Write the model as TOML (terms, uncertainties, fit date, residual RMS).
@@ -228,6 +335,8 @@ class PointingModel:
         if self.uncertainties_arcsec:
             lines += ["", "[uncertainties_arcsec]"]
             lines += [f"{k} = {float(v)!r}" for k, v in self.uncertainties_arcsec.items()]
+        if self.track_map is not None:
+            lines += self.track_map.to_toml()
         if fit_info:
             lines += ["", "[fit]"]
             for k, v in fit_info.items():
@@ -247,6 +356,10 @@ class PointingModel:
         te = se / ce
         da = -ia - ca_ / ce - (npae + an * sa + aw * ca) * te + acec * ca + aces * sa
         de = ie - an * ca + aw * sa + (ecec - tf) * ce + eces * se
+        if self.track_map is not None:
+            pitch, roll = self.track_map.tilt_deg(a_deg)
+            da += roll * te
+            de += pitch
         return da, de
 
     def _delta_array(self, a_deg: _Array, e_deg: _Array) -> tuple[_Array, _Array]:
@@ -257,6 +370,13 @@ class PointingModel:
         te = se / ce
         da = -ia - ca_ / ce - (npae + an * sa + aw * ca) * te + acec * ca + aces * sa
         de = ie - an * ca + aw * sa + (ecec - tf) * ce + eces * se
+        tm = self.track_map
+        if tm is not None:
+            w = tm.design(a_deg.ravel())
+            pitch = (w @ np.asarray(tm.pitch_arcsec)).reshape(a_deg.shape) * ARCSEC_DEG
+            roll = (w @ np.asarray(tm.roll_arcsec)).reshape(a_deg.shape) * ARCSEC_DEG
+            da = da + roll * te
+            de = de + pitch
         return da, de
 
     @overload
@@ -342,6 +462,12 @@ class PointingModel:
             sig = self.uncertainties_arcsec.get(name)
             rows.append(f"{name:<5} {value:+10.2f}" + (f" +- {sig:.2f}" if sig is not None else "")
                         + " arcsec")
+        tm = self.track_map
+        if tm is not None:
+            rows.append(f"track map: {len(tm.pitch_arcsec)} nodes from {tm.start_deg:g} deg "
+                        f"every {tm.step_deg:g} deg, pitch {min(tm.pitch_arcsec):+.2f}.."
+                        f"{max(tm.pitch_arcsec):+.2f}, roll {min(tm.roll_arcsec):+.2f}.."
+                        f"{max(tm.roll_arcsec):+.2f} arcsec")
         return "\n".join(rows) if rows else "(identity)"
 
 
