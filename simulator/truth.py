@@ -91,8 +91,9 @@ def simulate_sun_camera(settings: config_mod.Settings, times_utc_s: Sequence[flo
     """Sun-camera measurements: the operator centres the APPARENT Sun on the camera.
 
     For each time (UTC unix seconds) the encoder readings are those that put
-    the true mechanical axis (through ``boresight``; default the first) on the
-    refracted Sun, plus a centring error of ``noise_arcsec`` per sky coordinate.
+    the true mechanical axis (through ``boresight``; default the first; tilted by the
+    track as ``SimMount`` tilts it) on the refracted Sun, plus a centring error of
+    ``noise_arcsec`` per sky coordinate.
     Times when the Sun is below the horizon or outside the envelope are skipped
     (logged).  ``pressure_hpa`` defaults to the standard pressure at the site.
     """
@@ -107,6 +108,7 @@ def simulate_sun_camera(settings: config_mod.Settings, times_utc_s: Sequence[flo
     az_axis, el_axis = apparent_sun_axis_direction(settings, times, pressure_hpa=p,
                                                    temperature_c=t_c, boresight=b.name)
     model = truth_model(settings)
+    track = mount_track(settings)
     env = settings.envelope
     rng = np.random.default_rng(seed)
     rows = []
@@ -114,7 +116,14 @@ def simulate_sun_camera(settings: config_mod.Settings, times_utc_s: Sequence[flo
         if b.elevation_sign * el < 0.0:
             log.info("t=%.0f: Sun below the horizon, no camera measurement", t)
             continue
-        enc_az, enc_el = model.sky_to_axes(float(az), float(el))
+        # The true axis (encoders + the track's tilt there) on the Sun: a fixed point, the
+        # tilt varying a few arc-seconds per degree.
+        true_az, true_el = model.sky_to_axes(float(az), float(el))
+        enc_az, enc_el = true_az, true_el
+        for _ in range(3):
+            pitch, roll = track.tilt_deg(enc_az)
+            enc_az = true_az - roll * math.tan(math.radians(enc_el))
+            enc_el = true_el - pitch
         d_az, d_el = _sky_noise(rng, noise_arcsec, float(el))
         enc_az, enc_el = enc_az - d_az, enc_el - d_el
         enc_az_in = _turn_inside(settings, enc_az)

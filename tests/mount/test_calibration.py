@@ -383,3 +383,27 @@ def test_a_track_map_fit_predicts_the_tilt_at_points_it_never_saw(preset_name, s
     assert mapped.rms_after_arcsec < plain.rms_after_arcsec
     with pytest.raises(CalibrationError, match="track map step"):
         fit(rows, terms, track_map_step_deg=0.0)
+
+
+def test_sun_camera_rows_see_the_track_as_the_mount_tilts():
+    """Noise-free Sun-camera rows on the simulated CAST: the encoders plus the track's tilt
+    there (as SimMount tilts the magnet) point the axis at the apparent Sun, to 0.01"; the
+    encoders alone are off by the rails' pattern."""
+    from simulator.mount import mount_track
+
+    cast = config.load(CONFIG_DIR / "cast.toml")
+    t0 = dt.datetime(2026, 3, 20, 5, 0, tzinfo=dt.UTC).timestamp()
+    times = np.arange(t0, t0 + 3 * 3600.0, 300.0)
+    rows = resolve_sun(simulate_sun_camera(cast, times, noise_arcsec=0.0, seed=1), cast)
+    assert len(rows) >= 5                    # the Sun above the horizon, below +8 deg
+    track = mount_track(cast)
+    off_enc, off_true = [], []
+    for m in rows:
+        pitch, roll = track.tilt_deg(m.axis_az_deg)
+        true_az = m.axis_az_deg + roll * math.tan(math.radians(m.axis_el_deg))
+        for out, (a, e) in ((off_enc, (m.axis_az_deg, m.axis_el_deg)),
+                            (off_true, (true_az, m.axis_el_deg + pitch))):
+            out.append(math.hypot((a - m.true_az_deg) * math.cos(math.radians(e)),
+                                  e - m.true_el_deg) * 3600.0)
+    assert max(off_true) < 0.01
+    assert max(off_enc) > 0.5
