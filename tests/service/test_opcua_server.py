@@ -10,7 +10,9 @@ fault (the module's last state).
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tests.support.daemon import TRACKER, free_port  # noqa: E402
 from tests.support.facility_rig import FacilityRig  # noqa: E402
+from tests.support.toml_dump import dump_toml  # noqa: E402
 from tracker.service import facility_model as fm  # noqa: E402
 from tracker.service.opcua_server import NAMESPACE_URI, hash_password  # noqa: E402
 
@@ -188,6 +191,43 @@ def test_wrong_password_refused(rig):
         Session(rig.opcua.endpoint, "operator", "not the password")
     with pytest.raises(ua.UaStatusCodeError):
         Session(rig.opcua.endpoint, "intruder", PASSWORD)
+
+
+def test_state_changes_follow_the_daemons_stream_not_the_poll_period(rig, tmp_path):
+    """With the status poll slowed to one read in 5 s, a subscribed client still sees the
+    tracker's state change within a second or two: the server follows the daemon's event
+    stream and polls at once on a discrete change."""
+    data = tomllib.loads(rig.config_path.read_text())
+    data["facility"]["poll_hz"] = 0.2
+    slow_config = tmp_path / "slow-poll.toml"
+    slow_config.write_text(dump_toml(data))
+    slow = OpcUaProcess(rig, tmp_path, slow_config)
+    got: list[str] = []
+    seen = threading.Condition()
+
+    class Handler:
+        def datachange_notification(self, node, value, data) -> None:
+            with seen:
+                got.append(value)
+                seen.notify_all()
+
+    session = Session(slow.endpoint)
+    try:
+        sub = session.client.create_subscription(50, Handler())
+        sub.subscribe_data_change(session.var("TrackerState"))
+        with seen:
+            assert seen.wait_for(lambda: got, 10.0), "no first notification"
+        for on, states in ((False, {"idle"}), (True, {"acquiring", "tracking"})):
+            with seen:
+                got.clear()
+            assert rig.d.post("track", {"on": on}).status_code == 200
+            with seen:
+                assert seen.wait_for(lambda s=states: s & set(got), 2.5), (on, got)
+        sub.delete()
+    finally:
+        session.close()
+        slow.close()
+        rig.d.wait_for(lambda s: s["state"] == "tracking" and s["on_sun"], 90.0, "tracking")
 
 
 def _self_signed(tmp: Path, name: str, uri: str, usage) -> tuple[Path, Path]:

@@ -61,12 +61,15 @@ def opcua_server(config_path: str | None, api_url: str | None, port: int | None,
     from tracker.service.opcua_server import serve
 
     settings = config_mod.load(config_path)
-    client = Client.from_settings(settings, url=api_url or settings.facility.api_url or None)
+    url = api_url or settings.facility.api_url or None
+    client = Client.from_settings(settings, url=url)
+    watch = Client.from_settings(settings, url=url)    # the event stream, in its own thread
 
     def ready(endpoint: str) -> None:
         click.echo(f"tracker opcua-server: {endpoint} (daemon {client.url})", err=True)
 
     try:
-        asyncio.run(serve(settings, client, port=port, ready=ready))
+        asyncio.run(serve(settings, client, port=port, ready=ready, watch_client=watch))
     finally:
         client.close()
+        watch.close()

@@ -17,12 +17,16 @@ pointing) is ``None``: the servers publish it with an invalid quality / bad stat
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tracker.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 #: Status keys that change discretely (state, faults, windows...): the daemon's event stream
 #: pushes them within a tick of the engine's change (the rest at a few Hz), and a facility
@@ -30,6 +34,27 @@ from tracker.errors import ApiError
 DISCRETE_KEYS = frozenset({"state", "auto_tracking", "task", "on_sun", "faults",
                            "fault_pending", "slewing", "at_park", "at_home", "wind_stowed",
                            "current_window", "next_window", "boresight", "log", "target"})
+
+
+
+def follow_discrete_changes(client: Any, stop: threading.Event,
+                            on_change: Callable[[], None]) -> None:
+    """Call ``on_change`` whenever the daemon's event stream (``client.watch``) shows a
+    discrete change (a key of ``DISCRETE_KEYS``: state, faults, ...), until ``stop`` is set;
+    after a dropped stream, again 1 s later.  Blocks: run it in a thread of its own.  The
+    facility servers poll at once on it, so their change events follow the engine within a
+    tick, not a poll period; without the stream the periodic poll still runs."""
+    def on_patch(patch: dict) -> None:
+        if not DISCRETE_KEYS.isdisjoint(patch):
+            on_change()
+
+    while not stop.is_set():
+        try:
+            client.watch(on_patch, stop)
+        except Exception as exc:
+            log.debug("event stream: %s", exc)
+            stop.wait(1.0)
+
 
 #: OPC UA namespace of UNECE Rec. 20 unit codes (OPC UA Part 8, EUInformation).
 UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"

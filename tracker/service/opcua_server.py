@@ -4,8 +4,10 @@ A client of the daemon's HTTP API (docs/facility.md), in its own process.  Under
 ``Objects/HelioTracker`` (namespace ``urn:helio-tracker:facility``) it publishes one
 variable per ``tracker.service.facility_model`` quantity, with its description and,
 for physical values, an ``EngineeringUnits`` property (UNECE code, OPC UA Part 8);
-values are refreshed from ``GET /api/v1/status`` at ``facility.poll_hz`` (a missing
-value is ``BadNoData``, an unreachable daemon ``BadCommunicationError``).
+values are refreshed from ``GET /api/v1/status`` at ``facility.poll_hz``, and at once when
+the daemon's event stream shows a discrete change (state, faults, ...; with a
+``watch_client``), so a subscribed client sees a state change within a tick of the engine's
+(a missing value is ``BadNoData``, an unreachable daemon ``BadCommunicationError``).
 
 Read-only by default: no variable is writable and the command methods (``TrackStart``,
 ``TrackStop``, ``Park``, ``Unpark``, ``Stow``, ``Stop``, ``Reset``, ``Goto``) answer
@@ -22,6 +24,7 @@ engine checks and audits them like any command.  A refusal answers a Bad status
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hashlib
 import hmac
@@ -29,6 +32,7 @@ import logging
 import re
 import secrets
 import stat
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -147,10 +151,15 @@ class ReadOnlyForAnonymous(PermissionRuleset):
 class FacilityOpcUa:
     """The OPC UA server; ``async with`` or ``start()``/``stop()``; ``endpoint`` once started."""
 
-    def __init__(self, settings: Any, client: Any, *, port: int | None = None) -> None:
+    def __init__(self, settings: Any, client: Any, *, port: int | None = None,
+                 watch_client: Any = None) -> None:
         fac = settings.facility
         self.settings = settings
         self.client = client
+        #: A second API client for the event stream (its own thread); None: poll only.
+        self.watch_client = watch_client
+        self._stop_watch = threading.Event()
+        self._wake: asyncio.Event | None = None
         self.model = fm.build_model(settings)
         self.port = fac.opcua_port if port is None else port
         self.endpoint = f"opc.tcp://{_url_host(fac.opcua_host)}:{self.port}/helio-tracker/"
@@ -210,9 +219,20 @@ class FacilityOpcUa:
                 ua.Variant(ua.LocalizedText(cmd.description), ua.VariantType.LocalizedText)))
         await self._poll_once()
         await server.start()
+        self._wake = wake = asyncio.Event()
+        if self.watch_client is not None:
+            loop = asyncio.get_running_loop()
+
+            def on_change() -> None:
+                with contextlib.suppress(RuntimeError):     # the loop has closed
+                    loop.call_soon_threadsafe(wake.set)
+
+            threading.Thread(target=fm.follow_discrete_changes, name="opcua-watch", daemon=True,
+                             args=(self.watch_client, self._stop_watch, on_change)).start()
         self._poll_task = asyncio.create_task(self._poll_loop(), name="opcua-poll")
 
     async def stop(self) -> None:
+        self._stop_watch.set()
         if self._poll_task is not None:
             self._poll_task.cancel()
             await asyncio.gather(self._poll_task, return_exceptions=True)
@@ -229,9 +249,13 @@ class FacilityOpcUa:
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_t = loop.time()
+        wake = self._wake
+        assert wake is not None
         while True:
             next_t += self.period_s
-            await asyncio.sleep(max(0.0, next_t - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.0, next_t - loop.time()))
+            wake.clear()
             if loop.time() > next_t + self.period_s:
                 next_t = loop.time()
             try:
@@ -341,7 +365,7 @@ def _url_host(host: str) -> str:
 
 
 async def serve(settings: Any, client: Any, *, port: int | None = None,
-                ready: Any = None) -> None:
+                ready: Any = None, watch_client: Any = None) -> None:
     """Run the OPC UA server until cancelled or SIGTERM/SIGINT (``tracker opcua-server``)."""
     import signal
 
@@ -349,7 +373,7 @@ async def serve(settings: Any, client: Any, *, port: int | None = None,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with FacilityOpcUa(settings, client, port=port) as srv:
+    async with FacilityOpcUa(settings, client, port=port, watch_client=watch_client) as srv:
         if ready is not None:
             ready(srv.endpoint)
         await stop.wait()

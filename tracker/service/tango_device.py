@@ -137,19 +137,8 @@ class HelioTracker(Device):
                 self._wake.clear()
 
     def _watch_loop(self) -> None:
-        """Poll at once when the daemon's event stream shows a discrete change (state,
-        faults, ...), so change events follow the engine within a tick, not a poll period.
-        Without the stream (an older daemon, a dropped link) the periodic poll still runs."""
-        def on_patch(patch: dict) -> None:
-            if not fm.DISCRETE_KEYS.isdisjoint(patch):
-                self._wake.set()
-
-        while not self._stop.is_set():
-            try:
-                self._watch_client.watch(on_patch, self._stop)
-            except Exception as exc:
-                log.debug("event stream: %s", exc)
-                self._stop.wait(1.0)
+        """Poll at once on a discrete change in the daemon's event stream."""
+        fm.follow_discrete_changes(self._watch_client, self._stop, self._wake.set)
 
     def _poll_once(self) -> None:
         try:
