@@ -23,6 +23,10 @@
    commit before the physics, ``--rigid-ref``) measured in the same run: the
    mount step alone, and the whole in-process dry run (engine, no store) over
    ``--speed-hours`` mostly tracking (target: >= 2880x real time).
+6. ``--climate-days N`` (slow: N days of the engine's dry run, ~1300x real time): the
+   efficiency over N days in a wind climate (the hourly mean wind Weibull distributed,
+   k = 2, mean ``wind_mean_m_s``, persistent from hour to hour), with the wind's
+   statistics, the wind stows and the time stowed, and the true error.
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ def main() -> None:
     ap.add_argument("--rigid-ref", default=RIGID_REF)
     ap.add_argument("--engine-only", action="store_true", help="sections 1b and 2b alone")
     ap.add_argument("--engine-hours", type=float, default=1.0, help="dry run per row, 1b/2b")
+    ap.add_argument("--climate-days", type=float, default=0.0,
+                    help="section 6: days of dry run in a wind climate (0: skip)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     start_s = float(to_unix_s(args.start))
@@ -171,6 +177,45 @@ def main() -> None:
     if args.parts:
         parts_table(s, args, start_s, dur)
     speed(s, args, start_s)
+    if args.climate_days > 0:
+        climate(s, args.preset, args.start, args.climate_days)
+
+
+def climate(s: config.Settings, preset: str, start: str, days: float) -> None:
+    """Section 6: efficiency over ``days`` in a wind climate, with its statistics."""
+    import random
+    import sqlite3
+    import tempfile
+
+    import numpy as np
+
+    from simulator.physics import HourlyWind
+    from tracker.service import dryrun
+
+    sim = s.simulator.model_copy(update={"wind_weibull_k": 2.0})
+    cs = s.model_copy(update={"simulator": sim})
+    w = HourlyWind(sim.wind_mean_m_s, 2.0, sim.wind_hour_correlation,
+                   random.Random(sim.wind_seed * 15485863 + 3))     # as SimMount draws it
+    hours = np.array([w.hour_m_s(n) for n in range(int(days * 24))])
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "log.sqlite"
+        r = asyncio.run(dryrun.run(cs, float(to_unix_s(start)), days * 86400.0, db_path=db))
+        con = sqlite3.connect(db)
+        stows = con.execute("SELECT count(*) FROM events WHERE kind = 'state' AND message "
+                            "LIKE '%-> stowing: wind%'").fetchone()[0]
+        con.close()
+    stowed = r.state_seconds.get("stowed", 0.0) + r.state_seconds.get("stowing", 0.0)
+    print(f"\n6. {days:g} days in a wind climate ({preset}, from {start}; hourly mean wind "
+          f"Weibull k = 2, mean {sim.wind_mean_m_s:g} m/s, hour-to-hour correlation "
+          f"{sim.wind_hour_correlation:g})")
+    print(f"   hourly mean wind: mean {hours.mean():.1f}, median {np.median(hours):.1f}, max "
+          f"{hours.max():.1f} m/s; daily means "
+          + ", ".join(f"{d:.1f}" for d in hours[: int(days) * 24].reshape(-1, 24).mean(axis=1)))
+    print(f"   wind stows {stows}, stowed {stowed / 3600.0:.1f} h; efficiency {r.efficiency:.4f} "
+          f"({r.tracked_s:.0f} of {r.available_s:.0f} s); true rms / max "
+          f"{r.true_rms_error_arcsec or float('nan'):.2f} / "
+          f"{r.true_max_error_arcsec or float('nan'):.2f} arcsec; {r.faults} faults; "
+          f"{r.speedup:.0f}x real time")
 
 
 def with_load_ff(settings: config.Settings, enabled: bool, wind: bool = True,

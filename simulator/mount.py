@@ -57,6 +57,7 @@ import numpy as np
 
 from simulator.physics import (
     AxisDynamics,
+    HourlyWind,
     TrackUnevenness,
     Transitions,
     Turbulence,
@@ -700,6 +701,11 @@ class SimMount:
         self.track = mount_track(settings)
         self.time_s = 0.0
         self._wind_mean_m_s = sim.wind_mean_m_s
+        #: The wind climate (hour-by-hour mean), when configured; None: a steady mean.
+        self.climate = (HourlyWind(sim.wind_mean_m_s, sim.wind_weibull_k,
+                                   sim.wind_hour_correlation,
+                                   random.Random(sim.wind_seed * 15485863 + 3))
+                        if sim.wind_weibull_k is not None and sim.wind_mean_m_s > 0 else None)
         self.turbulence = Turbulence(sim.wind_gust_m_s / GUST_PEAK_FACTOR, sim.wind_mean_m_s,
                                      sim.wind_length_m, self._rng)
         self._wind_model_m_s = max(0.0, sim.wind_mean_m_s + self.turbulence.value_m_s)
@@ -772,7 +778,12 @@ class SimMount:
     def _update_wind(self, h: float) -> None:
         """Advance the seeded turbulence and the direction by ``h`` seconds."""
         u = self.turbulence.step(h)
-        w = self._wind_mean_m_s + u
+        climate = self.climate
+        if climate is None:
+            w = self._wind_mean_m_s + u
+        else:   # the hour's mean, the turbulence scaled with it (the same intensity)
+            mean = climate.mean_at(self.time_s)
+            w = mean + u * (mean / self._wind_mean_m_s)
         w = self._wind_model_m_s = w if w > 0.0 else 0.0
         if h != self._anemometer_h:
             self._anemometer_h = h

@@ -547,6 +547,13 @@ class Simulator(_Section):
     wind_gust_m_s: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 3.0
     #: Kaimal integral length of the turbulence, m (IEC 61400-1: 8.1 x 0.7 x height 10 m).
     wind_length_m: Annotated[float, Field(gt=1, le=2000, allow_inf_nan=False)] = 56.7
+    #: A wind climate for runs of days: the mean wind varies hour by hour, Weibull
+    #: distributed with this shape (2 = Rayleigh, typical inland) and mean ``wind_mean_m_s``,
+    #: the gusts in proportion (the same turbulence intensity).  Unset: a steady mean.
+    wind_weibull_k: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)] | None = None
+    #: Hour-to-hour correlation of that mean wind (0: independent hours; 0.9: weather that
+    #: lasts about a day).
+    wind_hour_correlation: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.9
     wind_seed: int = 1
     #: Wheel-on-track azimuth unevenness: peak-to-peak tilt over a turn, arc-seconds.
     track_unevenness_arcsec: NonNegative = 2.0

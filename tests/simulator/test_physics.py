@@ -16,7 +16,14 @@ import pytest
 
 from simulator.harness import track_sun
 from simulator.mount import SimMount
-from simulator.physics import AxisDynamics, Turbulence, discretise, expm, kaimal_psd
+from simulator.physics import (
+    AxisDynamics,
+    HourlyWind,
+    Turbulence,
+    discretise,
+    expm,
+    kaimal_psd,
+)
 from tests.support import CONFIG_DIR, PRESETS, arcsecond
 from tracker import config
 from tracker.astro.timeinput import to_unix_s
@@ -376,3 +383,39 @@ def test_wind_feedforward_removes_most_of_the_static_deflection():
     off = track_sun(s, START_S, 600.0, wind_feedforward=False, **kw)
     on = track_sun(s, START_S, 600.0, wind_feedforward=True, **kw)
     assert on.true_rms_arcsec < 0.8 * off.true_rms_arcsec
+
+
+@pytest.mark.parametrize("k", [2.0, 1.5])
+def test_hourly_wind_follows_its_weibull_climate(k) -> None:
+    """Hour by hour: the configured mean, the Weibull tail P(v > x) = exp(-(x/c)^k), the
+    hour-to-hour persistence, and linear within the hour."""
+    w = HourlyWind(5.0, k, 0.9, random.Random(7))
+    v = np.array([w.hour_m_s(n) for n in range(40000)])
+    assert v.mean() == pytest.approx(5.0, rel=0.05)
+    c = 5.0 / math.gamma(1.0 + 1.0 / k)
+    for x in (5.0, 10.0, 15.0):
+        assert np.mean(v > x) == pytest.approx(math.exp(-(x / c) ** k), abs=0.01)
+    assert np.corrcoef(v[:-1], v[1:])[0, 1] > 0.8
+    independent = HourlyWind(5.0, k, 0.0, random.Random(7))
+    u = np.array([independent.hour_m_s(n) for n in range(20000)])
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.05
+    assert w.mean_at(3600.0 * 10.25) == pytest.approx(0.75 * v[10] + 0.25 * v[11])
+
+
+def test_a_mount_in_a_wind_climate_sees_the_hours_mean() -> None:
+    s = config.load(CONFIG_DIR / "sim.toml")
+    sim = s.simulator.model_copy(update={"wind_weibull_k": 2.0})
+    m = SimMount(s.model_copy(update={"simulator": sim}))
+    assert m.climate is not None
+    hourly = []
+    for _hour in range(6):
+        speeds = []
+        for _ in range(600):                                   # 10 min at 1 s
+            m.step(1.0)
+            speeds.append(m.wind_now_m_s)
+        hourly.append((np.mean(speeds), m.climate.mean_at(m.time_s - 300.0)))
+        for _ in range(3000):
+            m.step(1.0)
+    for got, want in hourly:        # the 10-min mean follows the climate's mean of the hour
+        assert got == pytest.approx(want, rel=0.25, abs=0.5)
+    assert np.ptp([want for _, want in hourly]) > 0.5          # and that mean changes
