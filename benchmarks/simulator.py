@@ -183,19 +183,18 @@ def main() -> None:
 
 def climate(s: config.Settings, preset: str, start: str, days: float) -> None:
     """Section 6: efficiency over ``days`` in a wind climate, with its statistics."""
-    import random
     import sqlite3
     import tempfile
 
     import numpy as np
 
-    from simulator.physics import HourlyWind
+    from simulator.mount import wind_climate
     from tracker.service import dryrun
 
     sim = s.simulator.model_copy(update={"wind_weibull_k": 2.0})
     cs = s.model_copy(update={"simulator": sim})
-    w = HourlyWind(sim.wind_mean_m_s, 2.0, sim.wind_hour_correlation,
-                   random.Random(sim.wind_seed * 15485863 + 3))     # as SimMount draws it
+    w = wind_climate(cs)                                            # the mount's own draw
+    assert w is not None
     hours = np.array([w.hour_m_s(n) for n in range(int(days * 24))])
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "log.sqlite"

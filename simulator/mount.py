@@ -702,10 +702,7 @@ class SimMount:
         self.time_s = 0.0
         self._wind_mean_m_s = sim.wind_mean_m_s
         #: The wind climate (hour-by-hour mean), when configured; None: a steady mean.
-        self.climate = (HourlyWind(sim.wind_mean_m_s, sim.wind_weibull_k,
-                                   sim.wind_hour_correlation,
-                                   random.Random(sim.wind_seed * 15485863 + 3))
-                        if sim.wind_weibull_k is not None and sim.wind_mean_m_s > 0 else None)
+        self.climate = wind_climate(settings)
         self.turbulence = Turbulence(sim.wind_gust_m_s / GUST_PEAK_FACTOR, sim.wind_mean_m_s,
                                      sim.wind_length_m, self._rng)
         self._wind_model_m_s = max(0.0, sim.wind_mean_m_s + self.turbulence.value_m_s)
@@ -857,6 +854,16 @@ def mount_track(settings: Settings) -> TrackUnevenness:
     """The simulated mount's azimuth track (its own seeded stream, from the wind seed)."""
     sim = settings.simulator
     return TrackUnevenness(sim.track_unevenness_arcsec, random.Random(sim.wind_seed * 7919 + 1))
+
+
+def wind_climate(settings: Settings) -> HourlyWind | None:
+    """The simulated site's hourly mean wind (its own seeded stream, from the wind seed);
+    None without ``wind_weibull_k`` (a steady mean) or without wind."""
+    sim = settings.simulator
+    if sim.wind_weibull_k is None or sim.wind_mean_m_s <= 0.0:
+        return None
+    return HourlyWind(sim.wind_mean_m_s, sim.wind_weibull_k, sim.wind_hour_correlation,
+                      random.Random(sim.wind_seed * 15485863 + 3))
 
 
 async def run_realtime(mount: SimMount, period_s: float = 0.01,

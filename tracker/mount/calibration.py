@@ -108,7 +108,7 @@ class FitResult:
             lines.append(f"{name:<6} {self.model.terms_arcsec[name]:+11.2f} "
                          f"+- {self.model.uncertainties_arcsec[name]:7.2f}   {TERMS[name][0]}")
         if self.model.track_map is not None:
-            lines.append(self.model.describe().splitlines()[-1])
+            lines.append(self.model.track_map.summary())
         lines.append(f"points used {self.n_points}, rejected {len(self.rejected)}")
         lines.append(f"sky RMS before {self.rms_before_arcsec:.2f} arcsec, after "
                      f"{self.rms_after_arcsec:.2f} arcsec (az*cos el {self.rms_az_arcsec:.2f}, "

@@ -182,6 +182,13 @@ class TrackMap:
             out[k, j] += w
         return out
 
+    def summary(self) -> str:
+        """One line: the nodes and the range of pitch and roll."""
+        p, r = self.pitch_arcsec, self.roll_arcsec
+        return (f"track map: {len(p)} nodes from {self.start_deg:g} deg every "
+                f"{self.step_deg:g} deg, pitch {min(p):+.2f}..{max(p):+.2f}, roll "
+                f"{min(r):+.2f}..{max(r):+.2f} arcsec")
+
     def to_toml(self) -> list[str]:
         return ["", "[track_map]", f"start_deg = {self.start_deg!r}",
                 f"step_deg = {self.step_deg!r}",
@@ -462,12 +469,8 @@ class PointingModel:
             sig = self.uncertainties_arcsec.get(name)
             rows.append(f"{name:<5} {value:+10.2f}" + (f" +- {sig:.2f}" if sig is not None else "")
                         + " arcsec")
-        tm = self.track_map
-        if tm is not None:
-            rows.append(f"track map: {len(tm.pitch_arcsec)} nodes from {tm.start_deg:g} deg "
-                        f"every {tm.step_deg:g} deg, pitch {min(tm.pitch_arcsec):+.2f}.."
-                        f"{max(tm.pitch_arcsec):+.2f}, roll {min(tm.roll_arcsec):+.2f}.."
-                        f"{max(tm.roll_arcsec):+.2f} arcsec")
+        if self.track_map is not None:
+            rows.append(self.track_map.summary())
         return "\n".join(rows) if rows else "(identity)"
 
 
