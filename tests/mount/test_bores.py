@@ -54,6 +54,46 @@ def test_efficiency_is_np_interp_of_the_table() -> None:
     assert [bores.efficiency(1, x) for x in (0.0, 10.0, 99.0)] == [0.7, 0.7, 0.7]
 
 
+def test_accumulating_ticks_sums_each_bores_angle_and_efficiency_from_the_tables() -> None:
+    """``accumulate`` (the recorder's per-tick sum) against an independent per-tick sum of
+    ``np.interp`` of each bore's table at its off-axis angle: on and off the Sun, on every
+    segment of the table and beyond it, through north, for a one-point table too."""
+    bores = BoreSet.from_config([
+        config.Bore(name="near", offset_x_arcsec=10.0, offset_y_arcsec=-5.0,
+                    on_sun_tolerance_arcsec=120.0, efficiency_off_axis_arcsec=[0.0, 60.0, 300.0],
+                    efficiency=[1.0, 0.9, 0.0]),
+        config.Bore(name="far", offset_x_arcsec=-200.0, offset_y_arcsec=30.0,
+                    on_sun_tolerance_arcsec=400.0, efficiency_off_axis_arcsec=[20.0, 250.0],
+                    efficiency=[0.8, 0.5]),
+        config.Bore(name="flat", offset_x_arcsec=0.0, offset_y_arcsec=0.0,
+                    on_sun_tolerance_arcsec=30.0, efficiency_off_axis_arcsec=[0.0],
+                    efficiency=[0.7])])
+    rng = np.random.default_rng(7)
+    accs = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in bores.names]
+    want = np.zeros((3, 4))
+    want_max = [-1.0] * 3
+    for _ in range(400):
+        taz, tel = rng.uniform(-1.0, 1.0) % 360.0, rng.uniform(-25.0, 60.0)
+        paz = (taz + rng.normal(0.0, 0.05)) % 360.0
+        pel = tel + rng.normal(0.0, 0.05)
+        dt = rng.uniform(0.05, 0.15)
+        bores.accumulate(accs, dt, taz, tel, paz, pel)
+        daz = (paz - taz + 180.0) % 360.0 - 180.0
+        dx, dy = daz * math.cos(math.radians(tel)) * 3600.0, (pel - tel) * 3600.0
+        for i in range(3):
+            ox, oy = bores.offsets_arcsec[i]
+            a = math.hypot(dx + ox, dy + oy)
+            on = a <= bores.tolerances_arcsec[i]
+            eff = float(np.interp(a, *bores.tables[i]))
+            want[i] += (a * dt, on * dt, on * dt * eff, dt)
+            want_max[i] = max(want_max[i], a)
+    got = np.array([[a[0], a[2], a[3], a[4]] for a in accs])
+    assert got == pytest.approx(want, rel=1e-12)
+    # some ticks on and some off the Sun, on each bore
+    assert all(0.0 < w[1] < w[3] for w in want)
+    assert [a[1] for a in accs] == pytest.approx(want_max, rel=1e-12)
+
+
 def test_the_record_text_round_trips_and_foreign_text_reads_empty() -> None:
     text = encode(["a", "b"], [1.5, math.nan], [2.0, 3.0], [1.0, 0.0], [0.98, 0.0])
     assert decode(text)["a"] == (1.5, 2.0, 1.0, 0.98)

@@ -113,6 +113,17 @@ def stow_task(settings: Settings, here_az_deg: float) -> Task:
     return Task(TaskKind.AXES, az, el)
 
 
+def preposition_start_s(settings: Settings, nxt: Window, here_deg: tuple[float, float],
+                        slew_times: SlewTimes | None = None) -> float:
+    """When (UTC s) the slew from the axes ``here_deg`` (mount degrees) to window ``nxt``'s
+    pre-position point starts: its slew time with a margin, and a minute, before the
+    pre-position deadline.  Pure."""
+    entry = (nxt.preposition_az_deg, nxt.preposition_el_deg)
+    slew_s = (slew_times(here_deg, entry) if slew_times is not None
+              else slew_time_s(settings, here_deg, entry))
+    return nxt.preposition_by_s - (slew_s * SLEW_TIME_FACTOR + PREPOSITION_LEAD_S)
+
+
 def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None) -> Decision:
     """The automation's decision for this tick (see module docstring).  ``slew_times``: the
     caller's memo of ``slew_time_s`` for ``settings`` (None: computed afresh)."""
@@ -176,10 +187,7 @@ def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None
     nxt = plan.next_window(s.t_s) if plan else None
     if nxt is not None:
         entry = (nxt.preposition_az_deg, nxt.preposition_el_deg)
-        slew_s = (slew_times(s.here_deg, entry) if slew_times is not None
-                  else slew_time_s(settings, s.here_deg, entry))
-        lead = slew_s * SLEW_TIME_FACTOR + PREPOSITION_LEAD_S
-        start_slew = nxt.preposition_by_s - lead
+        start_slew = preposition_start_s(settings, nxt, s.here_deg, slew_times)
         if s.t_s >= start_slew:
             if b.state is State.WAITING or (b.state is State.SLEWING
                                             and b.task.kind is TaskKind.AXES

@@ -92,6 +92,10 @@ class Recorder:
         self._bore_acc = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in range(n)]
         #: The same from the simulator's true pointing (weight 0: no truth).
         self._true_acc = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in range(n)]
+        #: Per bore since the start, by the encoders and by the truth: [on-Sun s, effective
+        #: s] of tracking, tick by tick (before the samples' rounding).
+        self.bore_totals = [[0.0, 0.0] for _ in range(n)]
+        self.true_bore_totals = [[0.0, 0.0] for _ in range(n)]
 
     def restart(self) -> None:
         """Forget the running interval (after a clock jump: its length is unknowable)."""
@@ -119,16 +123,7 @@ class Recorder:
         (taz, tel), (paz, pel) = target_sky, pointing_sky
         if taz != taz or paz != paz:
             return
-        bores = self.bores
-        angles, effs = bores.off_axis_efficiencies(taz, tel, paz, pel)
-        for acc, a, tol, e in zip(accs, angles, bores.tolerances_arcsec, effs, strict=True):
-            acc[0] += a * dt
-            acc[4] += dt
-            if a > acc[1]:
-                acc[1] = a
-            if a <= tol:
-                acc[2] += dt
-                acc[3] += dt * e
+        self.bores.accumulate(accs, dt, taz, tel, paz, pel)
 
     def record(self, t: float, state: State, boresight: str, m: Measurement, on_sun: bool,
                axes_deg: tuple[float, float]) -> None:
@@ -171,6 +166,11 @@ class Recorder:
             on_sun_s=min(self._on_sun_s, self._dt), true_error_arcsec=m.true_error_arcsec,
             bores=self._bores_text(self._bore_acc),
             true_bores=self._bores_text(self._true_acc, truth=True))
+        for totals, accs in ((self.bore_totals, self._bore_acc),
+                             (self.true_bore_totals, self._true_acc)):
+            for tot, acc in zip(totals, accs, strict=True):
+                tot[0] += acc[2]
+                tot[1] += acc[3]
         for sink in self.sinks:
             sink(sample)
         self._reset(t)

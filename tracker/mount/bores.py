@@ -12,6 +12,7 @@ The record codes a sample's per-bore figures as compact JSON (``encode``/``decod
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from bisect import bisect_right
@@ -32,11 +33,22 @@ class BoreSet:
     #: Per bore, each table segment's slope (efficiency per arcsec), as ``np.interp`` takes it.
     _slopes: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
 
+    #: Per bore for ``accumulate``: x and y offsets, tolerance, the table's first segment
+    #: (x0, x1, y0, slope; x1 = -inf for a one-point table) and the bore's index.
+    _fast: tuple[tuple[float, float, float, float, float, float, float, int], ...] = field(
+        init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_slopes", tuple(
             tuple((eff[j + 1] - eff[j]) / (angles[j + 1] - angles[j])
                   for j in range(len(angles) - 1))
             for angles, eff in self.tables))
+        object.__setattr__(self, "_fast", tuple(
+            (ox, oy, tol, xs[0], xs[1] if len(xs) > 1 else -math.inf, ys[0],
+             slopes[0] if slopes else 0.0, i)
+            for i, ((ox, oy), tol, (xs, ys), slopes) in enumerate(zip(
+                self.offsets_arcsec, self.tolerances_arcsec, self.tables, self._slopes,
+                strict=True))))
 
     @classmethod
     def from_config(cls, bores: Sequence[Bore], reference: str = "") -> BoreSet:
@@ -87,6 +99,32 @@ class BoreSet:
         return angles, effs
 
 
+    def accumulate(self, accs: Sequence[list[float]], dt_s: float, target_az_deg: float,
+                   target_el_deg: float, pointing_az_deg: float, pointing_el_deg: float
+                   ) -> None:
+        """Add one tick of ``dt_s`` seconds to each bore's running figures ``accs[i]`` =
+        [off-axis arcsec * s, max off-axis arcsec, on-Sun s, effective s, weight s]: the
+        off-axis angle and efficiency of ``off_axis_efficiencies`` in the same loop (every
+        tracking tick, twice; the efficiency only where the bore is on the Sun)."""
+        daz = (pointing_az_deg - target_az_deg + 180.0) % 360.0 - 180.0
+        dx = daz * math.cos(target_el_deg * _DEG_TO_RAD) * 3600.0
+        dy = (pointing_el_deg - target_el_deg) * 3600.0
+        hypot = math.hypot
+        for acc, (ox, oy, tol, x0, x1, y0, slope0, i) in zip(accs, self._fast, strict=True):
+            a = hypot(dx + ox, dy + oy)
+            acc[0] += a * dt_s
+            acc[4] += dt_s
+            if a > acc[1]:
+                acc[1] = a
+            if a <= tol:
+                acc[2] += dt_s
+                acc[3] += dt_s * (slope0 * (a - x0) + y0 if x0 < a < x1
+                                  else _interp(a, *self.tables[i], self._slopes[i]))
+
+
+_DEG_TO_RAD = math.pi / 180.0
+
+
 def _interp(x: float, angles: tuple[float, ...], eff: tuple[float, ...],
             slopes: tuple[float, ...]) -> float:
     """``np.interp(x, angles, eff)`` with its arithmetic, on plain floats (numpy on a scalar
@@ -124,12 +162,20 @@ def aim_point(az_deg: float, el_deg: float, offset_x_arcsec: float,
 def encode(names: Sequence[str], mean_off_axis_arcsec: Sequence[float],
            max_off_axis_arcsec: Sequence[float], on_sun_s: Sequence[float],
            effective_s: Sequence[float]) -> str:
-    """One sample's per-bore figures as the record's JSON text (NaN as null)."""
-    def r(x: float) -> float | None:
-        return None if x != x else round(float(x), 6)
-    return json.dumps({n: [r(a), r(b), r(c), r(d)] for n, a, b, c, d in zip(
-        names, mean_off_axis_arcsec, max_off_axis_arcsec, on_sun_s, effective_s, strict=True)},
-        separators=(",", ":"))
+    """One sample's per-bore figures as the record's JSON text, each rounded to 1e-6 (a
+    non-finite value as null).  Written directly: the text of ``json.dumps`` of the same
+    dict, without its cost (once a second, up to eight bores, twice)."""
+    def r(x: float) -> str:
+        x = float(x)
+        return repr(round(x, 6)) if math.isfinite(x) else "null"
+    return "{" + ",".join(f"{_json_key(n)}:[{r(a)},{r(b)},{r(c)},{r(d)}]" for n, a, b, c, d in zip(
+        names, mean_off_axis_arcsec, max_off_axis_arcsec, on_sun_s, effective_s, strict=True)
+    ) + "}"
+
+
+@functools.cache
+def _json_key(name: str) -> str:
+    return json.dumps(str(name))
 
 
 def decode(text: str | None) -> dict[str, tuple[float, float, float, float]]:

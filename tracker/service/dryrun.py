@@ -11,7 +11,8 @@ While the mount is parked or waiting with nothing to do (the automation would
 not change anything for minutes), the loop may take longer steps of up to
 ``idle_step_s``; the drives are still commanded and heartbeated every step, the
 watchdog is longer than the step, and every step that has a task in motion runs
-at the full control rate.
+at the full control rate, as do the last ``FULL_RATE_AHEAD_S`` before the
+automation would start the slew to the next window's pre-position point.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from tracker.config import Settings
 from tracker.control.machine import State
 from tracker.errors import TrackerError
 from tracker.log.exposure import SampleStats
+from tracker.loop.automation import preposition_start_s
 from tracker.loop.commands import Reset, Track
 from tracker.loop.engine import Engine, iso_utc
 from tracker.loop.harness import SimulatedTime
 from tracker.loop.tasks import TaskKind
 from tracker.mount.axis import Condition
-from tracker.mount.bores import BoreSet
 from tracker.mount.pointing import PointingModel
 from tracker.planning.planner import plan as make_plan
 
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Step of the series kept for the plot (s).
 SERIES_STEP_S = 30.0
+#: Idle steps end this long before the automation would start a pre-position slew (s).
+FULL_RATE_AHEAD_S = 120.0
 #: Below this axis speed (deg/s) a parked or stowed mount counts as still (wind jitter is less).
 QUIET_SPEED_DEG_S = 1e-3
 
@@ -167,47 +170,6 @@ class _Series:
                 self.true_errors.append(true_err)
 
 
-class _BoreTruth:
-    """Each bore's true on-Sun and effective seconds: the simulator's true pointing of the
-    mechanical axis (the tick's ``Measurement.true_sky``), the bore's configured offset, the
-    Sun, integrated over the same intervals as the recorder (the tick's state, the interval
-    since the previous tick)."""
-
-    def __init__(self, bores: BoreSet) -> None:
-        self.bores = bores
-        self.on_sun_s = [0.0] * len(bores.names)
-        self.effective_s = [0.0] * len(bores.names)
-        self._pending: State | None = None
-        self._last_t: float | None = None
-
-    def before_tick(self, state: State) -> None:
-        """At the tick's time, before it runs: the state it sees."""
-        self._pending = state
-
-    def after_tick(self, t: float, sun: tuple[float, ...], true_sky: tuple[float, float],
-                   max_gap_s: float) -> None:
-        """After the tick at ``t`` (``sun``: the Sun it computed for ``t``; ``true_sky``: the
-        true pointing it measured, NaN unless tracking)."""
-        last, self._last_t = self._last_t, t
-        state = self._pending
-        if state is None or last is None:
-            return
-        paz, pel = true_sky
-        dt = t - last
-        if state is not State.TRACKING or not 0 < dt <= max_gap_s or paz != paz:
-            return
-        bores = self.bores
-        angles, effs = bores.off_axis_efficiencies(sun[0], sun[1], paz, pel)
-        for i, a in enumerate(angles):
-            if a <= bores.tolerances_arcsec[i]:
-                self.on_sun_s[i] += dt
-                self.effective_s[i] += dt * effs[i]
-
-    def result(self) -> dict[str, dict]:
-        return {n: {"on_sun_s": self.on_sun_s[i], "effective_s": self.effective_s[i]}
-                for i, n in enumerate(self.bores.names)}
-
-
 def _rms(xs: list[float]) -> float | None:
     return math.sqrt(sum(x * x for x in xs) / len(xs)) if xs else None
 
@@ -302,15 +264,11 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         gc.freeze()
         harness = SimulatedTime(engine, clock, mount.step)
         mono0 = clock.monotonic_s()
-        bore_truth = _BoreTruth(BoreSet.from_config(settings.bore_list,
-                                                    settings.tracking.reference_bore))
-        max_gap_s = engine.recorder.max_gap_s
 
         faults = sorted(drive_faults)
         resets: list[float] = []
 
         async def before() -> None:
-            bore_truth.before_tick(engine.machine.state)
             elapsed = clock.monotonic_s() - mono0
             while faults and faults[0][0] <= elapsed:
                 _, down_s = faults.pop(0)
@@ -326,26 +284,36 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
                     resets.append(elapsed + 60.0)     # not yet resettable: try again
                     resets.sort()
 
+        horizon: list = [None, None, end_s]     # (window, state) it is for, horizon UTC s
+
         def step_s(t: float) -> float:
             soon = clock.monotonic_s() - mono0 + idle_step_s
             if (idle_step_s > period and _quiet(engine) and not resets
                     and (not faults or faults[0][0] > soon)):
                 plan = engine.plan_now
                 nxt = plan.next_window(t) if plan else None
-                horizon = (nxt.preposition_by_s - 3600.0) if nxt else end_s
-                if t + idle_step_s < horizon:
+                state = engine.machine.state
+                if nxt is not horizon[0] or state is not horizon[1]:
+                    # full rate from shortly before the automation starts the pre-position
+                    # slew from where the mount is held
+                    axes_now = engine.axis_states
+                    here = (axes_now["azimuth"].position_deg, axes_now["elevation"].position_deg)
+                    horizon[:] = nxt, state, (
+                        preposition_start_s(settings, nxt, here) - FULL_RATE_AHEAD_S
+                        if nxt else end_s)
+                if t + idle_step_s < horizon[2]:
                     return idle_step_s
             return period
 
         def observe(dt: float, t_end: float) -> None:
             nonlocal next_report
-            bore_truth.after_tick(t_end - dt, engine.sun, engine.measurement.true_sky, max_gap_s)
             stats.add(engine, dt, t_end, tolerance)
             if progress is not None and t_end - dt >= next_report:
                 progress(t_end - dt - start_s)
                 next_report = t_end - dt + report_every
 
-        await harness.run(duration_s, step_s=step_s, observe=observe, before=before)
+        await harness.run(duration_s, step_s=step_s, observe=observe,
+                          before=before if faults else None)
         ticks = harness.ticks
         if progress is not None:
             progress(duration_s)
@@ -377,8 +345,18 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
         ticks=ticks, wall_s=wall, cpu_s=cpu, sim_s=duration_s,
         speedup=duration_s / wall if wall > 0 else 0.0,
         db=str(db_path) if db_path else None, series=stats.series,
-        bores=fig.get("bores", {}), true_bores=bore_truth.result(),
+        bores=fig.get("bores", {}), true_bores=_bore_totals(engine),
         log_true_bores=fig.get("true_bores", {}))
+
+
+def _bore_totals(engine: Engine) -> dict[str, dict]:
+    """Each bore's on-Sun and effective seconds by the simulator's truth, as the recorder
+    integrated them tick by tick (before the samples' rounding); empty without truth."""
+    rec = engine.recorder
+    if rec.bores is None or not any(on > 0 for on, _ in rec.true_bore_totals):
+        return {}
+    return {name: {"on_sun_s": on, "effective_s": eff}
+            for name, (on, eff) in zip(rec.bores.names, rec.true_bore_totals, strict=True)}
 
 
 def _quiet(engine: Engine) -> bool:
