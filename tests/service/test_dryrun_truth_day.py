@@ -2,8 +2,11 @@
 track unevenness, encoder thermal drift, wind), BabyIAXO's two bores.
 
 - Accounting: the per-bore exposure by the truth, as LOGGED (1 Hz samples' ``true_bores``,
-  read back from SQLite by ``tracker exposure``), agrees with the simulator's own per-tick
-  integration (``DryRunReport.true_bores``) within 1 s per day per bore.
+  rounded, read back from SQLite by ``tracker exposure``), agrees with the per-tick
+  integration of the simulator's true pointing before any sample is made
+  (``DryRunReport.true_bores``, the recorder's running totals) within 1 s per day per bore.
+  (The per-tick sum itself is checked against ``np.interp`` of the tables in
+  tests/mount/test_bores.py.)
 - Physics: the exposure by the encoders differs from the truth by the pointing error the
   encoders cannot see; bounded by that error (the run's true RMS) through the steepest part of
   the efficiency table.

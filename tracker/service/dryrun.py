@@ -82,7 +82,8 @@ class DryRunReport:
     #: Per bore from the samples (as ``tracker exposure``): on_sun_s, effective_s, tracking_s,
     #: mean/max off-axis arcsec.
     bores: dict[str, dict] = field(default_factory=dict)
-    #: Per bore from the simulator's truth (true pointing, tick by tick): on_sun_s, effective_s.
+    #: Per bore from the simulator's truth (true pointing, tick by tick, the recorder's running
+    #: totals before the samples' rounding): on_sun_s, effective_s.
     true_bores: dict[str, dict] = field(default_factory=dict)
     series: list = field(default_factory=list, repr=False)
     #: On-Sun seconds by the truth (tracking, true error within the on-Sun tolerance), to
