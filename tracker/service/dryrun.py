@@ -9,8 +9,10 @@ simulated drive PLC), driven through the real OPC UA driver.
 
 While the mount is parked or waiting with nothing to do (the automation would
 not change anything for minutes), the loop may take longer steps of up to
-``idle_step_s``; the drives are still commanded and heartbeated every step, the
-watchdog is longer than the step, and every step that has a task in motion runs
+``idle_step_s`` (stowed: the drives hold, are commanded and heartbeated every
+step, the watchdog is longer than the step) or, parked (drives disabled, brakes
+on), of up to ``parked_step_s`` (below the recorder's gap limit, so the log has
+no hole); every step that has a task in motion runs
 at the full control rate, as do the last ``FULL_RATE_AHEAD_S`` before the
 automation would start the slew to the next window's pre-position point.
 """
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Step of the series kept for the plot (s).
 SERIES_STEP_S = 30.0
+#: The longest step while parked (s): drives disabled, so no watchdog to heartbeat.
+PARKED_STEP_S = 1.5
 #: Idle steps end this long before the automation would start a pre-position slew (s).
 FULL_RATE_AHEAD_S = 120.0
 #: Below this axis speed (deg/s) a parked or stowed mount counts as still (wind jitter is less).
@@ -177,12 +181,16 @@ def _rms(xs: list[float]) -> float | None:
 
 async def run(settings: Settings, start_s: float, duration_s: float, *, driver: str = "sim",
               db_path: str | Path | None = None, idle_step_s: float = 0.5,
+              parked_step_s: float = PARKED_STEP_S,
               progress: Callable[[float], None] | None = None,
               config_name: str = "", pointing: PointingModel | None = None,
               drive_faults: Sequence[tuple[float, float]] = ()) -> DryRunReport:
     """Run the controller for ``duration_s`` simulated seconds from ``start_s`` (UTC unix s).
 
     ``progress`` is called with the simulated seconds done so far (about 200 times).
+    ``idle_step_s``/``parked_step_s``: the longest step while stowed or parked (see the
+    module docstring; a step beyond the recorder's gap limit leaves that time out of the
+    log, as the forecast's 5 s steps do).
     ``drive_faults``: ``(seconds after start, downtime s)``: the azimuth drive trips
     (overcurrent) then, after the downtime, an operator resets and turns tracking on again.
     """
@@ -200,8 +208,10 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
     clock = SimClock(start_s)
     mount = SimMount(settings)
     # A dry run's log is reproducible, so it commits once a simulated minute without
-    # a full sync (the daemon keeps the defaults: every second, synchronous=FULL).
+    # a full sync and checkpoints the WAL every ten (the daemon keeps the defaults: commit
+    # every second, synchronous=FULL, checkpoint every minute).
     store = (TrackingStore(db_path, clock=clock.now_s, commit_interval_s=60.0,
+                           checkpoint_interval_s=600.0,
                            synchronous="NORMAL", on_corrupt=settings.store.on_corrupt,
                            spill_dir=settings.store.spill_dir or None) if db_path else None)
     if store is not None:
@@ -287,13 +297,16 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
 
         horizon: list = [None, None, end_s]     # (window, state) it is for, horizon UTC s
 
+        parked_step = max(idle_step_s, min(parked_step_s, 0.75 * engine.recorder.max_gap_s))
+
         def step_s(t: float) -> float:
-            soon = clock.monotonic_s() - mono0 + idle_step_s
-            if (idle_step_s > period and _quiet(engine) and not resets
+            state = engine.machine.state
+            quiet_step = parked_step if state is State.PARKED else idle_step_s
+            soon = clock.monotonic_s() - mono0 + quiet_step
+            if (quiet_step > period and _quiet(engine) and not resets
                     and (not faults or faults[0][0] > soon)):
                 plan = engine.plan_now
                 nxt = plan.next_window(t) if plan else None
-                state = engine.machine.state
                 if nxt is not horizon[0] or state is not horizon[1]:
                     # full rate from shortly before the automation starts the pre-position
                     # slew from where the mount is held
@@ -302,8 +315,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
                     horizon[:] = nxt, state, (
                         preposition_start_s(settings, nxt, here) - FULL_RATE_AHEAD_S
                         if nxt else end_s)
-                if t + idle_step_s < horizon[2]:
-                    return idle_step_s
+                if t + quiet_step < horizon[2]:
+                    return quiet_step
             return period
 
         def observe(dt: float, t_end: float) -> None:
