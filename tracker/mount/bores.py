@@ -76,36 +76,13 @@ class BoreSet:
         angles, eff = self.tables[index]
         return _interp(off_axis_arcsec, angles, eff, self._slopes[index])
 
-    def off_axis_efficiencies(self, target_az_deg: float, target_el_deg: float,
-                              pointing_az_deg: float, pointing_el_deg: float
-                              ) -> tuple[list[float], list[float]]:
-        """``off_axis_arcsec`` and the ``efficiencies`` at those angles, in one loop (twice
-        a tick, eight bores on IAXO)."""
-        daz = (pointing_az_deg - target_az_deg + 180.0) % 360.0 - 180.0
-        dx = daz * math.cos(math.radians(target_el_deg)) * 3600.0
-        dy = (pointing_el_deg - target_el_deg) * 3600.0
-        hypot = math.hypot
-        angles: list[float] = []
-        effs: list[float] = []
-        for (ox, oy), (xs, ys), slopes in zip(self.offsets_arcsec, self.tables, self._slopes,
-                                              strict=True):
-            a = hypot(dx + ox, dy + oy)
-            angles.append(a)
-            if len(xs) > 1 and xs[0] < a < xs[1]:
-                # the usual case, on the table's first segment: ``_interp``'s arithmetic
-                effs.append(slopes[0] * (a - xs[0]) + ys[0])
-            else:
-                effs.append(_interp(a, xs, ys, slopes))
-        return angles, effs
-
-
     def accumulate(self, accs: Sequence[list[float]], dt_s: float, target_az_deg: float,
                    target_el_deg: float, pointing_az_deg: float, pointing_el_deg: float
                    ) -> None:
         """Add one tick of ``dt_s`` seconds to each bore's running figures ``accs[i]`` =
-        [off-axis arcsec * s, max off-axis arcsec, on-Sun s, effective s, weight s]: the
-        off-axis angle and efficiency of ``off_axis_efficiencies`` in the same loop (every
-        tracking tick, twice; the efficiency only where the bore is on the Sun)."""
+        [off-axis arcsec * s, max off-axis arcsec, on-Sun s, effective s, weight s]: each
+        bore's ``off_axis_arcsec`` and, where the bore is on the Sun, its ``efficiency``, in
+        one loop on plain floats (every tracking tick, twice, up to eight bores)."""
         daz = (pointing_az_deg - target_az_deg + 180.0) % 360.0 - 180.0
         dx = daz * math.cos(target_el_deg * _DEG_TO_RAD) * 3600.0
         dy = (pointing_el_deg - target_el_deg) * 3600.0

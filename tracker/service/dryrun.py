@@ -12,9 +12,9 @@ not change anything for minutes), the loop may take longer steps of up to
 ``idle_step_s`` (stowed: the drives hold, are commanded and heartbeated every
 step, the watchdog is longer than the step) or, parked (drives disabled, brakes
 on), of up to ``parked_step_s`` (below the recorder's gap limit, so the log has
-no hole); every step that has a task in motion runs
-at the full control rate, as do the last ``FULL_RATE_AHEAD_S`` before the
-automation would start the slew to the next window's pre-position point.
+no hole).  Every step that has a task in motion runs at the full control rate,
+as do the last ``FULL_RATE_AHEAD_S`` before the automation would start the slew
+to the next window's pre-position point.
 """
 
 from __future__ import annotations
@@ -365,9 +365,9 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
 
 def _bore_totals(engine: Engine) -> dict[str, dict]:
     """Each bore's on-Sun and effective seconds by the simulator's truth, as the recorder
-    integrated them tick by tick (before the samples' rounding); empty without truth."""
+    integrated them tick by tick (before the samples' rounding); empty without bores."""
     rec = engine.recorder
-    if rec.bores is None or not any(on > 0 for on, _ in rec.true_bore_totals):
+    if rec.bores is None:
         return {}
     return {name: {"on_sun_s": on, "effective_s": eff}
             for name, (on, eff) in zip(rec.bores.names, rec.true_bore_totals, strict=True)}
