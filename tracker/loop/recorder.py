@@ -3,7 +3,9 @@ target, and the log samples (one state per sample).
 
 ``measure`` is pure.  ``Recorder`` sums ticks into samples of ``1 / log_rate_hz`` seconds
 and flushes a sample early when the state changes, so a sample never mixes two states
-(on-Sun seconds are only ever counted in a ``tracking`` sample).  With ``bores``, each
+(on-Sun seconds are only ever counted in a ``tracking`` sample), and when the loop stalls
+(ticks more than ``max_gap_s`` apart): the ticks before the stall are a sample, the stall
+itself is no state's time.  With ``bores``, each
 tracking sample also carries every bore's off-axis angle (mean and max over the ticks), its
 on-Sun seconds (off-axis within the bore's tolerance) and its effective seconds (on-Sun
 seconds times the optics' efficiency at the off-axis angle), integrated tick by tick, and,
@@ -129,16 +131,15 @@ class Recorder:
                axes_deg: tuple[float, float]) -> None:
         """Account the interval (last tick, t] to ``state`` with the measurement at ``t``."""
         last, self._last_t = self._last_t, t
-        if self._state is not None and state is not self._state and last is not None:
+        dt = t - last if last is not None else 0.0
+        gap = not 0.0 < dt <= self.max_gap_s
+        if last is not None and self._state is not None and (state is not self._state or gap):
+            # a new state, or a stall of the loop: what the interval holds so far is a sample
             self.flush(last)
         self._state = state
         self._last = (boresight, m, axes_deg)
-        if last is None:
-            self._reset(t)
-            return
-        dt = t - last
-        if dt <= 0 or dt > self.max_gap_s:
-            self._reset(t)
+        if gap:
+            self._reset(t)      # the stall itself is not accounted to any state
             return
         self._dt += dt
         if on_sun:
