@@ -36,7 +36,6 @@ DISCRETE_KEYS = frozenset({"state", "auto_tracking", "task", "on_sun", "faults",
                            "current_window", "next_window", "boresight", "log", "target"})
 
 
-
 def follow_discrete_changes(client: Any, stop: threading.Event,
                             on_change: Callable[[], None]) -> None:
     """Call ``on_change`` whenever the daemon's event stream (``client.watch``) shows a
