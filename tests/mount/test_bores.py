@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -95,10 +96,27 @@ def test_accumulating_ticks_sums_each_bores_angle_and_efficiency_from_the_tables
 
 
 def test_the_record_text_round_trips_and_foreign_text_reads_empty() -> None:
-    text = encode(["a", "b"], [1.5, math.nan], [2.0, 3.0], [1.0, 0.0], [0.98, 0.0])
+    text = encode(["a", "b"], [(1.5, 2.0, 1.0, 0.98), (math.nan, 3.0, 0.0, 0.0)])
     assert decode(text)["a"] == (1.5, 2.0, 1.0, 0.98)
     assert math.isnan(decode(text)["b"][0])
     assert decode(None) == {} and decode("not json") == {} and decode("[1, 2]") == {}
+
+
+def test_the_record_text_is_json_of_each_figure_rounded_to_a_millionth() -> None:
+    rng = np.random.default_rng(3)
+    names = ['a "quoted" bore', "50%", "b\\c", "bore4"]
+    for scale in (1e-7, 1.0, 3600.0, 1e9):
+        figures = [tuple(float(x) for x in rng.normal(0.0, scale, 4)) for _ in names]
+        figures[1] = (0.5, -0.0, 1.0, 2.5e-7)
+        raw = json.loads(encode(names, figures))
+        assert list(raw) == names
+        for name, fig in zip(names, figures, strict=True):
+            assert raw[name] == [round(x, 6) for x in fig]
+    # a non-finite figure is null, the others as before
+    raw = json.loads(encode(names[:2], [(math.inf, 1.25, 0.1, 0.2), (0.0, math.nan, 1.0, -1.0)]))
+    assert raw == {names[0]: [None, 1.25, 0.1, 0.2], names[1]: [0.0, None, 1.0, -1.0]}
+    with pytest.raises(ValueError, match="2 bores need 8 figures"):
+        encode(names[:2], [(1.0, 2.0, 3.0, 4.0)])
 
 
 def _sun_rows(settings: config.Settings, offset_xy: tuple[float, float], noise_arcsec: float,

@@ -410,17 +410,26 @@ class BoreAccumulator:
         self._prev_boresight = ""
 
     def feed(self, texts, start, end, dt, frac, lo, hi, tracking, boresight) -> None:
-        for i in range(len(texts)):
+        # plain Python values, once per chunk (numpy scalars cost ~100 ns per use)
+        start, end, dt, frac = start.tolist(), end.tolist(), dt.tolist(), frac.tolist()
+        lo, hi, tracking = lo.tolist(), hi.tolist(), tracking.tolist()
+        boresight = [str(b) for b in boresight.tolist()]
+        tots, opened, done = self._tot, self._open, self._done
+        for i, text in enumerate(texts):
+            bs, dti = boresight[i], dt[i]
             cont = (self._prev_end_s is not None
                     and start[i] - self._prev_end_s <= self.gap_tolerance_s
-                    and str(boresight[i]) == self._prev_boresight)
-            figures = decode(texts[i]) if tracking[i] else {}
+                    and bs == self._prev_boresight)
+            figures = decode(text) if tracking[i] else {}
             if not cont or not figures:
                 self._close_all()
+            f = frac[i]
+            w = dti * f
             for name, (mean_a, max_a, on_s, eff_s) in figures.items():
-                f, w = float(frac[i]), float(dt[i] * frac[i])
-                tot = self._tot.setdefault(name, [0.0, 0.0, 0.0, 0.0, 0.0, -1.0])
-                on_s = min(max(on_s if on_s == on_s else 0.0, 0.0), float(dt[i]))
+                tot = tots.get(name)
+                if tot is None:
+                    tot = tots[name] = [0.0, 0.0, 0.0, 0.0, 0.0, -1.0]
+                on_s = min(max(on_s if on_s == on_s else 0.0, 0.0), dti)
                 eff_s = min(max(eff_s if eff_s == eff_s else 0.0, 0.0), on_s)
                 tot[0] += on_s * f
                 tot[1] += eff_s * f
@@ -430,28 +439,28 @@ class BoreAccumulator:
                     tot[4] += w
                 if max_a == max_a and max_a > tot[5]:
                     tot[5] = max_a
-                full = dt[i] > 0 and on_s >= dt[i] - _EPS_S
-                iv = self._open.get(name)
-                if not full:
+                iv = opened.get(name)
+                if not (dti > 0 and on_s >= dti - _EPS_S):     # not on the Sun throughout
                     if iv is not None:
-                        self._done.append(self._open.pop(name))
+                        done.append(opened.pop(name))
                     continue
                 if iv is None:
-                    iv = self._open[name] = {"start_s": float(lo[i]), "end_s": float(hi[i]),
-                                             "bore": name, "boresight": str(boresight[i]),
-                                             "_a": 0.0, "_w": 0.0, "max_off_axis_arcsec": -1.0,
-                                             "effective_s": 0.0, "n_samples": 0}
-                iv["end_s"] = float(hi[i])
-                iv["_a"] += (mean_a if mean_a == mean_a else 0.0) * w
-                iv["_w"] += w if mean_a == mean_a else 0.0
-                iv["max_off_axis_arcsec"] = max(iv["max_off_axis_arcsec"],
-                                                max_a if max_a == max_a else -1.0)
+                    iv = opened[name] = {"start_s": lo[i], "end_s": hi[i], "bore": name,
+                                         "boresight": bs, "_a": 0.0, "_w": 0.0,
+                                         "max_off_axis_arcsec": -1.0, "effective_s": 0.0,
+                                         "n_samples": 0}
+                iv["end_s"] = hi[i]
+                if mean_a == mean_a:
+                    iv["_a"] += mean_a * w
+                    iv["_w"] += w
+                if max_a == max_a and max_a > iv["max_off_axis_arcsec"]:
+                    iv["max_off_axis_arcsec"] = max_a
                 iv["effective_s"] += eff_s * f
                 iv["n_samples"] += 1
-            for name in [n for n in self._open if n not in figures]:
-                self._done.append(self._open.pop(name))
-            self._prev_end_s = float(end[i])
-            self._prev_boresight = str(boresight[i])
+            for name in [n for n in opened if n not in figures]:
+                done.append(opened.pop(name))
+            self._prev_end_s = end[i]
+            self._prev_boresight = bs
 
     def _close_all(self) -> None:
         self._done.extend(self._open.values())

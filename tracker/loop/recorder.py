@@ -183,8 +183,7 @@ class Recorder:
             return None
         if truth and not any(a[4] > 0 for a in acc):
             return None
-        nan = NAN
-        return encode(self.bores.names,
-                      [a[0] / a[4] if a[4] > 0 else nan for a in acc],
-                      [a[1] if a[1] >= 0 else nan for a in acc],
-                      [min(a[2], self._dt) for a in acc], [min(a[3], self._dt) for a in acc])
+        dt = self._dt
+        return encode(self.bores.names, [
+            (a[0] / a[4] if a[4] > 0 else NAN, a[1] if a[1] >= 0 else NAN, min(a[2], dt),
+             min(a[3], dt)) for a in acc])
