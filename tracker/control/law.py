@@ -43,6 +43,11 @@ class AxisCommand(NamedTuple):
     error_deg: float
 
 
+#: ``tuple.__new__``: builds a named tuple of the tick's hot path in half the time of its
+#: generated ``__new__`` (all fields given, in order).
+_new = tuple.__new__
+
+
 #: Fraction of the acceleration limit used for braking in the position correction,
 #: so that noise and the one-tick command latency never make it overshoot.
 BRAKING_MARGIN = 0.8
@@ -78,7 +83,8 @@ def axis_step(limits: AxisLimits, demand: AxisDemand, measured_deg: float,
     if abs(correction) > cap:
         correction = math.copysign(cap, error)
     v = demand.rate_deg_s + correction
-    return AxisCommand(velocity_step(limits, v, measured_deg, last_velocity_deg_s, dt_s), error)
+    return _new(AxisCommand, (velocity_step(limits, v, measured_deg, last_velocity_deg_s, dt_s),
+                              error))
 
 
 def velocity_step(limits: AxisLimits, velocity_deg_s: float, measured_deg: float,

@@ -34,6 +34,7 @@ Definitions (what a physicist gets from ``tracker exposure``):
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -375,14 +376,14 @@ class SampleStats:
                  site: tuple[float, float, float] | None = None) -> None:
         from tracker.log.store import SAMPLE_DTYPE, SAMPLE_FIELDS
         self._dtype = SAMPLE_DTYPE
-        self._fields = SAMPLE_FIELDS
+        self._row = operator.attrgetter(*SAMPLE_FIELDS)
         self._acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=True,
                                         site=site)
         self._rows: list[tuple] = []
         self._chunk = chunk
 
     def __call__(self, sample) -> None:
-        self._rows.append(tuple(getattr(sample, f) for f in self._fields))
+        self._rows.append(self._row(sample))
         if len(self._rows) >= self._chunk:
             self._feed()
 

@@ -23,6 +23,8 @@ from tracker.mount.frames import Frames
 
 log = logging.getLogger(__name__)
 
+#: ``tuple.__new__``: a named tuple of the tick's hot path at half the cost (see law._new).
+_new = tuple.__new__
 #: Least time between two warnings of the load feed-forward (s of the engine's clock).
 LOAD_WARNING_PERIOD_S = 60.0
 
@@ -56,7 +58,8 @@ def resolve(task: Task, sun: tuple[float, float, float, float], frames: Frames, 
         m_az, m_el = frames.sky_to_mount_continuous(b, az, el, sun_ref_az_deg)
         sign = frames.elevation_sign(b)
         e_az, e_el = frames.mount_to_encoder(m_az, m_el)
-        return Demand(AxisDemand(e_az, az_rate), AxisDemand(e_el, sign * el_rate), (az, el), m_az)
+        return _new(Demand, (_new(AxisDemand, (e_az, az_rate)),
+                             _new(AxisDemand, (e_el, sign * el_rate)), (az, el), m_az))
     if kind is TaskKind.AXES:
         target = frames.mount_to_sky(task.boresight or boresight, task.az_deg, task.el_deg)
         if task.model:
@@ -133,6 +136,6 @@ class LoadOffset:
             self._warned_s = t_s
             log.warning("load feed-forward: %s", why)
         self.last_deg = (d_az, d_el)
-        return Demand(AxisDemand(a.position_deg - d_az, a.rate_deg_s),
-                      AxisDemand(e.position_deg - d_el, e.rate_deg_s),
-                      demand.target_sky, demand.mount_az_deg)
+        return _new(Demand, (_new(AxisDemand, (a.position_deg - d_az, a.rate_deg_s)),
+                             _new(AxisDemand, (e.position_deg - d_el, e.rate_deg_s)),
+                             demand.target_sky, demand.mount_az_deg))

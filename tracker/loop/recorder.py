@@ -70,7 +70,7 @@ def measure(task: Task, sun: tuple[float, float, float, float], frames: Frames,
     true_err = NAN
     if true_mount_deg is not None:
         true_err = great_circle_arcsec(t_az, t_el, true_sky[0], true_sky[1])
-    return Measurement(pointing, target, err, true_err, true_sky)
+    return tuple.__new__(Measurement, (pointing, target, err, true_err, true_sky))
 
 
 class Recorder:
@@ -115,17 +115,17 @@ class Recorder:
     def _add_bores(self, dt: float, m: Measurement) -> None:
         """Account ``dt`` seconds of tracking to every bore (off-axis from ``m``: by the
         encoders, and by the truth when ``m`` has it)."""
-        self._add_bore_figures(self._bore_acc, dt, m.target_sky, m.pointing_sky)
-        self._add_bore_figures(self._true_acc, dt, m.target_sky, m.true_sky)
-
-    def _add_bore_figures(self, accs: list[list[float]], dt: float,
-                          target_sky: tuple[float, float],
-                          pointing_sky: tuple[float, float]) -> None:
         assert self.bores is not None
-        (taz, tel), (paz, pel) = target_sky, pointing_sky
-        if taz != taz or paz != paz:
+        taz, tel = m.target_sky
+        if taz != taz:      # NaN: no target
             return
-        self.bores.accumulate(accs, dt, taz, tel, paz, pel)
+        accumulate = self.bores.accumulate
+        paz, pel = m.pointing_sky
+        if paz == paz:
+            accumulate(self._bore_acc, dt, taz, tel, paz, pel)
+        paz, pel = m.true_sky
+        if paz == paz:
+            accumulate(self._true_acc, dt, taz, tel, paz, pel)
 
     def record(self, t: float, state: State, boresight: str, m: Measurement, on_sun: bool,
                axes_deg: tuple[float, float]) -> None:

@@ -301,6 +301,8 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
 
         def step_s(t: float) -> float:
             state = engine.machine.state
+            if state is not State.PARKED and state is not State.STOWED:
+                return period       # moving or due (``_quiet``'s first test, every tick)
             quiet_step = parked_step if state is State.PARKED else idle_step_s
             soon = clock.monotonic_s() - mono0 + quiet_step
             if (quiet_step > period and _quiet(engine) and not resets
