@@ -13,7 +13,7 @@ from tests.support import CONFIG_DIR
 from tracker import config
 from tracker.cli.main import main
 from tracker.mount import calibration as cal
-from tracker.mount.bores import BoreSet, decode, encode
+from tracker.mount.bores import BoreSet, decode, encode, tangent_offset_arcsec
 
 
 def _set(*offsets: tuple[float, float]) -> BoreSet:
@@ -55,8 +55,8 @@ def test_efficiency_is_np_interp_of_the_table() -> None:
     assert [bores.efficiency(1, x) for x in (0.0, 10.0, 99.0)] == [0.7, 0.7, 0.7]
 
 
-def test_accumulating_ticks_sums_each_bores_angle_and_efficiency_from_the_tables() -> None:
-    """``accumulate`` (the recorder's per-tick sum) against an independent per-tick sum of
+def test_a_samples_ticks_sum_each_bores_angle_and_efficiency_from_the_tables() -> None:
+    """``sums`` (the recorder's per-sample sum) against an independent per-tick sum of
     ``np.interp`` of each bore's table at its off-axis angle: on and off the Sun, on every
     segment of the table and beyond it, through north, for a one-point table too."""
     bores = BoreSet.from_config([
@@ -70,7 +70,7 @@ def test_accumulating_ticks_sums_each_bores_angle_and_efficiency_from_the_tables
                     on_sun_tolerance_arcsec=30.0, efficiency_off_axis_arcsec=[0.0],
                     efficiency=[0.7])])
     rng = np.random.default_rng(7)
-    accs = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in bores.names]
+    ticks = []
     want = np.zeros((3, 4))
     want_max = [-1.0] * 3
     for _ in range(400):
@@ -78,9 +78,10 @@ def test_accumulating_ticks_sums_each_bores_angle_and_efficiency_from_the_tables
         paz = (taz + rng.normal(0.0, 0.05)) % 360.0
         pel = tel + rng.normal(0.0, 0.05)
         dt = rng.uniform(0.05, 0.15)
-        bores.accumulate(accs, dt, taz, tel, paz, pel)
         daz = (paz - taz + 180.0) % 360.0 - 180.0
         dx, dy = daz * math.cos(math.radians(tel)) * 3600.0, (pel - tel) * 3600.0
+        assert tangent_offset_arcsec(taz, tel, paz, pel) == pytest.approx((dx, dy), abs=1e-9)
+        ticks.append((dt, *tangent_offset_arcsec(taz, tel, paz, pel)))
         for i in range(3):
             ox, oy = bores.offsets_arcsec[i]
             a = math.hypot(dx + ox, dy + oy)
@@ -88,11 +89,13 @@ def test_accumulating_ticks_sums_each_bores_angle_and_efficiency_from_the_tables
             eff = float(np.interp(a, *bores.tables[i]))
             want[i] += (a * dt, on * dt, on * dt * eff, dt)
             want_max[i] = max(want_max[i], a)
+    accs = bores.sums(ticks)
     got = np.array([[a[0], a[2], a[3], a[4]] for a in accs])
     assert got == pytest.approx(want, rel=1e-12)
     # some ticks on and some off the Sun, on each bore
     assert all(0.0 < w[1] < w[3] for w in want)
     assert [a[1] for a in accs] == pytest.approx(want_max, rel=1e-12)
+    assert bores.sums([]) == [[0.0, -1.0, 0.0, 0.0, 0.0]] * 3
 
 
 def test_the_record_text_round_trips_and_foreign_text_reads_empty() -> None:

@@ -23,7 +23,7 @@ from tracker.control.law import great_circle_arcsec
 from tracker.control.machine import State
 from tracker.log.store import Sample
 from tracker.loop.tasks import Task, TaskKind
-from tracker.mount.bores import BoreSet, encode
+from tracker.mount.bores import BoreSet, encode, tangent_offset_arcsec
 from tracker.mount.frames import Frames
 
 NAN = float("nan")
@@ -90,10 +90,10 @@ class Recorder:
         self._last: tuple[str, Measurement, tuple[float, float]] | None = None
         self.bores = bores
         n = len(bores.names) if bores is not None else 0
-        #: Per bore: dt-weighted off-axis sum, max off-axis, on-Sun s, effective s, weight s.
-        self._bore_acc = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in range(n)]
-        #: The same from the simulator's true pointing (weight 0: no truth).
-        self._true_acc = [[0.0, -1.0, 0.0, 0.0, 0.0] for _ in range(n)]
+        #: The running sample's tracking ticks as (dt s, tangent-plane offset of the
+        #: mechanical axis from the target, arcsec): by the encoders, and by the truth.
+        self._bore_ticks: list[tuple[float, float, float]] = []
+        self._true_ticks: list[tuple[float, float, float]] = []
         #: Per bore since the start, by the encoders and by the truth: [on-Sun s, effective
         #: s] of tracking, tick by tick (before the samples' rounding).
         self.bore_totals = [[0.0, 0.0] for _ in range(n)]
@@ -109,23 +109,21 @@ class Recorder:
         self._on_sun_s = 0.0
         self._err_max = -1.0
         self._start_t = t
-        for acc in self._bore_acc + self._true_acc:
-            acc[0], acc[1], acc[2], acc[3], acc[4] = 0.0, -1.0, 0.0, 0.0, 0.0
+        self._bore_ticks.clear()
+        self._true_ticks.clear()
 
     def _add_bores(self, dt: float, m: Measurement) -> None:
         """Account ``dt`` seconds of tracking to every bore (off-axis from ``m``: by the
         encoders, and by the truth when ``m`` has it)."""
-        assert self.bores is not None
         taz, tel = m.target_sky
         if taz != taz:      # NaN: no target
             return
-        accumulate = self.bores.accumulate
         paz, pel = m.pointing_sky
         if paz == paz:
-            accumulate(self._bore_acc, dt, taz, tel, paz, pel)
+            self._bore_ticks.append((dt, *tangent_offset_arcsec(taz, tel, paz, pel)))
         paz, pel = m.true_sky
         if paz == paz:
-            accumulate(self._true_acc, dt, taz, tel, paz, pel)
+            self._true_ticks.append((dt, *tangent_offset_arcsec(taz, tel, paz, pel)))
 
     def record(self, t: float, state: State, boresight: str, m: Measurement, on_sun: bool,
                axes_deg: tuple[float, float]) -> None:
@@ -158,6 +156,10 @@ class Recorder:
             self._reset(t)
             return
         boresight, m, axes = self._last
+        bores = self.bores
+        bore_sums = true_sums = None
+        if bores is not None and self._state is State.TRACKING:
+            bore_sums, true_sums = bores.sums(self._bore_ticks), bores.sums(self._true_ticks)
         sample = Sample(
             time_s=t, dt_s=self._dt, state=self._state.value, boresight=boresight,
             target_az_deg=m.target_sky[0], target_el_deg=m.target_sky[1],
@@ -165,21 +167,19 @@ class Recorder:
             axis_az_deg=axes[0], axis_el_deg=axes[1], error_arcsec=m.error_arcsec,
             error_max_arcsec=self._err_max if self._err_max >= 0 else NAN,
             on_sun_s=min(self._on_sun_s, self._dt), true_error_arcsec=m.true_error_arcsec,
-            bores=self._bores_text(self._bore_acc),
-            true_bores=self._bores_text(self._true_acc, truth=True))
-        for totals, accs in ((self.bore_totals, self._bore_acc),
-                             (self.true_bore_totals, self._true_acc)):
-            for tot, acc in zip(totals, accs, strict=True):
+            bores=self._bores_text(bore_sums), true_bores=self._bores_text(true_sums, truth=True))
+        for totals, sums in ((self.bore_totals, bore_sums), (self.true_bore_totals, true_sums)):
+            for tot, acc in zip(totals, sums or (), strict=False):
                 tot[0] += acc[2]
                 tot[1] += acc[3]
         for sink in self.sinks:
             sink(sample)
         self._reset(t)
 
-    def _bores_text(self, acc: list[list[float]], truth: bool = False) -> str | None:
-        """The running interval's per-bore figures as the record's JSON (None: no bores, not
-        tracking, or, for ``truth``, no true pointing in the interval)."""
-        if self.bores is None or self._state is not State.TRACKING:
+    def _bores_text(self, acc: list[list[float]] | None, truth: bool = False) -> str | None:
+        """The running interval's per-bore figures (``BoreSet.sums``) as the record's JSON
+        (None: no bores or not tracking, or, for ``truth``, no true pointing in it)."""
+        if acc is None or self.bores is None:
             return None
         if truth and not any(a[4] > 0 for a in acc):
             return None

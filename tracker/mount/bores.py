@@ -34,7 +34,7 @@ class BoreSet:
     #: Per bore, each table segment's slope (efficiency per arcsec), as ``np.interp`` takes it.
     _slopes: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
 
-    #: Per bore for ``accumulate``: x and y offsets, tolerance, the table's first segment
+    #: Per bore for ``sums``: x and y offsets, tolerance, the table's first segment
     #: (x0, x1, y0, slope; x1 = -inf for a one-point table) and the bore's index.
     _fast: tuple[tuple[float, float, float, float, float, float, float, int], ...] = field(
         init=False, repr=False, compare=False)
@@ -66,9 +66,8 @@ class BoreSet:
                         pointing_az_deg: float, pointing_el_deg: float) -> list[float]:
         """Each bore's off-axis angle (arcsec) when the mechanical axis points at ``pointing``
         and the target is at ``target`` (sky, degrees); NaN when either is unknown."""
-        daz = (pointing_az_deg - target_az_deg + 180.0) % 360.0 - 180.0
-        dx = daz * math.cos(math.radians(target_el_deg)) * 3600.0
-        dy = (pointing_el_deg - target_el_deg) * 3600.0
+        dx, dy = tangent_offset_arcsec(target_az_deg, target_el_deg, pointing_az_deg,
+                                       pointing_el_deg)
         return [math.hypot(dx + ox, dy + oy) for ox, oy in self.offsets_arcsec]
 
     def efficiency(self, index: int, off_axis_arcsec: float) -> float:
@@ -77,27 +76,40 @@ class BoreSet:
         angles, eff = self.tables[index]
         return _interp(off_axis_arcsec, angles, eff, self._slopes[index])
 
-    def accumulate(self, accs: Sequence[list[float]], dt_s: float, target_az_deg: float,
-                   target_el_deg: float, pointing_az_deg: float, pointing_el_deg: float
-                   ) -> None:
-        """Add one tick of ``dt_s`` seconds to each bore's running figures ``accs[i]`` =
-        [off-axis arcsec * s, max off-axis arcsec, on-Sun s, effective s, weight s]: each
-        bore's ``off_axis_arcsec`` and, where the bore is on the Sun, its ``efficiency``, in
-        one loop on plain floats (every tracking tick, twice, up to eight bores)."""
-        daz = (pointing_az_deg - target_az_deg + 180.0) % 360.0 - 180.0
-        dx = daz * math.cos(target_el_deg * _DEG_TO_RAD) * 3600.0
-        dy = (pointing_el_deg - target_el_deg) * 3600.0
+    def sums(self, ticks: Sequence[tuple[float, float, float]]) -> list[list[float]]:
+        """Each bore's running figures over ``ticks`` = (dt s, dx, dy): the mechanical axis'
+        offset from the target on the tangent plane (arcsec, ``tangent_offset_arcsec``).
+        Per bore: [off-axis arcsec * s, max off-axis arcsec (-1: no tick), on-Sun s,
+        effective s, weight s]; the efficiency is computed only where the bore is on the
+        Sun.  One loop per bore over a sample's ticks, on plain floats (called once a
+        sample, twice, up to eight bores)."""
         hypot = math.hypot
-        for acc, (ox, oy, tol, x0, x1, y0, slope0, i) in zip(accs, self._fast, strict=True):
-            a = hypot(dx + ox, dy + oy)
-            acc[0] += a * dt_s
-            acc[4] += dt_s
-            if a > acc[1]:
-                acc[1] = a
-            if a <= tol:
-                acc[2] += dt_s
-                acc[3] += dt_s * (slope0 * (a - x0) + y0 if x0 < a < x1
-                                  else _interp(a, *self.tables[i], self._slopes[i]))
+        out = []
+        for ox, oy, tol, x0, x1, y0, slope0, i in self._fast:
+            s = on = eff = w = 0.0
+            mx = -1.0
+            for dt_s, dx, dy in ticks:
+                a = hypot(dx + ox, dy + oy)
+                s += a * dt_s
+                w += dt_s
+                if a > mx:
+                    mx = a
+                if a <= tol:
+                    on += dt_s
+                    eff += dt_s * (slope0 * (a - x0) + y0 if x0 < a < x1
+                                   else _interp(a, *self.tables[i], self._slopes[i]))
+            out.append([s, mx, on, eff, w])
+        return out
+
+
+def tangent_offset_arcsec(target_az_deg: float, target_el_deg: float, pointing_az_deg: float,
+                          pointing_el_deg: float) -> tuple[float, float]:
+    """(x, y) of ``pointing`` from ``target`` on the target's tangent plane, arcsec (x =
+    azimuth * cos(elevation), towards larger azimuth; y = elevation, up): the sky, degrees
+    in; the small-angle frame of the bore offsets."""
+    daz = (pointing_az_deg - target_az_deg + 180.0) % 360.0 - 180.0
+    return (daz * math.cos(target_el_deg * _DEG_TO_RAD) * 3600.0,
+            (pointing_el_deg - target_el_deg) * 3600.0)
 
 
 _DEG_TO_RAD = math.pi / 180.0
