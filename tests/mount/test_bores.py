@@ -56,7 +56,7 @@ def test_efficiency_is_np_interp_of_the_table() -> None:
 
 
 def test_a_samples_ticks_sum_each_bores_angle_and_efficiency_from_the_tables() -> None:
-    """``sums`` (the recorder's per-sample sum) against an independent per-tick sum of
+    """``figures`` (the recorder's per-sample sums) against an independent per-tick sum of
     ``np.interp`` of each bore's table at its off-axis angle: on and off the Sun, on every
     segment of the table and beyond it, through north, for a one-point table too."""
     bores = BoreSet.from_config([
@@ -89,13 +89,18 @@ def test_a_samples_ticks_sum_each_bores_angle_and_efficiency_from_the_tables() -
             eff = float(np.interp(a, *bores.tables[i]))
             want[i] += (a * dt, on * dt, on * dt * eff, dt)
             want_max[i] = max(want_max[i], a)
-    accs = bores.sums(ticks)
-    got = np.array([[a[0], a[2], a[3], a[4]] for a in accs])
-    assert got == pytest.approx(want, rel=1e-12)
+    figs = bores.figures(ticks, cap_s=1e9)
+    got = np.array([[mean, on, eff] for mean, _, on, eff in figs])
+    assert got == pytest.approx(np.column_stack((want[:, 0] / want[:, 3], want[:, 1:3])),
+                                rel=1e-12)
     # some ticks on and some off the Sun, on each bore
     assert all(0.0 < w[1] < w[3] for w in want)
-    assert [a[1] for a in accs] == pytest.approx(want_max, rel=1e-12)
-    assert bores.sums([]) == [[0.0, -1.0, 0.0, 0.0, 0.0]] * 3
+    assert [f[1] for f in figs] == pytest.approx(want_max, rel=1e-12)
+    # the seconds are capped at the sample's length; no ticks: no angles, no seconds
+    assert [f[2] for f in bores.figures(ticks, cap_s=1.0)] == [1.0, 1.0, 1.0]
+    empty = bores.figures([], cap_s=1.0)
+    assert all(math.isnan(a) and math.isnan(m) and (on, eff) == (0.0, 0.0)
+               for a, m, on, eff in empty)
 
 
 def test_the_record_text_round_trips_and_foreign_text_reads_empty() -> None:

@@ -156,10 +156,16 @@ class Recorder:
             self._reset(t)
             return
         boresight, m, axes = self._last
-        bores = self.bores
-        bore_sums = true_sums = None
-        if bores is not None and self._state is State.TRACKING:
-            bore_sums, true_sums = bores.sums(self._bore_ticks), bores.sums(self._true_ticks)
+        # per bore (tracking only): the figures by the encoders, and by the truth if known
+        figs: list[tuple[float, float, float, float]] | None = None
+        true_figs: list[tuple[float, float, float, float]] | None = None
+        text = true_text = None
+        if self.bores is not None and self._state is State.TRACKING:
+            figs = self.bores.figures(self._bore_ticks, self._dt)
+            text = encode(self.bores.names, figs)
+            if self._true_ticks:
+                true_figs = self.bores.figures(self._true_ticks, self._dt)
+                true_text = encode(self.bores.names, true_figs)
         sample = Sample(
             time_s=t, dt_s=self._dt, state=self._state.value, boresight=boresight,
             target_az_deg=m.target_sky[0], target_el_deg=m.target_sky[1],
@@ -167,23 +173,11 @@ class Recorder:
             axis_az_deg=axes[0], axis_el_deg=axes[1], error_arcsec=m.error_arcsec,
             error_max_arcsec=self._err_max if self._err_max >= 0 else NAN,
             on_sun_s=min(self._on_sun_s, self._dt), true_error_arcsec=m.true_error_arcsec,
-            bores=self._bores_text(bore_sums), true_bores=self._bores_text(true_sums, truth=True))
-        for totals, sums in ((self.bore_totals, bore_sums), (self.true_bore_totals, true_sums)):
-            for tot, acc in zip(totals, sums or (), strict=False):
-                tot[0] += acc[2]
-                tot[1] += acc[3]
+            bores=text, true_bores=true_text)
+        for totals, fs in ((self.bore_totals, figs), (self.true_bore_totals, true_figs)):
+            for tot, f in zip(totals, fs or (), strict=False):
+                tot[0] += f[2]
+                tot[1] += f[3]
         for sink in self.sinks:
             sink(sample)
         self._reset(t)
-
-    def _bores_text(self, acc: list[list[float]] | None, truth: bool = False) -> str | None:
-        """The running interval's per-bore figures (``BoreSet.sums``) as the record's JSON
-        (None: no bores or not tracking, or, for ``truth``, no true pointing in it)."""
-        if acc is None or self.bores is None:
-            return None
-        if truth and not any(a[4] > 0 for a in acc):
-            return None
-        dt = self._dt
-        return encode(self.bores.names, [
-            (a[0] / a[4] if a[4] > 0 else NAN, a[1] if a[1] >= 0 else NAN, min(a[2], dt),
-             min(a[3], dt)) for a in acc])

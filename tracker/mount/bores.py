@@ -76,29 +76,32 @@ class BoreSet:
         angles, eff = self.tables[index]
         return _interp(off_axis_arcsec, angles, eff, self._slopes[index])
 
-    def sums(self, ticks: Sequence[tuple[float, float, float]]) -> list[list[float]]:
-        """Each bore's running figures over ``ticks`` = (dt s, dx, dy): the mechanical axis'
-        offset from the target on the tangent plane (arcsec, ``tangent_offset_arcsec``).
-        Per bore: [off-axis arcsec * s, max off-axis arcsec (-1: no tick), on-Sun s,
-        effective s, weight s]; the efficiency is computed only where the bore is on the
-        Sun.  One loop per bore over a sample's ticks, on plain floats (called once a
-        sample, twice, up to eight bores)."""
+    def figures(self, ticks: Sequence[tuple[float, float, float]], cap_s: float
+                ) -> list[tuple[float, float, float, float]]:
+        """Each bore's figures over a sample's ``ticks`` = (dt s, dx, dy): the mechanical
+        axis' offset from the target on the tangent plane (arcsec, ``tangent_offset_arcsec``).
+        Per bore: (mean off-axis arcsec (dt-weighted), max off-axis arcsec, on-Sun s,
+        effective s); NaN angles without ticks; the seconds capped at ``cap_s`` (the
+        sample's length).  The efficiency is computed only where the bore is on the Sun.
+        One loop per bore on plain floats (once a sample, twice, up to eight bores)."""
         hypot = math.hypot
+        nan = math.nan
         out = []
         for ox, oy, tol, x0, x1, y0, slope0, i in self._fast:
             s = on = eff = w = 0.0
-            mx = -1.0
+            mx = nan
             for dt_s, dx, dy in ticks:
                 a = hypot(dx + ox, dy + oy)
                 s += a * dt_s
                 w += dt_s
-                if a > mx:
+                if not a <= mx:     # also the first (mx NaN)
                     mx = a
                 if a <= tol:
                     on += dt_s
                     eff += dt_s * (slope0 * (a - x0) + y0 if x0 < a < x1
                                    else _interp(a, *self.tables[i], self._slopes[i]))
-            out.append([s, mx, on, eff, w])
+            out.append((s / w if w > 0.0 else nan, mx, on if on < cap_s else cap_s,
+                        eff if eff < cap_s else cap_s))
         return out
 
 
