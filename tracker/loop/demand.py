@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 #: ``tuple.__new__``: a named tuple of the tick's hot path at half the cost (see law._new).
 _new = tuple.__new__
+
 #: Least time between two warnings of the load feed-forward (s of the engine's clock).
 LOAD_WARNING_PERIOD_S = 60.0
 

@@ -95,7 +95,7 @@ class Recorder:
         self._bore_ticks: list[tuple[float, float, float]] = []
         self._true_ticks: list[tuple[float, float, float]] = []
         #: Per bore since the start, by the encoders and by the truth: [on-Sun s, effective
-        #: s] of tracking, tick by tick (before the samples' rounding).
+        #: s] of tracking, the samples' figures summed before the record's rounding.
         self.bore_totals = [[0.0, 0.0] for _ in range(n)]
         self.true_bore_totals = [[0.0, 0.0] for _ in range(n)]
 

@@ -34,7 +34,7 @@ class BoreSet:
     #: Per bore, each table segment's slope (efficiency per arcsec), as ``np.interp`` takes it.
     _slopes: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
 
-    #: Per bore for ``sums``: x and y offsets, tolerance, the table's first segment
+    #: Per bore for ``figures``: x and y offsets, tolerance, the table's first segment
     #: (x0, x1, y0, slope; x1 = -inf for a one-point table) and the bore's index.
     _fast: tuple[tuple[float, float, float, float, float, float, float, int], ...] = field(
         init=False, repr=False, compare=False)
