@@ -220,12 +220,12 @@ class ExposureAccumulator:
                                  prev_bs, gap)
         if "bores" in (rows.dtype.names or ()):
             if self._bores is None:
-                self._bores = BoreAccumulator(self.gap_tolerance_s)
+                self._bores = BoreAccumulator(self.gap_tolerance_s, self.intervals)
             self._bores.feed(rows["bores"], start, t, dt, frac, lo, hi, inside & tracking,
                              boresight)
         if "true_bores" in (rows.dtype.names or ()):
             if self._true_bores is None:
-                self._true_bores = BoreAccumulator(self.gap_tolerance_s)
+                self._true_bores = BoreAccumulator(self.gap_tolerance_s, intervals=False)
             self._true_bores.feed(rows["true_bores"], start, t, dt, frac, lo, hi,
                                   inside & tracking, boresight)
 
@@ -370,14 +370,16 @@ def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
 class SampleStats:
     """The exposure statistics of samples as they are recorded (a sink for the engine's
     recorder): the same ``ExposureAccumulator``, so a dry run, ``tracker exposure`` and
-    ``tracker report`` give the same figures for the same samples."""
+    ``tracker report`` give the same figures for the same samples.  ``intervals``: build
+    the on-Sun and bore intervals too (a dry run reports the totals only)."""
 
     def __init__(self, t0_s: float, t1_s: float, *, settle_s: float, chunk: int = 4096,
-                 site: tuple[float, float, float] | None = None) -> None:
+                 site: tuple[float, float, float] | None = None, intervals: bool = False
+                 ) -> None:
         from tracker.log.store import SAMPLE_DTYPE, SAMPLE_FIELDS
         self._dtype = SAMPLE_DTYPE
         self._row = operator.attrgetter(*SAMPLE_FIELDS)
-        self._acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=True,
+        self._acc = ExposureAccumulator(t0_s, t1_s, settle_s=settle_s, intervals=intervals,
                                         site=site)
         self._rows: list[tuple] = []
         self._chunk = chunk
@@ -401,8 +403,10 @@ class BoreAccumulator:
     """Per-bore exposure from the ``bores`` column (see the module docstring), fed in time
     order; carries open intervals across chunks."""
 
-    def __init__(self, gap_tolerance_s: float = 1.0) -> None:
+    def __init__(self, gap_tolerance_s: float = 1.0, intervals: bool = True) -> None:
         self.gap_tolerance_s = gap_tolerance_s
+        #: Build the bore intervals (False: the totals alone, the same figures).
+        self.intervals = intervals
         #: bore -> [on_sun_s, effective_s, tracking_s, off-axis * s, weight s, max off-axis]
         self._tot: dict[str, list[float]] = {}
         self._open: dict[str, dict] = {}
@@ -415,7 +419,7 @@ class BoreAccumulator:
         start, end, dt, frac = start.tolist(), end.tolist(), dt.tolist(), frac.tolist()
         lo, hi, tracking = lo.tolist(), hi.tolist(), tracking.tolist()
         boresight = [str(b) for b in boresight.tolist()]
-        tots, opened, done = self._tot, self._open, self._done
+        tots, opened, done, intervals = self._tot, self._open, self._done, self.intervals
         for i, text in enumerate(texts):
             bs, dti = boresight[i], dt[i]
             cont = (self._prev_end_s is not None
@@ -440,6 +444,8 @@ class BoreAccumulator:
                     tot[4] += w
                 if max_a == max_a and max_a > tot[5]:
                     tot[5] = max_a
+                if not intervals:
+                    continue
                 iv = opened.get(name)
                 if not (dti > 0 and on_s >= dti - _EPS_S):     # not on the Sun throughout
                     if iv is not None:
