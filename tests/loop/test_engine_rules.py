@@ -14,7 +14,7 @@ from tracker import config
 from tracker.control.machine import State
 from tracker.errors import StateError
 from tracker.log.store import TrackingStore
-from tracker.loop.commands import Goto, Jog, Park, Reset, Stow, Track, Unpark
+from tracker.loop.commands import Goto, Jog, Park, Reset, Stop, Stow, Track, Unpark
 
 
 @pytest.fixture
@@ -73,6 +73,55 @@ async def test_an_unacknowledged_fault_survives_a_restart_and_nothing_moves(sim,
     await again.engine.execute(Track(True), source="t")
     await again.run(600.0, until=lambda e: e.machine.state is State.TRACKING)
     assert again.engine.machine.state is State.TRACKING
+
+
+async def _fault_and_reset(rig: Rig) -> None:
+    FaultInjector(rig.mount).trip("azimuth")
+    await rig.run(2.0)
+    await rig.engine.execute(Reset(), source="t")
+
+
+#: Operator actions that turn automatic tracking off, and how long the mount then takes to
+#: come to rest (s).
+AUTO_OFF = {
+    "goto": (lambda e: e.execute(Goto(200.0, 10.0), source="t"), 600.0),
+    "jog": (lambda e: e.execute(Jog("el", 0.05, 5.0), source="t"), 30.0),
+    "stop": (lambda e: e.execute(Stop(), source="t"), 30.0),
+    "park": (lambda e: e.execute(Park(), source="t"), 900.0),
+    "stow": (lambda e: e.execute(Stow(), source="t"), 900.0),
+    "track off": (lambda e: e.execute(Track(False), source="t"), 30.0),
+    "reset after a fault": (None, 30.0),
+}
+
+
+@pytest.mark.parametrize("action", list(AUTO_OFF))
+async def test_automatic_tracking_an_operator_turned_off_stays_off_after_a_restart(
+        sim, tmp_path, action) -> None:
+    """The restart resumes the flag the operator left, not the one before the command: the
+    mount stays where the operator left it."""
+    db = tmp_path / "log.sqlite"
+    w = first_window(sim)
+    rig = Rig(sim, w.start_s + 60.0, db=db)
+    await rig.engine.start()
+    await rig.run(600.0, until=lambda e: e.machine.state is State.TRACKING)
+    assert rig.engine.auto_tracking and rig.engine.machine.state is State.TRACKING
+    command, rest_s = AUTO_OFF[action]
+    if command is None:
+        await _fault_and_reset(rig)
+    else:
+        await command(rig.engine)
+    assert not rig.engine.auto_tracking
+    await rig.run(rest_s)
+    assert _speed(rig) < STILL_DEG_S
+    await rig.engine.shutdown()
+    again = Rig(sim, rig.clock.now_s() + 10.0, db=db)
+    start = {n: a.encoder_deg for n, a in again.mount.axes.items()}
+    await again.engine.start()
+    await again.run(120.0)
+    assert not again.engine.auto_tracking
+    assert again.engine.machine.state not in (State.SLEWING, State.ACQUIRING, State.TRACKING)
+    moved = {n: abs(a.encoder_deg - start[n]) for n, a in again.mount.axes.items()}
+    assert max(moved.values()) < 0.01, moved
 
 
 async def test_reset_acknowledges_and_holds(sim) -> None:

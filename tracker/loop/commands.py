@@ -2,19 +2,26 @@
 
 Every interface (CLI/HTTP API, Alpaca, Tango, OPC UA, the web page) builds one of these
 dataclasses and hands it to ``Engine.execute``; ``check_motion_rules`` is the one place
-that says which command is allowed in which state (the table in docs/daemon.md).  A
-refusal raises ``StateError`` (a state rule) or ``EnvelopeError`` (a limit), naming the
-rule and the limit.
+that says which command is allowed in which state (the table in docs/daemon.md), and
+``effect`` says what an allowed command changes (a pure function of the command and the
+controller's state).  A refusal raises ``StateError`` (a state rule) or ``EnvelopeError``
+(a limit), naming the rule and the limit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tracker.config import Settings
 from tracker.control.machine import State
 from tracker.errors import EnvelopeError, StateError
+from tracker.loop.automation import stow_task
+from tracker.loop.tasks import HOLD, Task, TaskKind
+from tracker.mount.envelope import Envelope
+from tracker.mount.frames import Frames
 
 #: Longest accepted jog (s).
 MAX_JOG_S = 600.0
@@ -182,3 +189,103 @@ def rules_markdown() -> str:
                                                   else short.get(reason, reason)))
         lines.append(f"| {s.value} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What an allowed command changes, applied by the engine in this order: automatic
+    tracking (None: unchanged; ``announce``: logged even when unchanged), the tracking
+    window left, the boresight and the task (None: unchanged), then the transition
+    ``trigger`` fired (None: none) with ``cause``."""
+
+    cause: str
+    auto_tracking: bool | None = None
+    announce: bool = False
+    leave_window: bool = False
+    boresight: str | None = None
+    task: Task | None = None
+    trigger: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The controller's state a command's effect depends on: the machine's state and its
+    ``may(trigger)``, the boresight in use, the axes' last reading (encoder degrees; NaN
+    before the first), the monotonic time (s) and the configuration."""
+
+    state: State
+    may: Callable[[str], bool]
+    boresight: str
+    here_deg: tuple[float, float]
+    monotonic_s: float
+    settings: Settings
+    envelope: Envelope
+    frames: Frames
+
+
+def effect(cmd: Command, c: Context, source: str) -> Effect:
+    """What ``cmd`` (validated, allowed by the motion rules; not ``Reset``, which talks to
+    the drives) changes; raises ``StateError``/``EnvelopeError`` before anything changes
+    when the state machine or the envelope refuses it.  Pure."""
+    if isinstance(cmd, Reset):
+        raise TypeError("a reset talks to the drives: Engine.execute applies it")
+
+    def require(trigger: str) -> None:
+        if not c.may(trigger):
+            raise StateError(f"{cmd.name} refused: not possible while {c.state.value}")
+
+    cause = f"{cmd.name} from {source}"
+    if isinstance(cmd, Goto):
+        require("manual")
+        b = cmd.boresight or c.boresight
+        c.settings.envelope.boresight(b)                  # an unknown name is refused
+        if cmd.axes:
+            c.envelope.check_axes(cmd.az_deg, cmd.el_deg)
+            task = Task(TaskKind.AXES, cmd.az_deg, cmd.el_deg, boresight=b)
+        else:
+            near = c.here_deg[0] if math.isfinite(c.here_deg[0]) else None
+            c.frames.sky_to_mount(b, cmd.az_deg, cmd.el_deg, near_az_deg=near)
+            task = Task(TaskKind.SKY, cmd.az_deg, cmd.el_deg, boresight=b)
+        return Effect(cause, False, leave_window=True, boresight=b, task=task,
+                      trigger="manual")
+    if isinstance(cmd, Jog):
+        require("manual")
+        name = cmd.axis_name
+        c.envelope.check_rate(name, cmd.rate_deg_s)
+        az, el = c.here_deg
+        travel = cmd.rate_deg_s * cmd.seconds
+        c.envelope.check_axes(az + travel if name == "azimuth" else az,
+                              el + travel if name == "elevation" else el)
+        return Effect(cause, False, leave_window=True, trigger="manual", task=Task(
+            TaskKind.JOG, jog_axis=name, jog_rate_deg_s=cmd.rate_deg_s,
+            until_monotonic_s=c.monotonic_s + cmd.seconds))
+    if isinstance(cmd, Track):
+        cause = f"{cmd.name} {'on' if cmd.on else 'off'} from {source}"
+        if cmd.on and c.state is State.MANUAL:
+            return Effect(cause, True, announce=True, task=HOLD, trigger="hold")
+        if not cmd.on and c.state in (State.ACQUIRING, State.TRACKING, State.SLEWING,
+                                      State.WAITING):
+            return Effect(cause, False, announce=True, leave_window=True, task=HOLD,
+                          trigger="hold")
+        return Effect(cause, cmd.on, announce=True)
+    if isinstance(cmd, Park):
+        if c.state is State.PARKED:
+            return Effect(cause, False)
+        require("park")
+        p = c.settings.positions.park
+        return Effect(cause, False, leave_window=True, trigger="park",
+                      task=Task(TaskKind.AXES, p.azimuth_deg, p.elevation_deg))
+    if isinstance(cmd, Unpark):
+        require("unpark")
+        # The operator takes over: the automation would park again at once.
+        return Effect(cause, False, task=HOLD, trigger="unpark")
+    if isinstance(cmd, Stow):
+        if c.state is State.STOWED:
+            return Effect(cause, False)
+        require("stow")
+        return Effect(cause, False, leave_window=True, trigger="stow",
+                      task=stow_task(c.settings, c.here_deg[0]))
+    if isinstance(cmd, Stop):
+        return Effect(cause, False, leave_window=True, task=HOLD,
+                      trigger="hold" if c.may("hold") else None)
+    raise TypeError(f"no effect for {cmd!r}")

@@ -41,18 +41,7 @@ from tracker.control.law import AxisLimits
 from tracker.control.machine import State, StateMachine
 from tracker.errors import StateError, TrackerError
 from tracker.loop import automation
-from tracker.loop.commands import (
-    Command,
-    Goto,
-    Jog,
-    Park,
-    Reset,
-    Stop,
-    Stow,
-    Track,
-    Unpark,
-    check_motion_rules,
-)
+from tracker.loop.commands import Command, Context, Effect, Reset, check_motion_rules, effect
 from tracker.loop.demand import Demand, LoadOffset, reacquire_shift_deg, resolve
 from tracker.loop.interlock import InterlockVerdict, SunInterlock
 from tracker.loop.recorder import Measurement, Recorder, measure
@@ -312,10 +301,11 @@ class Engine:
         held = resume is not None and resume.get("state") in (State.FAULT.value, State.ESTOP.value)
         if not held:
             await self._clear_stale_watchdogs(t)
-        if resume and resume.get("auto_tracking") and not held:
-            if not self.auto_tracking:
-                self._event(t, "info", "resuming automatic tracking from the log")
-            self.auto_tracking = True
+        logged = resume.get("auto_tracking") if resume is not None else None
+        if isinstance(logged, bool) and not held:
+            # The flag as the operator or the automation last set it, not the start-up
+            # default: what an operator stopped stays stopped across a restart.
+            self._set_auto_tracking(t, logged, "as the log left it")
         await self.bus.each("enable")
         self._drives_enabled = True
         self._event(t, "info", f"engine started; auto tracking {'on' if self.auto_tracking else 'off'}",
@@ -326,7 +316,7 @@ class Engine:
             assert resume is not None
             text = (f"unacknowledged {resume['state']} from before the restart "
                     f"({resume.get('cause') or 'see the log'}): holding until 'reset'")
-            self.auto_tracking = False
+            self._set_auto_tracking(t, False, "unacknowledged fault")
             self._enter_fault(t, "fault", text, [{"source": "controller",
                                                   "condition": resume["state"],
                                                   "text": resume.get("cause") or "",
@@ -501,10 +491,10 @@ class Engine:
     def _apply(self, t: float, d: automation.Decision) -> None:
         if d.wind_stowed is not None:
             self._wind_stowed = d.wind_stowed
-        if d.auto_tracking is not None:
-            self.auto_tracking = d.auto_tracking
         if d.note:
             self._event(t, "info", d.note)
+        if d.auto_tracking is not None:
+            self._set_auto_tracking(t, d.auto_tracking, d.note or "automation")
         if d.window is not self.window:
             self.window = d.window
             if d.window is not None:
@@ -718,6 +708,18 @@ class Engine:
                                                          for f in faults]})
 
     # ------------------------------------------------------------------ logging
+    def _set_auto_tracking(self, t: float, on: bool, cause: str, *, source: str | None = None,
+                           always: bool = False) -> None:
+        """The one place the automatic-tracking flag changes.  A change (or, with
+        ``always``, any call) is an ``info`` event with the flag in its data, before any
+        transition it causes: a restart resumes the last flag recorded
+        (``TrackingStore.last_state``)."""
+        if on == self.auto_tracking and not always:
+            return
+        self.auto_tracking = on
+        self._event(t, "info", f"automatic tracking {'on' if on else 'off'} ({cause})",
+                    source=source, data={"auto_tracking": on})
+
     def _changed(self, source: State, dest: State, trigger: str, cause: str) -> None:
         t = self.clock.now_s()
         log.info("state %s -> %s (%s): %s", source.value, dest.value, trigger, cause)
@@ -742,9 +744,17 @@ class Engine:
         t = self.clock.now_s()
         try:
             cmd.validate()
-            if not isinstance(cmd, Reset):
+            if isinstance(cmd, Reset):
+                await self._reset(t, source)
+            else:
                 check_motion_rules(cmd, self.machine.state, wind_stowed=self._wind_stowed)
-            await self._apply_command(cmd, source)
+                here = ((self._states["azimuth"].position_deg,
+                         self._states["elevation"].position_deg) if self._states
+                        else (math.nan, math.nan))
+                self._apply_effect(t, effect(cmd, Context(
+                    self.machine.state, self.machine.may, self.boresight, here,
+                    self._monotonic(), self.settings, self.envelope, self.frames), source),
+                    source)
         except TrackerError as exc:
             if self.store is not None:
                 self.store.audit(t, source, cmd.name, cmd.args(), False, str(exc))
@@ -753,94 +763,26 @@ class Engine:
         if self.store is not None:
             self.store.audit(t, source, cmd.name, cmd.args(), True, "accepted")
 
-    def _require(self, cmd: Command, trigger: str) -> None:
-        """Refuse (before anything changes) a command whose transition the table forbids."""
-        if not self.machine.may(trigger):
-            raise StateError(f"{cmd.name} refused: not possible while {self.state}")
-
-    async def _apply_command(self, cmd: Command, source: str) -> None:
-        m = self.machine
-        if isinstance(cmd, Goto | Jog):
-            self._require(cmd, "manual")
-        elif isinstance(cmd, Park) and m.state is not State.PARKED:
-            self._require(cmd, "park")
-        elif isinstance(cmd, Stow) and m.state is not State.STOWED:
-            self._require(cmd, "stow")
-        elif isinstance(cmd, Unpark):
-            self._require(cmd, "unpark")
-        if isinstance(cmd, Goto):
-            b = cmd.boresight or self.boresight
-            self.settings.envelope.boresight(b)
-            if cmd.axes:
-                self.envelope.check_axes(cmd.az_deg, cmd.el_deg)
-                task = Task(TaskKind.AXES, cmd.az_deg, cmd.el_deg, boresight=b)
-            else:
-                near = self._states["azimuth"].position_deg if self._states else None
-                self.frames.sky_to_mount(b, cmd.az_deg, cmd.el_deg, near_az_deg=near)
-                task = Task(TaskKind.SKY, cmd.az_deg, cmd.el_deg, boresight=b)
+    def _apply_effect(self, t: float, e: Effect, source: str) -> None:
+        """Apply an accepted command's ``commands.Effect`` in its documented order."""
+        if e.auto_tracking is not None:
+            self._set_auto_tracking(t, e.auto_tracking, e.cause, source=source,
+                                    always=e.announce)
+        if e.leave_window:
             self._leave_window()
-            m.fire("manual", f"goto from {source}")
-            self.boresight, self.auto_tracking, self.task = b, False, task
-        elif isinstance(cmd, Jog):
-            name = cmd.axis_name
-            self.envelope.check_rate(name, cmd.rate_deg_s)
-            az, el = (self._states["azimuth"].position_deg, self._states["elevation"].position_deg)
-            end = (az + cmd.rate_deg_s * cmd.seconds if name == "azimuth" else az,
-                   el + cmd.rate_deg_s * cmd.seconds if name == "elevation" else el)
-            self.envelope.check_axes(*end)
-            self._leave_window()
-            m.fire("manual", f"jog from {source}")
-            self.auto_tracking = False
-            self.task = Task(TaskKind.JOG, jog_axis=name, jog_rate_deg_s=cmd.rate_deg_s,
-                             until_monotonic_s=self._monotonic() + cmd.seconds)
-        elif isinstance(cmd, Track):
-            self.auto_tracking = cmd.on
-            if cmd.on and m.state is State.MANUAL:
-                self.task = HOLD
-                m.fire("hold", f"automatic tracking on from {source}")
-            elif not cmd.on and m.state in (State.ACQUIRING, State.TRACKING, State.SLEWING,
-                                            State.WAITING):
-                self._leave_window()
-                self.task = HOLD
-                m.fire("hold", f"automatic tracking off from {source}")
-            self._event(self.clock.now_s(), "info",
-                        f"automatic tracking {'on' if cmd.on else 'off'} ({source})",
-                        source=source, data={"auto_tracking": cmd.on})
-        elif isinstance(cmd, Park):
-            self.auto_tracking = False
-            if m.state is State.PARKED:
-                return
-            p = self.settings.positions.park
-            self._leave_window()
-            self.task = Task(TaskKind.AXES, p.azimuth_deg, p.elevation_deg)
-            m.fire("park", f"park from {source}")
-        elif isinstance(cmd, Unpark):
-            # The operator takes over: the automation would park again at once.
-            self.auto_tracking = False
-            self.task = HOLD
-            m.fire("unpark", f"unpark from {source}")
-        elif isinstance(cmd, Stow):
-            self.auto_tracking = False
-            if m.state is State.STOWED:
-                return
-            self._leave_window()
-            self.task = automation.stow_task(self.settings, self._here_az_deg())
-            m.fire("stow", f"stow from {source}")
-        elif isinstance(cmd, Reset):
-            await self._reset(source)
-        elif isinstance(cmd, Stop):
-            self.auto_tracking = False
-            self.task = HOLD
-            self._leave_window()
-            if m.may("hold"):
-                m.fire("hold", f"stop from {source}")
+        if e.boresight is not None:
+            self.boresight = e.boresight
+        if e.task is not None:
+            self.task = e.task
+        if e.trigger is not None:
+            self.machine.fire(e.trigger, e.cause)
 
     def _leave_window(self) -> None:
         if self.window is not None:
             self.recorder.flush(self.clock.now_s())
             self.window = None
 
-    async def _reset(self, source: str) -> None:
+    async def _reset(self, t: float, source: str) -> None:
         """Acknowledge faults: reset the drives and, if they are healthy, hold in idle.
         Automatic tracking stays off unless ``tracking.resume_after_reset``."""
         state = self.machine.state
@@ -850,17 +792,20 @@ class Engine:
         await self.bus.each("enable")
         self._drives_enabled = True
         self._states = await self.bus.read()
+        if state in (State.FAULT, State.ESTOP) and not self._drives_ok():
+            bad = "; ".join(f"{n}: {self._states[n].condition.value}" for n in AXES
+                            if self._states[n].condition is not Condition.OK)
+            raise StateError(f"reset refused: the fault is still present ({bad})")
+        # The flag first, so the reset's state event records what a restart resumes.
+        self._set_auto_tracking(t, self.settings.tracking.resume_after_reset,
+                                f"reset from {source}", source=source)
         if state in (State.FAULT, State.ESTOP):
-            if not self.machine.fire("reset", f"reset from {source}"):
-                bad = "; ".join(f"{n}: {self._states[n].condition.value}" for n in AXES
-                                if self._states[n].condition is not Condition.OK)
-                raise StateError(f"reset refused: the fault is still present ({bad})")
+            self.machine.fire("reset", f"reset from {source}")
         self._fault_pending = False
         self._faults.clear()
         self._drive_sup.clear()
         self.task = HOLD
         self._prev = Previous({"azimuth": 0.0, "elevation": 0.0})
-        self.auto_tracking = bool(getattr(self.settings.tracking, "resume_after_reset", False))
 
     # ------------------------------------------------------------------ views
     def status(self) -> dict[str, Any]:
