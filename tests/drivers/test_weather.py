@@ -39,7 +39,6 @@ from tracker.loop.weather import (
     WindSupervisor,
     evaluate,
     make_wind_supervisor,
-    wind_latch,
 )
 from tracker.service.compose import make_wind_sensor
 
@@ -204,23 +203,6 @@ def _asdict(lim: WindLimits) -> dict:
     return {k: getattr(lim, k) for k in lim.__slots__}
 
 
-@pytest.mark.parametrize(("stowed", "decision", "stow", "after", "event"), [
-    (False, WindDecision.OK, False, False, None),
-    (False, WindDecision.STOW, True, True, "stow"),
-    (False, WindDecision.SENSOR_LOST, True, True, "stow"),
-    (False, WindDecision.SENSOR_LOST, False, False, None),   # stow_on_sensor_loss = false
-    (True, WindDecision.OK, False, True, None),              # between resume and stow: stay
-    (True, WindDecision.SENSOR_LOST, True, True, None),
-    (True, WindDecision.CALM, False, False, "resume"),
-    (False, WindDecision.CALM, False, False, None),
-])
-def test_wind_latch(stowed, decision, stow, after, event):
-    v = evaluate(LIMITS, [], 0.0)
-    v = type(v)(**{**{k: getattr(v, k) for k in v.__slots__}, "decision": decision,
-                   "stow": stow})
-    assert wind_latch(stowed, v) == (after, event)
-
-
 async def test_supervisor_stows_on_a_gust_and_resumes_after_calm(mount):
     t = [1000.0]
     sensor = SimWindSensor(mount, lambda: t[0])
@@ -228,19 +210,25 @@ async def test_supervisor_stows_on_a_gust_and_resumes_after_calm(mount):
     assert isinstance(sup, WindSupervisor)
     assert make_wind_supervisor(None, LIMITS, lambda: t[0]) is None
     events = []
+    stowed = False          # the automation's latch: stow on a reason, resume when calm
     for k in range(400):
         t[0] = 1000.0 + k
         mount.set_wind(25.0 if 100 <= k < 104 else (12.0 if k < 150 else 5.0))
         await sup.sample()
-        st = sup.step(t[0])
-        if st.event:
-            events.append((k, st.event))
+        j = sup.judge(t[0], stowed=stowed)
+        if j.stow:
+            stowed = True
+            events.append((k, "stow"))
+        elif stowed and j.calm:
+            stowed = False
+            events.append((k, "resume"))
     # stowed at the second 25 m/s sample (3 s mean (12+25+25)/3 = 20.7 > 20); resumed
     # 60 s after the last reading at or above 10 m/s (k = 149); the unstepped mount's wind
     # then stays exactly 5.0 m/s from the same direction: frozen_s = 120 s after k = 150
     # it is a frozen sensor, and that stows again
     assert events == [(101, "stow"), (209, "resume"), (270, "stow")]
-    assert sup.step(t[0]).verdict.frozen
+    assert sup.judge(t[0], stowed=True).verdict.frozen
+    assert sup.judge(t[0], stowed=True).stow == ""          # stowed already
 
 
 async def test_supervisor_reports_sensor_loss_once_and_survives_a_raising_driver(mount):
@@ -260,16 +248,45 @@ async def test_supervisor_reports_sensor_loss_once_and_survives_a_raising_driver
     s = Flaky()
     sup = WindSupervisor(s, LIMITS, 0.0)
     out = []
+    stowed = False
     for k in range(40):
         s.t = float(k)
         s.broken = 10 <= k < 30
         await sup.sample()
-        st = sup.step(float(k))
-        if st.sensor_event:
-            out.append((k, st.sensor_event, st.event))
-    # last good reading at k = 9: lost once more than max_age_s = 10 s later, at k = 20
-    assert out == [(20, "sensor_lost", "stow"), (30, "sensor_back", None)]
-    assert sup.read_errors == 20 and sup.stowed
+        j = sup.judge(float(k), stowed=stowed)
+        stowed = stowed or bool(j.stow)
+        out.extend((k, kind, message.split(":")[0], bool(j.stow)) for kind, message in j.events)
+    # last good reading at k = 9: lost once more than max_age_s = 10 s later, at k = 20;
+    # the stow for the lost sensor starts then and ends only after calm_s of calm
+    assert out == [(20, "warning", "anemometer lost", True),
+                   (30, "info", "anemometer readings valid again", False)]
+    assert sup.read_errors == 20 and stowed
+
+
+async def test_a_stow_withheld_while_parked_is_reported_once_until_the_wind_drops():
+    class Steady:
+        speed = 5.0
+
+        async def read(self) -> WindReading:
+            return WindReading(self.t, self.speed, 10.0 * self.t % 360.0)
+
+        async def close(self) -> None:
+            return None
+
+    s = Steady()
+    sup = WindSupervisor(s, LIMITS, 0.0)
+    reports = []
+    for k in range(30):
+        s.t = float(k)
+        s.speed = 40.0 if 5 <= k < 7 or 20 <= k < 22 else 5.0     # two gusts
+        await sup.sample()
+        j = sup.judge(float(k), stowed=False, held="parked")
+        reports.extend((k, kind) for kind, message in j.events if "not stowing" in message)
+        # the stow reason stands (the automation keeps a parked mount parked) while the
+        # 3 s gust is over 20 m/s: (5 + 40 + 40) / 3 at k = 6, (40 + 40 + 5) / 3 at k = 7
+        assert bool(j.stow) is (k in (6, 7, 21, 22))
+    assert reports == [(6, "warning"), (21, "warning")]
+    assert sup.judge(30.0, stowed=False, auto_stow=False).stow == ""
 
 
 # ---------------------------------------------------------------------------- Modbus values

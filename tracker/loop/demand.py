@@ -15,11 +15,14 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from tracker.astro.ephemeris import SunTrack
 from tracker.config import Settings
-from tracker.control.law import AxisDemand, LoadFeedForward, LoadModel
+from tracker.control.law import AxisDemand, LoadFeedForward, LoadModel, nearest_turn_deg
 from tracker.loop.tasks import Task, TaskKind
 from tracker.loop.weather import WindDecision, WindVerdict
+from tracker.mount.envelope import Envelope
 from tracker.mount.frames import Frames
+from tracker.planning.planner import Window
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,8 @@ _new = tuple.__new__
 
 #: Least time between two warnings of the load feed-forward (s of the engine's clock).
 LOAD_WARNING_PERIOD_S = 60.0
+#: Sampling of the rest of a window when choosing the cable-wrap turn to re-acquire on (s).
+REACQUIRE_STEP_S = 300.0
 
 
 class Demand(NamedTuple):
@@ -95,6 +100,41 @@ def reacquire_shift_deg(path_az_deg: npt.NDArray[np.float64], path_el_deg: npt.N
         if bool(np.all(np.asarray(inside(path_az_deg + shift, path_el_deg)) | ~planned_ok)):
             best, best_dist = shift, dist
     return best
+
+
+def planned_turn_az(envelope: Envelope, w: Window, sun_az_deg: float) -> float:
+    """The mount azimuth (deg) the plan has for the Sun at sky azimuth ``sun_az_deg`` in
+    window ``w``: on the cable-wrap turn that lies on the window's path from its entry to
+    its exit.  Pure."""
+    offset = envelope.boresight(w.boresight).azimuth_offset_deg
+    lo, hi = sorted((w.entry_axis_az_deg, w.exit_axis_az_deg))
+    base = nearest_turn_deg(sun_az_deg - offset, 0.5 * (lo + hi))
+    for cand in (base, base - 360.0, base + 360.0):
+        if lo - 1.0 <= cand <= hi + 1.0:
+            return cand
+    return nearest_turn_deg(sun_az_deg - offset, w.entry_axis_az_deg)
+
+
+def acquisition_az(envelope: Envelope, frames: Frames, track: SunTrack | None, w: Window,
+                   t_s: float, sun_az_deg: float, here_az_deg: float) -> float:
+    """The mount azimuth (deg) to acquire the Sun on in window ``w`` at ``t_s`` (UTC s):
+    the plan's turn, or the turn nearest the mount (``here_az_deg``, encoder) if the rest
+    of the window, now to its end, stays inside the envelope on it.  So re-acquiring
+    mid-window (after a restart, a stow or a fault) never slews a turn round when the wrap
+    already holds the Sun; and never takes a turn that would run into a limit before the
+    window ends.  Pure (``track`` samples the Sun every ``REACQUIRE_STEP_S``)."""
+    planned = planned_turn_az(envelope, w, sun_az_deg)
+    end_s = min(w.end_s, track.end_s) if track is not None else t_s
+    if track is None or not math.isfinite(here_az_deg) or end_s <= t_s:
+        return planned
+    offset = envelope.boresight(w.boresight).azimuth_offset_deg
+    sign = frames.elevation_sign(w.boresight)
+    times = np.append(np.arange(t_s, end_s, REACQUIRE_STEP_S), end_s)
+    az, el = track.altaz(times)
+    path_az = np.degrees(np.unwrap(np.radians(np.asarray(az) - offset)))
+    path_az += planned - path_az[0]
+    return planned + reacquire_shift_deg(path_az, sign * np.asarray(el), here_az_deg,
+                                         envelope.contains_axes)
 
 
 class LoadOffset:

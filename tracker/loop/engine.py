@@ -3,10 +3,12 @@
 One ``tick()`` reads top to bottom, each step using only what the steps above produced
 this tick and the explicit ``Previous`` record of the last tick:
 
+0. the Sun's position and rates now (``sunplan.SunAndPlan``: track and plan);
 1. read both drives (``AxisBus``);
 2. measure: the boresight's sky direction and its error against the current task's target
    (``recorder.measure``);
-3. supervise: clock, drives, wind, acquisition; each returns a verdict (``supervise``);
+3. supervise: clock, drives, wind, acquisition, the Sun interlock; each returns a verdict
+   (``supervise``, ``weather``, ``interlock``);
 4. act on safety verdicts (fault, e-stop) at once;
 5. decide: the automation, a pure function of the situation (``automation.decide``);
 6. fire the decision's transitions;
@@ -17,7 +19,8 @@ this tick and the explicit ``Previous`` record of the last tick:
 
 Time comes from the injected clock (UTC for the Sun, monotonic for durations).  Operator
 commands are typed (``commands``), checked against one table of motion rules and the
-envelope, audited whether accepted or not, and applied between ticks.
+envelope, audited whether accepted or not, and applied between ticks as the pure
+``commands.effect`` says.
 """
 
 from __future__ import annotations
@@ -25,15 +28,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from tracker.astro.ephemeris import StaleIERSWarning, SunTrack
-from tracker.astro.timesync import ClockSync, clock_sync_of, may_start_tracking
+from tracker.astro.timesync import ClockSync
 from tracker.clock import Clock, monotonic_fn
 from tracker.config import Settings
 from tracker.control import law
@@ -42,18 +41,20 @@ from tracker.control.machine import State, StateMachine
 from tracker.errors import StateError, TrackerError
 from tracker.loop import automation
 from tracker.loop.commands import Command, Context, Effect, Reset, check_motion_rules, effect
-from tracker.loop.demand import Demand, LoadOffset, reacquire_shift_deg, resolve
+from tracker.loop.demand import Demand, LoadOffset, acquisition_az, resolve
 from tracker.loop.interlock import InterlockVerdict, SunInterlock
 from tracker.loop.recorder import Measurement, Recorder, measure
+from tracker.loop.sunplan import SunAndPlan
 from tracker.loop.supervise import (
     AXES,
     AcquisitionSupervisor,
     ClockSupervisor,
+    ClockTrust,
     DriveSupervisor,
     DriveVerdict,
 )
 from tracker.loop.tasks import HOLD, Task, TaskKind
-from tracker.loop.weather import WindDecision, WindMonitor, WindSupervisor, WindVerdict
+from tracker.loop.weather import WindMonitor, WindSupervisor, WindVerdict
 from tracker.mount.axis import Axis, AxisState, Condition
 from tracker.mount.bores import BoreSet, aim_point, reference_offset_arcsec
 from tracker.mount.envelope import Envelope
@@ -67,12 +68,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Engine", "iso_utc", "Task", "TaskKind", "HOLD"]
 
-#: Sun track and plan cover [t - BEHIND_S, t + AHEAD_S]; rebuilt when fewer than MARGIN_S remain.
-TRACK_BEHIND_S = 86400.0
-TRACK_AHEAD_S = 2 * 86400.0
-TRACK_MARGIN_S = 3 * 3600.0
-#: Sampling of the rest of a window when choosing the cable-wrap turn to re-acquire on (s).
-REACQUIRE_STEP_S = 300.0
 #: Position error (deg) and speed (deg/s) under which a move counts as arrived.
 ARRIVED_DEG = 0.01
 ARRIVED_SPEED_DEG_S = 0.005
@@ -82,8 +77,10 @@ WIND_PERIOD_S = 0.25
 #: The independent Sun interlock checks the tracked target at this period (s): the Sun
 #: moves at most 15 arcsec/s, the interlock's bound is 180 arcsec.
 INTERLOCK_PERIOD_S = 1.0
-#: The kernel's clock state is read, and judged for automatic tracking, this often (s).
-CLOCK_CHECK_PERIOD_S = 60.0
+
+
+#: States in which nothing moves: a wind stow is withheld (and reported once).
+_HELD = (State.PARKED, State.FAULT, State.ESTOP, State.OFF)
 
 
 class AxisBus:
@@ -156,16 +153,11 @@ class Engine:
         #: a tick).
         self.wind = wind
         self._sample_wind = sample_wind_each_tick
-        self._wind_lost = False
         self.wind_verdict: WindVerdict | None = None
         self.interlock = SunInterlock.from_settings(settings)
         self.interlock_verdict: InterlockVerdict | None = None
-        self.clock_sync: ClockSync | None = None
-        self._clock_checked_mono = -math.inf
-        self._clock_ok = True
-        self._clock_refusal_logged = ""
+        self._clock_trust = ClockTrust(clock, settings)
         self._wind_due_mono = -math.inf
-        self._wind_hold_logged = False
         self._wind_last: tuple[str, bool] = ("", False)
         self._interlock_due_mono = -math.inf
         self._true_direction = true_direction
@@ -187,11 +179,8 @@ class Engine:
         self.task: Task = HOLD
         self.boresight = env.boresights[0].name
         self.window: Window | None = None
-        self._track: SunTrack | None = None
-        self._plan: Plan | None = None
-        #: UTC span (s) in which the Sun track and plan need no rebuild (empty: check).
-        self._ephemeris_span = (math.inf, -math.inf)
-        self._iers_warned: set[str] = set()
+        #: The Sun track and the plan the automation follows.
+        self._sky = SunAndPlan(settings)
         self._states: dict[str, AxisState] = {}
         #: (task, boresight, its demand) of the last AXES task resolved.
         self._axes_cache: tuple[Task, str, Demand | None] | None = None
@@ -207,7 +196,6 @@ class Engine:
         self._faults: list[dict[str, Any]] = []
         #: (UTC unix s, text) of every fault since start, for reports.
         self.fault_history: list[tuple[float, str]] = []
-        self._wind_m_s: float | None = None
         self._wind_stowed = False
         sinks = list(sample_sinks or [])
         if store is not None:
@@ -229,7 +217,7 @@ class Engine:
     @property
     def plan_now(self) -> Plan | None:
         """The plan the automation is following (covers about [t - 1 d, t + 2 d])."""
-        return self._plan
+        return self._sky.plan
 
     @property
     def axis_states(self) -> Mapping[str, AxisState]:
@@ -253,6 +241,11 @@ class Engine:
         return self.measurement.target_sky
 
     @property
+    def clock_sync(self) -> ClockSync | None:
+        """The clock's synchronisation state as last read (None before the first tick)."""
+        return self._clock_trust.sync
+
+    @property
     def faults(self) -> tuple[Mapping[str, Any], ...]:
         """The faults not yet acknowledged by a reset (source, condition, text, time_utc)."""
         return tuple(self._faults)
@@ -264,8 +257,9 @@ class Engine:
 
     @property
     def wind_m_s(self) -> float | None:
-        """The last valid anemometer speed (m/s), None without one."""
-        return self._wind_m_s
+        """The anemometer's speed (m/s) in the last verdict, None without one."""
+        v = self.wind_verdict
+        return v.speed_m_s if v is not None and v.speed_m_s == v.speed_m_s else None
 
     @property
     def wind_stowed(self) -> bool:
@@ -352,11 +346,12 @@ class Engine:
         jump = self._clock_sup.check(t, mono).jump_s
         if jump is not None:
             self._clock_jumped(t, jump)
-        lo, hi = self._ephemeris_span
+        sky = self._sky
+        lo, hi = sky.span
         if not lo <= t <= hi:
             self._ensure_ephemeris(t)
-        assert self._track is not None
-        self.sun = self._track.altaz_rates(t)
+        assert sky.track is not None
+        self.sun = sky.track.altaz_rates(t)
         if self._aim_offset != (0.0, 0.0):
             # the mechanical axis' target: the reference bore's optical axis on the Sun
             az, el = aim_point(self.sun[0], self.sun[1], *self._aim_offset)
@@ -382,9 +377,8 @@ class Engine:
                 wind_stow = ""
         else:
             wind_stow, wind_calm = await self._supervise_wind(t, mono)
-        clock_ok = (self._clock_ok if (self.clock_sync is not None and
-                                       mono - self._clock_checked_mono < CLOCK_CHECK_PERIOD_S)
-                    else self._supervise_clock(t, mono))
+        trust = self._clock_trust
+        clock_ok = trust.ok if mono < trust.due_mono_s else self._check_clock(t, mono)
         acquired = False
         follow_fault = ""
         if state is State.ACQUIRING:
@@ -411,7 +405,7 @@ class Engine:
         self.arrived = self._arrived(here, states)
         decision = automation.decide(automation.Situation(
             t, mono, self.machine.state, self.auto_tracking, self.task, self.window,
-            self._plan, here, self.arrived, acquired, wind_stow, wind_calm,
+            sky.plan, here, self.arrived, acquired, wind_stow, wind_calm,
             self._wind_stowed, self._fault_pending, clock_ok), self.settings, self._slew_times)
         # 6. fire
         self._apply(t, decision)
@@ -421,8 +415,8 @@ class Engine:
         self.recorder.record(t, state, self.boresight, m, self.on_sun, here)
 
     async def _supervise_wind(self, t: float, mono: float) -> tuple[str, bool]:
-        """The wind verdict as (stow cause or "", calm): the gust/mean rule and the
-        sensor-loss fail-safe of ``tracker.loop.weather``, every ``WIND_PERIOD_S``."""
+        """The wind verdict as (stow cause or "", calm): ``WindSupervisor.judge`` every
+        ``WIND_PERIOD_S`` (reading the sensor first when the tick samples it)."""
         wind = self.wind
         if wind is None:
             return "", False
@@ -432,54 +426,29 @@ class Engine:
         self._wind_due_mono = mono + WIND_PERIOD_S
         if self._sample_wind:
             await wind.sample()
-        v = self.wind_verdict = wind.monitor.verdict(t)
-        self._wind_m_s = v.speed_m_s if v.speed_m_s == v.speed_m_s else None
-        lost = v.decision is WindDecision.SENSOR_LOST
-        if lost != self._wind_lost:
-            self._wind_lost = lost
-            self._event(t, "warning" if lost else "info",
-                        v.reason if lost else "anemometer readings valid again",
-                        source="weather", data={"wind": v.as_dict()})
-        stow = v.reason if (v.stow and not self._wind_stowed
-                            and self.settings.weather.auto_stow) else ""
-        held = self.machine.state in (State.PARKED, State.FAULT, State.ESTOP, State.OFF)
-        if stow and held and not self._wind_hold_logged:
-            self._wind_hold_logged = True
-            self._event(t, "warning", f"{v.reason}: {self.state}, not stowing (nothing moves "
-                        "while parked or in fault)", source="weather",
-                        data={"wind": v.as_dict()})
-        elif not v.stow:
-            self._wind_hold_logged = False
-        self._wind_last = (stow, v.decision is WindDecision.CALM)
+        state = self.machine.state
+        j = wind.judge(t, stowed=self._wind_stowed,
+                       held=state.value if state in _HELD else "",
+                       auto_stow=self.settings.weather.auto_stow)
+        v = self.wind_verdict = j.verdict
+        for kind, message in j.events:
+            self._event(t, kind, message, source="weather", data={"wind": v.as_dict()})
+        self._wind_last = (j.stow, j.calm)
         return self._wind_last
 
-    def _supervise_clock(self, t: float, mono: float) -> bool:
-        """May automatic tracking start with this clock?  The kernel's synchronisation
-        state is read at most once a minute; a refusal is logged once per reason."""
-        if mono - self._clock_checked_mono < CLOCK_CHECK_PERIOD_S and self.clock_sync is not None:
-            return self._clock_ok
-        self._clock_checked_mono = mono
-        self.clock_sync = clock_sync_of(self.clock)
-        rates = (self.sun[2], self.sun[3])
-        ok, why = may_start_tracking(self.clock_sync,
-                                     self.settings.clock.max_share_of_tolerance,
-                                     self.settings.tracking.on_sun_tolerance_arcsec, rates,
-                                     override=self.settings.clock.override)
-        if why and why != self._clock_refusal_logged:
-            self._clock_refusal_logged = why
-            self._event(t, "warning", ("clock not trusted, automatic tracking will not start: "
-                                       if not ok else "clock not trusted (overridden): ") + why,
-                        source="clock", data={"clock": self.clock_sync.as_dict()})
-        elif not why:
-            self._clock_refusal_logged = ""
-        self._clock_ok = ok
-        return ok
+    def _check_clock(self, t: float, mono: float) -> bool:
+        """``ClockTrust.check`` now, its first report of a reason a warning event."""
+        warning = self._clock_trust.check(mono, (self.sun[2], self.sun[3]))
+        if warning:
+            sync = self._clock_trust.sync
+            self._event(t, "warning", warning, source="clock",
+                        data={"clock": sync.as_dict() if sync is not None else None})
+        return self._clock_trust.ok
 
     def _clock_jumped(self, t: float, jump_s: float) -> None:
         self._event(t, "warning", f"clock jumped by {jump_s:+.1f} s; re-planning",
                     data={"jump_s": jump_s})
-        self._plan = None
-        self._ephemeris_span = (math.inf, -math.inf)
+        self._sky.replan()
         self._prev.sun_mount_az_deg = None
         self.recorder.restart()
         if self.wind is not None:   # its windows are in UTC: start them again
@@ -513,12 +482,14 @@ class Engine:
         """The slew-time budget of an acquisition starts now."""
         deadline = None
         w = self.window
-        if self._track is not None and w is not None and self._states:
-            az, el = self._track.altaz_rates(t)[:2]
+        track = self._sky.track
+        if track is not None and w is not None and self._states:
+            az, el = track.altaz_rates(t)[:2]
             try:
                 to = self.frames.sky_to_mount(w.boresight, az, el,
-                                              near_az_deg=self._acquisition_az(
-                                                  w, t, az, self._states["azimuth"].position_deg))
+                                              near_az_deg=acquisition_az(
+                                                  self.envelope, self.frames, track, w,
+                                                  t, az, self._states["azimuth"].position_deg))
             except TrackerError:
                 to = (w.entry_axis_az_deg, w.entry_axis_el_deg)
             here = (self._states["azimuth"].position_deg, self._states["elevation"].position_deg)
@@ -527,42 +498,6 @@ class Engine:
                         + tr.settle_s + tr.following_error_grace_s)
         self._acq.start(deadline)
         self.on_sun = False
-
-    def _here_az_deg(self) -> float:
-        """The azimuth encoder's last reading (deg; NaN before the first)."""
-        return self._states["azimuth"].position_deg if self._states else math.nan
-
-    def _planned_turn_az(self, w: Window, sun_az_deg: float) -> float:
-        """The mount azimuth the plan has for the Sun at ``sun_az_deg`` in window ``w``: on
-        the cable-wrap turn that lies on the window's path from its entry to its exit."""
-        offset = self.envelope.boresight(w.boresight).azimuth_offset_deg
-        lo, hi = sorted((w.entry_axis_az_deg, w.exit_axis_az_deg))
-        base = law.nearest_turn_deg(sun_az_deg - offset, 0.5 * (lo + hi))
-        for cand in (base, base - 360.0, base + 360.0):
-            if lo - 1.0 <= cand <= hi + 1.0:
-                return cand
-        return law.nearest_turn_deg(sun_az_deg - offset, w.entry_axis_az_deg)
-
-    def _acquisition_az(self, w: Window, t: float, sun_az_deg: float, here_az_deg: float
-                        ) -> float:
-        """The mount azimuth to acquire the Sun on in window ``w`` at ``t``: the plan's
-        turn, or the turn nearest the mount (``here_az_deg``) if the rest of the window, now
-        to its end, stays inside the envelope on it.  So re-acquiring mid-window (after a
-        restart, a stow or a fault) never slews a turn round when the wrap already holds the
-        Sun; and never takes a turn that would run into a limit before the window ends."""
-        planned = self._planned_turn_az(w, sun_az_deg)
-        track = self._track
-        end_s = min(w.end_s, track.end_s) if track is not None else t
-        if track is None or not math.isfinite(here_az_deg) or end_s <= t:
-            return planned
-        offset = self.envelope.boresight(w.boresight).azimuth_offset_deg
-        sign = self.frames.elevation_sign(w.boresight)
-        times = np.append(np.arange(t, end_s, REACQUIRE_STEP_S), end_s)
-        az, el = track.altaz(times)
-        path_az = np.degrees(np.unwrap(np.radians(np.asarray(az) - offset)))
-        path_az += planned - path_az[0]
-        return planned + reacquire_shift_deg(path_az, sign * np.asarray(el), here_az_deg,
-                                             self.envelope.contains_axes)
 
     def _on_demanded_turn(self, here: tuple[float, float]) -> bool:
         """On the cable-wrap turn the Sun demand uses: a slew the long way round passes the
@@ -625,7 +560,8 @@ class Engine:
         else:
             demand = resolve(task, self.sun, self.frames, boresight=self.boresight,
                              sun_ref_az_deg=self._prev.sun_mount_az_deg,
-                             entry_az_deg=(self._acquisition_az(w, t, self.sun[0], here[0])
+                             entry_az_deg=(acquisition_az(self.envelope, self.frames, self._sky.track,
+                                                          w, t, self.sun[0], here[0])
                                            if w is not None and self._prev.sun_mount_az_deg is None
                                            else None),
                              here_az_deg=here[0])
@@ -653,31 +589,9 @@ class Engine:
 
     # ------------------------------------------------------------------ ephemeris and plan
     def _ensure_ephemeris(self, t: float) -> None:
-        """Rebuild the Sun track/plan when needed; a stale IERS table is a warning event."""
-        tr, pl = self._track, self._plan
-        if (tr is not None and pl is not None and tr.start_s <= t <= tr.end_s - TRACK_MARGIN_S
-                and t <= pl.end_s - TRACK_MARGIN_S):
-            self._ephemeris_span = (tr.start_s, min(tr.end_s - TRACK_MARGIN_S,
-                                                    pl.end_s - TRACK_MARGIN_S))
-            return
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", StaleIERSWarning)
-            if tr is None or t < tr.start_s or t > tr.end_s - TRACK_MARGIN_S:
-                site = self.settings.site
-                self._track = tr = SunTrack(site.latitude_deg, site.longitude_deg, site.height_m,
-                                            t - TRACK_BEHIND_S, t + TRACK_AHEAD_S)
-                self._plan = pl = None
-            if pl is None or t > pl.end_s - TRACK_MARGIN_S:
-                self._plan = pl = make_plan(self.settings, tr.start_s, tr.end_s, track=tr)
-        self._ephemeris_span = (tr.start_s, min(tr.end_s - TRACK_MARGIN_S,
-                                                pl.end_s - TRACK_MARGIN_S))
-        for w in caught:
-            if not issubclass(w.category, StaleIERSWarning):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            elif str(w.message) not in self._iers_warned:
-                self._iers_warned.add(str(w.message))
-                self._event(t, "warning", f"stale IERS table: {w.message}",
-                            data={"iers": "stale"})
+        """Sun track and plan covering ``t``; a stale IERS table is a warning event."""
+        for message in self._sky.ensure(t):
+            self._event(t, "warning", f"stale IERS table: {message}", data={"iers": "stale"})
 
     # ------------------------------------------------------------------ faults
     def _drives_ok(self) -> bool:

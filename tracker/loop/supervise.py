@@ -1,6 +1,7 @@
 """Supervisors: each looks at one concern and returns a verdict; none changes the task.
 
 - ``ClockSupervisor``: steps of the UTC clock, seen against the monotonic clock;
+- ``ClockTrust``: whether the clock is synchronised well enough to start tracking;
 - ``DriveSupervisor``: drive conditions (a link problem must last ``COMMS_GRACE_S``);
 - wind: ``tracker.loop.weather`` (the anemometer's gust/mean rule and loss fail-safe);
 - ``AcquisitionSupervisor``: acquiring the Sun within its time budget, then following
@@ -12,8 +13,10 @@ measured on the monotonic clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from tracker.astro.timesync import ClockSync, clock_sync_of, may_start_tracking
 from tracker.config import Settings
 from tracker.mount.axis import AxisState, Condition
 
@@ -47,6 +50,41 @@ class ClockSupervisor:
             return _NO_JUMP
         step = (t_s - last[0]) - (mono_s - last[1])
         return ClockVerdict(step) if abs(step) > CLOCK_JUMP_S else _NO_JUMP
+
+
+#: The kernel's clock state is read, and judged for automatic tracking, this often (s).
+CLOCK_CHECK_PERIOD_S = 60.0
+
+
+class ClockTrust:
+    """May automatic tracking start with this clock?  The clock's synchronisation state
+    (``timesync.clock_sync_of``) is read and judged (``may_start_tracking``) at most once
+    every ``CLOCK_CHECK_PERIOD_S``; between, ``ok`` holds the last answer."""
+
+    def __init__(self, clock: object, settings: Settings) -> None:
+        self._clock = clock
+        self._share = settings.clock.max_share_of_tolerance
+        self._override = settings.clock.override
+        self._tolerance_arcsec = settings.tracking.on_sun_tolerance_arcsec
+        #: The last state read (None before the first check).
+        self.sync: ClockSync | None = None
+        self.ok = True
+        #: Monotonic time (s) of the next check.
+        self.due_mono_s = -math.inf
+        self._reported = ""
+
+    def check(self, mono_s: float, rates_deg_s: tuple[float, float]) -> str:
+        """Read and judge the clock now (the Sun's az/el rates in deg/s set the budget);
+        returns the warning to log: a reason not reported before (once per reason), or ""."""
+        self.due_mono_s = mono_s + CLOCK_CHECK_PERIOD_S
+        self.sync = sync = clock_sync_of(self._clock)
+        self.ok, why = may_start_tracking(sync, self._share, self._tolerance_arcsec,
+                                          rates_deg_s, override=self._override)
+        report, self._reported = (why if why != self._reported else ""), why
+        if not report:
+            return ""
+        return ("clock not trusted, automatic tracking will not start: " if not self.ok
+                else "clock not trusted (overridden): ") + report
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,33 +327,18 @@ def evaluate(limits: WindLimits, readings: Iterable[WindReading], t_s: float,
     return mon.verdict(t_s)
 
 
-def wind_latch(stowed: bool, verdict: WindVerdict) -> tuple[bool, str | None]:
-    """The wind-stow latch (pure): ``(stowed, event)`` after ``verdict``.
-
-    ``event`` is ``"stow"`` when a stow starts (``verdict.stow`` while not stowed),
-    ``"resume"`` when it ends (decision ``CALM`` while stowed), else None.  A stow for
-    a lost sensor ends the same way: only after ``calm_s`` of healthy, calm readings.
-    """
-    if verdict.stow and not stowed:
-        return True, "stow"
-    if stowed and verdict.decision is WindDecision.CALM:
-        return False, "resume"
-    return stowed, None
-
-
 @dataclass(frozen=True, slots=True)
-class WindStep:
-    """One supervision step: the verdict, the latch after it and what changed.
-
-    ``event``: ``"stow"``/``"resume"`` (``wind_latch``); ``sensor_event``:
-    ``"sensor_lost"`` when the sensor became lost (or frozen), ``"sensor_back"`` when it
-    recovered, else None (each reported once, for the log and the status).
-    """
+class WindJudgement:
+    """One supervision step for the engine (``WindSupervisor.judge``): the verdict;
+    ``stow``, the reason to start a wind stow now ("" for none: within the limits, stowed
+    already, or ``auto_stow`` off); ``calm``, calm for ``calm_s`` (a wind stow may end);
+    ``events``, (kind, message) for the log, each condition reported once: the sensor
+    lost or valid again, a stow withheld because nothing may move (parked, in fault)."""
 
     verdict: WindVerdict
-    stowed: bool
-    event: str | None
-    sensor_event: str | None
+    stow: str
+    calm: bool
+    events: tuple[tuple[str, str], ...] = ()
 
 
 class WindSupervisor:
@@ -361,16 +346,17 @@ class WindSupervisor:
 
     I/O and decision are apart: ``sample()`` reads the sensor once into the monitor
     (``poll_forever`` does it at the sensor's own pace in a task, so a slow or dead
-    anemometer never stalls a control tick); ``step(t)`` is pure bookkeeping on the
-    monitor's verdict at ``t``.  ``sensor`` None (``weather.source = "none"``) gives
+    anemometer never stalls a control tick); ``judge(t, ...)`` is bookkeeping on the
+    monitor's verdict at ``t``.  The stow latch itself is the automation's
+    (``automation.decide``: stow unless parked, resume from ``stowed`` when calm).  ``sensor`` None (``weather.source = "none"``) gives
     no supervisor at all: build none.
     """
 
     def __init__(self, sensor: WindSensor, limits: WindLimits, start_s: float) -> None:
         self.sensor = sensor
         self.monitor = WindMonitor(limits, start_s)
-        self.stowed = False
         self._lost = False
+        self._withheld_reported = False
         self.read_errors = 0
 
     async def sample(self) -> WindReading | None:
@@ -392,16 +378,25 @@ class WindSupervisor:
             await self.sample()
             await asyncio.sleep(period_s)
 
-    def step(self, t_s: float) -> WindStep:
-        """The verdict at ``t_s`` and the latch after it."""
+    def judge(self, t_s: float, *, stowed: bool, held: str = "",
+              auto_stow: bool = True) -> WindJudgement:
+        """The verdict at ``t_s`` for a mount ``stowed`` for wind or not, ``held`` (the
+        state's name while nothing may move: parked, fault, e-stop, off; else "")."""
         v = self.monitor.verdict(t_s)
-        self.stowed, event = wind_latch(self.stowed, v)
+        events: list[tuple[str, str]] = []
         lost = v.decision is WindDecision.SENSOR_LOST
-        sensor_event = None
         if lost != self._lost:
-            sensor_event = "sensor_lost" if lost else "sensor_back"
             self._lost = lost
-        return WindStep(verdict=v, stowed=self.stowed, event=event, sensor_event=sensor_event)
+            events.append(("warning", v.reason) if lost
+                          else ("info", "anemometer readings valid again"))
+        stow = v.reason if (v.stow and not stowed and auto_stow) else ""
+        if stow and held and not self._withheld_reported:
+            self._withheld_reported = True
+            events.append(("warning", f"{v.reason}: {held}, not stowing (nothing moves "
+                                      "while parked or in fault)"))
+        elif not v.stow:
+            self._withheld_reported = False
+        return WindJudgement(v, stow, v.decision is WindDecision.CALM, tuple(events))
 
     async def close(self) -> None:
         await self.sensor.close()
@@ -416,6 +411,5 @@ def make_wind_supervisor(sensor: WindSensor | None, weather: object,
     return WindSupervisor(sensor, WindLimits.from_settings(weather), clock())
 
 
-__all__ = ["WindDecision", "WindLimits", "WindMonitor", "WindReading", "WindSensor",
-           "WindStep", "WindSupervisor", "WindVerdict", "evaluate", "make_wind_supervisor",
-           "wind_latch"]
+__all__ = ["WindDecision", "WindJudgement", "WindLimits", "WindMonitor", "WindReading",
+           "WindSensor", "WindSupervisor", "WindVerdict", "evaluate", "make_wind_supervisor"]
