@@ -100,13 +100,18 @@ def test_events_audit_and_last_state(store):
     last = store.last_state()
     assert last["id"] == e3 and last["state"] == "fault" and last["from"] == "tracking"
     assert last["auto_tracking"] is True                  # latest recorded value
+    assert last["wind_stowed"] is None                    # never recorded
+    store.log_event(T0_S + 4, "info", "stowed for wind", data={"wind_stowed": True})
+    store.log_event(T0_S + 5, "info", "automatic tracking off", data={"auto_tracking": False})
+    last = store.last_state()
+    assert (last["id"], last["auto_tracking"], last["wind_stowed"]) == (e3, False, True)
     assert last["time_utc"] == iso_utc(T0_S + 3)
-    evs = store.events()
+    evs = store.events()[:4]
     assert [e["kind"] for e in evs] == ["state", "fault", "command", "state"]
     assert evs[2]["source"] == "api:127.0.0.1" and evs[2]["data"]["ok"] is False
     assert "refused" in evs[2]["message"]
-    assert [e["id"] for e in store.events(after_id=e2)] == [e2 + 1, e3]
-    assert [e["id"] for e in store.events(limit=2)] == [e2 + 1, e3]      # the latest two
+    assert [e["id"] for e in store.events(after_id=e2)][:2] == [e2 + 1, e3]
+    assert [e["id"] for e in store.events(limit=2)] == [e3 + 1, e3 + 2]  # the latest two
     assert [e["kind"] for e in store.events(kinds=["fault"])] == ["fault"]
     rec = store.audit_records()
     assert rec == [{"id": 1, "time_s": T0_S + 2, "time_utc": "2026-07-01T00:00:02Z",

@@ -138,6 +138,24 @@ def test_wind_stows_from_anywhere_but_parked_and_blocks_automation(sim, the_plan
     assert stowed.steps == ()
 
 
+def test_stowed_for_wind_and_idle_after_a_reset_or_restart_goes_back_to_stow(sim, the_plan) -> None:
+    w = the_plan.windows[1]
+    stow = sim.positions.stow
+    d = decide(situation(sim, the_plan, w.start_s + 100, State.IDLE, wind_stowed=True), sim)
+    assert d.steps == (("stow", "stowed for wind until calm"),) and d.window is None
+    assert (d.task.az_deg, d.task.el_deg) == (stow.azimuth_deg, stow.elevation_deg)
+    assert d.wind_stowed is None                      # still stowed for wind
+    # calm for the calm time already: released where it is, and the window opens
+    d = decide(situation(sim, the_plan, w.start_s + 100, State.IDLE, wind_stowed=True,
+                         wind_calm=True), sim)
+    assert d.wind_stowed is False and [s[0] for s in d.steps] == ["open_window"]
+    # nothing moves out of fault or park for it
+    for state in (State.FAULT, State.PARKED):
+        d = decide(situation(sim, the_plan, w.start_s + 100, state, wind_stowed=True,
+                             auto_tracking=False), sim)
+        assert d.steps == ()
+
+
 def test_jog_ends_on_monotonic_time(sim, the_plan) -> None:
     jog = Task(TaskKind.JOG, jog_axis="azimuth", jog_rate_deg_s=0.1, until_monotonic_s=100.0)
     t = the_plan.windows[1].start_s - 4 * 3600

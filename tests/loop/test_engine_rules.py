@@ -197,3 +197,36 @@ async def test_acquisition_is_not_tracking_and_on_sun_never_exceeds_tracking(sim
     # Tracking starts on the Sun: its errors are those of tracking, not of the slew.
     assert ex["max_error_arcsec"] is not None and ex["max_error_arcsec"] < 10.0
     assert math.isfinite(ex["rms_error_arcsec"]) and ex["rms_error_arcsec"] < 2.0
+
+
+async def test_a_wind_stow_outlives_a_restart_until_the_wind_is_calm(sim, tmp_path) -> None:
+    """The restarted daemon has no wind history: it stows again and waits for the calm
+    time, instead of tracking in a wind between the resume and the stow limits."""
+    db = tmp_path / "log.sqlite"
+    w = first_window(sim)
+    rig = Rig(sim, w.start_s + 600.0, db=db)
+    await rig.engine.start()
+    await rig.run(120.0)
+    rig.mount.set_wind(20.0)
+    await rig.run(600.0, until=lambda e: e.machine.state is State.STOWED)
+    assert rig.engine.machine.state is State.STOWED and rig.engine.wind_stowed
+    rig.mount.set_wind(12.0)      # under the stow limit (15), over the resume limit (10)
+    await rig.run(60.0)
+    await rig.engine.shutdown()
+    at = (rig.mount.azimuth.encoder_deg, rig.mount.elevation.encoder_deg)
+    again = Rig(sim, rig.clock.now_s() + 10.0, db=db, at=at)
+    again.mount.set_wind(12.0)
+    await again.engine.start()
+    await again.run(300.0)
+    assert again.engine.machine.state is State.STOWED and again.engine.wind_stowed
+    moved = {n: abs(a.encoder_deg - at[k]) for k, (n, a) in
+             enumerate(again.mount.axes.items())}
+    assert max(moved.values()) < 0.01, moved
+    with pytest.raises(StateError, match="stowed for wind"):
+        await again.engine.execute(Goto(200.0, 5.0), source="t")
+    again.mount.set_wind(3.0)
+    calm_s = sim.weather.calm_s
+    await again.run(calm_s - 30.0)
+    assert again.engine.machine.state is State.STOWED      # not calm for long enough yet
+    await again.run(900.0, until=lambda e: e.machine.state is State.TRACKING)
+    assert again.engine.machine.state is State.TRACKING and not again.engine.wind_stowed

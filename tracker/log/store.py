@@ -1192,9 +1192,10 @@ class TrackingStore:
     def last_state(self) -> dict | None:
         """The latest "state" event, for resuming after a restart, or None.
 
-        ``{"id", "time_s", "time_utc", "state", "from", "cause", "auto_tracking", "data"}``;
-        ``state`` is ``data["to"]`` (or ``data["state"]``), ``auto_tracking`` is the latest
-        value recorded in any event's ``data`` (None if never recorded).
+        ``{"id", "time_s", "time_utc", "state", "from", "cause", "auto_tracking",
+        "wind_stowed", "data"}``; ``state`` is ``data["to"]`` (or ``data["state"]``);
+        ``auto_tracking`` and ``wind_stowed`` are the latest values recorded in any event's
+        ``data`` (None if never recorded).
         """
         rows = self._query("SELECT id, time_s, message, data FROM events WHERE kind = 'state' "
                            "ORDER BY id DESC LIMIT 1")
@@ -1209,13 +1210,18 @@ class TrackingStore:
         if state is None:   # fall back to "a -> b: cause" messages
             tail = message.split("->", 1)[-1]
             state = tail.split(":", 1)[0].strip() or None
-        auto = None
-        for (raw_d,) in self._query("SELECT data FROM events WHERE data LIKE "
-                                    "'%\"auto_tracking\"%' ORDER BY id DESC LIMIT 1"):
-            auto = _as_dict(loads_or_flag(raw_d)).get("auto_tracking")
         return {"id": ev_id, "time_s": t_s, "time_utc": iso_utc(t_s), "state": state,
                 "from": data.get("from"), "cause": data.get("cause"),
-                "auto_tracking": auto, "data": {} if raw_data is None else raw_data}
+                "auto_tracking": self._latest_flag("auto_tracking"),
+                "wind_stowed": self._latest_flag("wind_stowed"),
+                "data": {} if raw_data is None else raw_data}
+
+    def _latest_flag(self, key: str) -> Any:
+        """The value of ``key`` in the latest event whose data has it (None if none)."""
+        for (raw,) in self._query("SELECT data FROM events WHERE data LIKE ? "
+                                  "ORDER BY id DESC LIMIT 1", (f'%"{key}"%',)):
+            return _as_dict(loads_or_flag(raw)).get(key)
+        return None
 
     def samples(self, t0_s: float, t1_s: float, *, columns: tuple[str, ...] | None = None
                 ) -> np.ndarray:

@@ -139,7 +139,7 @@ def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None
             b.task = stow_task(settings, s.here_deg[0])
             b.fire("stow", s.wind_stow)
         return Decision(tuple(b.steps), b.task, None, wind_stowed=True)
-    if s.wind_calm and s.wind_stowed and s.state is State.STOWED:
+    if s.wind_calm and s.wind_stowed and s.state in (State.STOWED, State.IDLE):
         wind_stowed = False
         resume = settings.weather.auto_resume
         note = ("wind calm for " f"{settings.weather.calm_s:g} s"
@@ -147,6 +147,12 @@ def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None
         if not resume:
             auto = False
     stowed = s.wind_stowed if wind_stowed is None else wind_stowed
+    if stowed and s.state is State.IDLE:
+        # Stowed for wind, then reset after a fault or restarted: back to the stow
+        # position until the wind has been calm for the calm time.
+        b.task = stow_task(settings, s.here_deg[0])
+        b.fire("stow", "stowed for wind until calm")
+        return Decision(tuple(b.steps), b.task, None, wind_stowed, auto, note)
     auto_on = s.auto_tracking if auto is None else auto
     if b.task.kind is TaskKind.JOG and s.mono_s >= b.task.until_monotonic_s:
         b.task = HOLD

@@ -295,6 +295,10 @@ class Engine:
         held = resume is not None and resume.get("state") in (State.FAULT.value, State.ESTOP.value)
         if not held:
             await self._clear_stale_watchdogs(t)
+        if resume is not None and resume.get("wind_stowed") is True:
+            # The stow's hysteresis and wind history outlive the process: stowed again
+            # (from idle, by the automation) until the wind is calm for the calm time.
+            self._set_wind_stowed(t, True, "before the restart")
         logged = resume.get("auto_tracking") if resume is not None else None
         if isinstance(logged, bool) and not held:
             # The flag as the operator or the automation last set it, not the start-up
@@ -458,8 +462,8 @@ class Engine:
             self._start_acquisition(t)
 
     def _apply(self, t: float, d: automation.Decision) -> None:
-        if d.wind_stowed is not None:
-            self._wind_stowed = d.wind_stowed
+        if d.wind_stowed is not None and d.wind_stowed != self._wind_stowed:
+            self._set_wind_stowed(t, d.wind_stowed)
         if d.note:
             self._event(t, "info", d.note)
         if d.auto_tracking is not None:
@@ -633,6 +637,16 @@ class Engine:
         self.auto_tracking = on
         self._event(t, "info", f"automatic tracking {'on' if on else 'off'} ({cause})",
                     source=source, data={"auto_tracking": on})
+
+    def _set_wind_stowed(self, t: float, on: bool, cause: str = "") -> None:
+        """Latch or release the wind stow, logged with the flag in its data (what a
+        restart resumes: ``TrackingStore.last_state``)."""
+        self._wind_stowed = on
+        calm_s = self.settings.weather.calm_s
+        text = (f"stowed for wind until calm for {calm_s:g} s" if on
+                else "wind stow released")
+        self._event(t, "info", f"{text} ({cause})" if cause else text, source="weather",
+                    data={"wind_stowed": on})
 
     def _changed(self, source: State, dest: State, trigger: str, cause: str) -> None:
         t = self.clock.now_s()
