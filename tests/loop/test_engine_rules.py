@@ -230,3 +230,34 @@ async def test_a_wind_stow_outlives_a_restart_until_the_wind_is_calm(sim, tmp_pa
     assert again.engine.machine.state is State.STOWED      # not calm for long enough yet
     await again.run(900.0, until=lambda e: e.machine.state is State.TRACKING)
     assert again.engine.machine.state is State.TRACKING and not again.engine.wind_stowed
+
+
+@pytest.mark.parametrize("moved_deg", [0.0, 5.0])
+async def test_a_parked_mount_is_parked_after_a_restart(sim, tmp_path, moved_deg) -> None:
+    """Parked means nothing moves until 'unpark', across a restart too: parked again at the
+    park position (drives disabled); moved away while the daemon was down, it holds in
+    idle and says so, and nothing moves either way."""
+    db = tmp_path / "log.sqlite"
+    w = first_window(sim)
+    rig = Rig(sim, w.start_s + 600.0, db=db)
+    await rig.engine.start()
+    await rig.run(60.0)
+    await rig.engine.execute(Park(), source="t")
+    await rig.run(900.0, until=lambda e: e.machine.state is State.PARKED)
+    assert rig.engine.machine.state is State.PARKED
+    await rig.engine.shutdown()
+    at = (rig.mount.azimuth.encoder_deg + moved_deg, rig.mount.elevation.encoder_deg)
+    again = Rig(sim, rig.clock.now_s() + 10.0, db=db, at=at)
+    await again.engine.start()
+    await again.run(120.0)
+    moved = [abs(a.encoder_deg - at[k]) for k, a in enumerate(again.mount.axes.values())]
+    assert max(moved) < 0.01, moved
+    events = [e["message"] for e in again.store.events(limit=20)]
+    if moved_deg == 0.0:
+        assert again.engine.machine.state is State.PARKED
+        assert not any(a.enabled for a in again.mount.axes.values())
+        with pytest.raises(StateError, match="unpark"):
+            await again.engine.execute(Goto(200.0, 5.0), source="t")
+    else:
+        assert again.engine.machine.state is State.IDLE
+        assert any("not the park position: holding in idle" in m for m in events)

@@ -71,6 +71,9 @@ __all__ = ["Engine", "iso_utc", "Task", "TaskKind", "HOLD"]
 #: Position error (deg) and speed (deg/s) under which a move counts as arrived.
 ARRIVED_DEG = 0.01
 ARRIVED_SPEED_DEG_S = 0.005
+#: A mount parked before a restart is parked again if both axes are this close to the
+#: park position (deg), without moving; farther away it holds in idle.
+PARK_RESUME_DEG = 0.1
 #: The anemometer is read and judged at this period (s): ultrasonic anemometers report at
 #: 1-4 Hz; the gust is a 3 s mean.
 WIND_PERIOD_S = 0.25
@@ -285,8 +288,8 @@ class Engine:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Connect and enable the drives; restore an unacknowledged fault, or resume automatic
-        tracking, from the log."""
+        """Connect and enable the drives; restore from the log an unacknowledged fault, a
+        park, a wind stow and the automatic-tracking flag."""
         t = self.clock.now_s()
         self._ensure_ephemeris(t)
         for axis in self.axes.values():
@@ -319,6 +322,25 @@ class Engine:
                                                   "condition": resume["state"],
                                                   "text": resume.get("cause") or "",
                                                   "time_utc": resume.get("time_utc")}])
+        elif resume is not None and resume.get("state") == State.PARKED.value:
+            self._resume_parked(t)
+
+    def _resume_parked(self, t: float) -> None:
+        """Parked before the restart: parked again (the first tick disables the drives),
+        if the axes are still at the park position; otherwise hold in idle, and say so."""
+        park = self.settings.positions.park
+        task = Task(TaskKind.AXES, park.azimuth_deg, park.elevation_deg)
+        d = self._axes_demand(task)
+        az, el = (self._states[n].position_deg for n in AXES)
+        if d is not None and (abs(az - d.azimuth.position_deg) <= PARK_RESUME_DEG
+                              and abs(el - d.elevation.position_deg) <= PARK_RESUME_DEG):
+            self.task = task
+            self.machine.fire("park", "parked before the restart")
+            self.machine.fire("parked", "at the park position")
+        else:
+            self._event(t, "warning", f"parked before the restart, but the axes read "
+                        f"({az:.3f}, {el:.3f}) deg, not the park position: holding in idle "
+                        "('park' to park again)")
 
     async def _clear_stale_watchdogs(self, t: float) -> None:
         """Reset drives that latched WATCHDOG while no controller ran (a clean restart):
