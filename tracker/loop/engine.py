@@ -44,6 +44,7 @@ from tracker.loop.commands import Command, Context, Effect, Reset, check_motion_
 from tracker.loop.demand import Demand, LoadOffset, acquisition_az, resolve
 from tracker.loop.interlock import InterlockVerdict, SunInterlock
 from tracker.loop.recorder import Measurement, Recorder, measure
+from tracker.loop.restore import restore
 from tracker.loop.sunplan import SunAndPlan
 from tracker.loop.supervise import (
     AXES,
@@ -71,9 +72,6 @@ __all__ = ["Engine", "iso_utc", "Task", "TaskKind", "HOLD"]
 #: Position error (deg) and speed (deg/s) under which a move counts as arrived.
 ARRIVED_DEG = 0.01
 ARRIVED_SPEED_DEG_S = 0.005
-#: A mount parked before a restart is parked again if both axes are this close to the
-#: park position (deg), without moving; farther away it holds in idle.
-PARK_RESUME_DEG = 0.1
 #: The anemometer is read and judged at this period (s): ultrasonic anemometers report at
 #: 1-4 Hz; the gust is a 3 s mean.
 WIND_PERIOD_S = 0.25
@@ -288,59 +286,42 @@ class Engine:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Connect and enable the drives; restore from the log an unacknowledged fault, a
-        park, a wind stow and the automatic-tracking flag."""
+        """Connect and enable the drives; take over from the log what ``restore`` says: an
+        unacknowledged fault, the automatic-tracking flag, a wind stow, a park."""
         t = self.clock.now_s()
         self._ensure_ephemeris(t)
         for axis in self.axes.values():
             await axis.connect()
-        resume = self.store.last_state() if self.store is not None else None
-        held = resume is not None and resume.get("state") in (State.FAULT.value, State.ESTOP.value)
-        if not held:
+        before = await self.bus.read()
+        park = self.settings.positions.park
+        park_task = Task(TaskKind.AXES, park.azimuth_deg, park.elevation_deg)
+        d = self._axes_demand(park_task)
+        r = restore(self.store.last_state() if self.store is not None else None,
+                    (before["azimuth"].position_deg, before["elevation"].position_deg),
+                    (d.azimuth.position_deg, d.elevation.position_deg) if d is not None
+                    else (math.nan, math.nan))
+        if not r.held:
             await self._clear_stale_watchdogs(t)
-        if resume is not None and resume.get("wind_stowed") is True:
-            # The stow's hysteresis and wind history outlive the process: stowed again
-            # (from idle, by the automation) until the wind is calm for the calm time.
+        if r.wind_stowed:
             self._set_wind_stowed(t, True, "before the restart")
-        logged = resume.get("auto_tracking") if resume is not None else None
-        if isinstance(logged, bool) and not held:
-            # The flag as the operator or the automation last set it, not the start-up
-            # default: what an operator stopped stays stopped across a restart.
-            self._set_auto_tracking(t, logged, "as the log left it")
+        if r.auto_tracking is not None:
+            self._set_auto_tracking(t, r.auto_tracking, "unacknowledged fault" if r.held
+                                    else "as the log left it")
         await self.bus.each("enable")
         self._drives_enabled = True
         self._event(t, "info", f"engine started; auto tracking {'on' if self.auto_tracking else 'off'}",
                     data={"auto_tracking": self.auto_tracking})
         self.machine.fire("enable", "start")
         self._states = await self.bus.read()
-        if held:
-            assert resume is not None
-            text = (f"unacknowledged {resume['state']} from before the restart "
-                    f"({resume.get('cause') or 'see the log'}): holding until 'reset'")
-            self._set_auto_tracking(t, False, "unacknowledged fault")
-            self._enter_fault(t, "fault", text, [{"source": "controller",
-                                                  "condition": resume["state"],
-                                                  "text": resume.get("cause") or "",
-                                                  "time_utc": resume.get("time_utc")}])
-        elif resume is not None and resume.get("state") == State.PARKED.value:
-            self._resume_parked(t)
-
-    def _resume_parked(self, t: float) -> None:
-        """Parked before the restart: parked again (the first tick disables the drives),
-        if the axes are still at the park position; otherwise hold in idle, and say so."""
-        park = self.settings.positions.park
-        task = Task(TaskKind.AXES, park.azimuth_deg, park.elevation_deg)
-        d = self._axes_demand(task)
-        az, el = (self._states[n].position_deg for n in AXES)
-        if d is not None and (abs(az - d.azimuth.position_deg) <= PARK_RESUME_DEG
-                              and abs(el - d.elevation.position_deg) <= PARK_RESUME_DEG):
-            self.task = task
+        if r.held:
+            self._enter_fault(t, "fault", r.held, [r.fault])
+        elif r.parked:
+            # the first tick disables the drives; nothing moves
+            self.task = park_task
             self.machine.fire("park", "parked before the restart")
             self.machine.fire("parked", "at the park position")
-        else:
-            self._event(t, "warning", f"parked before the restart, but the axes read "
-                        f"({az:.3f}, {el:.3f}) deg, not the park position: holding in idle "
-                        "('park' to park again)")
+        elif r.warning:
+            self._event(t, "warning", r.warning)
 
     async def _clear_stale_watchdogs(self, t: float) -> None:
         """Reset drives that latched WATCHDOG while no controller ran (a clean restart):
