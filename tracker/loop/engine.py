@@ -309,7 +309,8 @@ class Engine:
                                     else "as the log left it")
         await self.bus.each("enable")
         self._drives_enabled = True
-        self._event(t, "info", f"engine started; auto tracking {'on' if self.auto_tracking else 'off'}",
+        self._event(t, "info", "engine started; auto tracking "
+                    f"{'on' if self.auto_tracking else 'off'}",
                     data={"auto_tracking": self.auto_tracking})
         self.machine.fire("enable", "start")
         self._states = await self.bus.read()
@@ -565,13 +566,12 @@ class Engine:
         if task.kind is TaskKind.AXES:
             demand = self._axes_demand(task)
         else:
+            entry_az = (acquisition_az(self.envelope, self.frames, self._sky.track, w, t,
+                                       self.sun[0], here[0])
+                        if w is not None and self._prev.sun_mount_az_deg is None else None)
             demand = resolve(task, self.sun, self.frames, boresight=self.boresight,
                              sun_ref_az_deg=self._prev.sun_mount_az_deg,
-                             entry_az_deg=(acquisition_az(self.envelope, self.frames, self._sky.track,
-                                                          w, t, self.sun[0], here[0])
-                                           if w is not None and self._prev.sun_mount_az_deg is None
-                                           else None),
-                             here_az_deg=here[0])
+                             entry_az_deg=entry_az, here_az_deg=here[0])
             if (self._load_offset is not None and demand is not None
                     and task.kind is TaskKind.SUN and state in (State.TRACKING, State.ACQUIRING)):
                 demand = self._load_offset.apply(demand, here, self.wind_verdict, t)

@@ -348,8 +348,9 @@ class WindSupervisor:
     (``poll_forever`` does it at the sensor's own pace in a task, so a slow or dead
     anemometer never stalls a control tick); ``judge(t, ...)`` is bookkeeping on the
     monitor's verdict at ``t``.  The stow latch itself is the automation's
-    (``automation.decide``: stow unless parked, resume from ``stowed`` when calm).  ``sensor`` None (``weather.source = "none"``) gives
-    no supervisor at all: build none.
+    (``automation.decide``: stow unless parked; release when calm, from ``stowed`` or
+    ``idle``).  ``sensor`` None (``weather.source = "none"``) gives no supervisor at all:
+    build none.
     """
 
     def __init__(self, sensor: WindSensor, limits: WindLimits, start_s: float) -> None:
