@@ -55,7 +55,7 @@ from tracker.loop.supervise import (
     DriveVerdict,
 )
 from tracker.loop.tasks import HOLD, Task, TaskKind
-from tracker.loop.weather import WindMonitor, WindSupervisor, WindVerdict
+from tracker.loop.weather import WindSupervisor, WindVerdict
 from tracker.mount.axis import Axis, AxisState, Condition
 from tracker.mount.bores import BoreSet, aim_point, reference_offset_arcsec
 from tracker.mount.envelope import Envelope
@@ -460,13 +460,13 @@ class Engine:
         self._prev.sun_mount_az_deg = None
         self.recorder.restart()
         if self.wind is not None:   # its windows are in UTC: start them again
-            self.wind.monitor = WindMonitor(self.wind.monitor.limits, t)
+            self.wind.restart(t)
         if self.machine.state is State.TRACKING:
             self.machine.fire("reacquire", "clock jump")
             self._start_acquisition(t)
 
     def _apply(self, t: float, d: automation.Decision) -> None:
-        if d.wind_stowed is not None and d.wind_stowed != self._wind_stowed:
+        if d.wind_stowed is not None:
             self._set_wind_stowed(t, d.wind_stowed)
         if d.note:
             self._event(t, "info", d.note)
@@ -642,8 +642,10 @@ class Engine:
                     source=source, data={"auto_tracking": on})
 
     def _set_wind_stowed(self, t: float, on: bool, cause: str = "") -> None:
-        """Latch or release the wind stow, logged with the flag in its data (what a
-        restart resumes: ``TrackingStore.last_state``)."""
+        """Latch or release the wind stow; a change is logged with the flag in its data
+        (what a restart resumes: ``TrackingStore.last_state``)."""
+        if on == self._wind_stowed:
+            return
         self._wind_stowed = on
         calm_s = self.settings.weather.calm_s
         text = (f"stowed for wind until calm for {calm_s:g} s" if on

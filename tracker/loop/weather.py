@@ -399,6 +399,11 @@ class WindSupervisor:
             self._withheld_reported = False
         return WindJudgement(v, stow, v.decision is WindDecision.CALM, tuple(events))
 
+    def restart(self, start_s: float) -> None:
+        """Supervise afresh from ``start_s`` (UTC s): after a clock jump the monitor's
+        time windows are meaningless."""
+        self.monitor = WindMonitor(self.monitor.limits, start_s)
+
     async def close(self) -> None:
         await self.sensor.close()
 
