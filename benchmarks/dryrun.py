@@ -1,6 +1,7 @@
 """Dry-run speed and tracking accuracy, side by side in one run.
 
     python benchmarks/dryrun.py [--days 1] [--presets sim,cast,babyiaxo,iaxo] [--modbus-hours 2]
+                                [--python OTHER_PYTHON]
 
 1. One simulated day of each preset (config/<preset>.toml) at its control rate with the
    in-process simulator, the same engine code path as the daemon, without and with the
@@ -14,6 +15,13 @@
 Wall-clock ratios depend on the machine and its load: compare runs made side by side.  The
 ``cpu`` columns divide by the process's CPU time instead (``time.process_time``): on a shared
 machine that is the figure to compare; the target is judged on the wall ratio.
+
+They depend on the interpreter's build too, which the first line names: the same code runs
+about 1.3x faster on a statically linked CPython (libpython in the executable, as
+Debian's ``/usr/bin/python3``) than on one built with ``--enable-shared`` and no
+``--enable-optimizations`` (as pyenv's here).  ``--python OTHER_PYTHON`` runs each preset
+under a second interpreter (a venv with this project installed) right after this one, so
+the two are compared in the same minutes (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,7 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import platform
+import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -50,35 +61,74 @@ def _figures(r: dryrun.DryRunReport) -> tuple:
     return (r.efficiency, r.rms_error_arcsec, r.max_error_arcsec, r.faults, r.ticks)
 
 
+def _interpreter() -> str:
+    """This interpreter: version, executable and how libpython is linked (Linux: from the
+    process's memory map; a shared libpython costs a call through the PLT each time)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            shared = "shared" if "libpython" in maps.read() else "static"
+    except OSError:
+        shared = "unknown"
+    flags = [f for f in ("--enable-optimizations", "--with-lto")
+             if f in str(sysconfig.get_config_var("CONFIG_ARGS"))]
+    return (f"Python {platform.python_version()} {sys.executable}: libpython {shared}"
+            + (f", {' '.join(flags)}" if flags else ""))
+
+
+def _row(preset: str, settings: config.Settings, start_s: float, span_s: float) -> str:
+    """One preset's line: its day without and with the SQLite log, and whether both meet
+    the target."""
+    plain = asyncio.run(dryrun.run(settings, start_s, span_s, config_name=preset))
+    with tempfile.TemporaryDirectory() as tmp:
+        logged = asyncio.run(dryrun.run(settings, start_s, span_s, config_name=preset,
+                                        db_path=Path(tmp) / "dry-run.db"))
+    met = min(plain.speedup, logged.speedup) >= TARGET_RATIO
+    same = "" if _figures(plain) == _figures(logged) else "  (figures differ with --db!)"
+    return (f"{plain.ticks:>8} {plain.wall_s:>7.1f} {plain.speedup:>6.0f}x "
+            f"{_cpu_ratio(plain):>5.0f}x {logged.wall_s:>7.1f} {logged.speedup:>6.0f}x "
+            f"{_cpu_ratio(logged):>5.0f}x  {plain.efficiency:>7.4f} "
+            f"{_f(plain.rms_error_arcsec)} {_f(plain.max_error_arcsec)} {plain.faults:>3}  "
+            f"{'met' if met else 'NOT met'}{same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=float, default=1.0)
     ap.add_argument("--presets", default=PRESETS, help=f"comma-separated (default {PRESETS})")
     ap.add_argument("--modbus-hours", type=float, default=2.0)
     ap.add_argument("--start", default="2026-06-21T00:00:00Z")
+    ap.add_argument("--python", metavar="OTHER_PYTHON",
+                    help="also run each preset under this interpreter, right after this one")
+    ap.add_argument("--row", metavar="PRESET", help=argparse.SUPPRESS)   # --python's child
+    ap.add_argument("--describe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     start_s = float(to_unix_s(args.start))
     span_s = args.days * 86400.0
+    if args.describe or args.row:
+        print(_interpreter() if args.describe else _row(
+            args.row, config.load(config.CONFIG_DIR / f"{args.row}.toml"), start_s, span_s))
+        return
+    other = [args.python, __file__, "--days", str(args.days), "--start", args.start]
     print(f"{args.days:g} simulated day(s) from {args.start}, in process; ratio = simulated / "
-          f"wall seconds (target >= {TARGET_RATIO:.0f}x)\n")
-    print(f"{'preset':<10} {'ticks':>8} {'wall s':>7} {'ratio':>7} {'cpu':>6} "
+          f"wall seconds (target >= {TARGET_RATIO:.0f}x)")
+    print(f"{'A: ' if args.python else ''}{_interpreter()}")
+    if args.python:
+        described = subprocess.run([*other, "--describe"], capture_output=True, text=True,
+                                   check=True)
+        print(f"B: {described.stdout.strip()}")
+    print(f"\n{'preset':<12} {'ticks':>8} {'wall s':>7} {'ratio':>7} {'cpu':>6} "
           f"{'wall s':>7} {'ratio':>7} {'cpu':>6}  "
           f"{'effic.':>7} {'rms_as':>6} {'max_as':>6} {'flt':>3}  target")
-    print(f"{'':<10} {'':>8} {'(no --db)':>22} {'(--db)':>22}")
+    print(f"{'':<12} {'':>8} {'(no --db)':>22} {'(--db)':>22}")
     for preset in args.presets.split(","):
         settings = config.load(config.CONFIG_DIR / f"{preset}.toml")
-        plain = asyncio.run(dryrun.run(settings, start_s, span_s, config_name=preset))
-        with tempfile.TemporaryDirectory() as tmp:
-            logged = asyncio.run(dryrun.run(settings, start_s, span_s, config_name=preset,
-                                            db_path=Path(tmp) / "dry-run.db"))
-        met = min(plain.speedup, logged.speedup) >= TARGET_RATIO
-        same = "" if _figures(plain) == _figures(logged) else "  (figures differ with --db!)"
-        print(f"{preset:<10} {plain.ticks:>8} {plain.wall_s:>7.1f} {plain.speedup:>6.0f}x "
-              f"{_cpu_ratio(plain):>5.0f}x {logged.wall_s:>7.1f} {logged.speedup:>6.0f}x "
-              f"{_cpu_ratio(logged):>5.0f}x  {plain.efficiency:>7.4f} "
-              f"{_f(plain.rms_error_arcsec)} {_f(plain.max_error_arcsec)} {plain.faults:>3}  "
-              f"{'met' if met else 'NOT met'}{same}", flush=True)
+        label = preset + (" A" if args.python else "")
+        print(f"{label:<12} {_row(preset, settings, start_s, span_s)}", flush=True)
+        if args.python:
+            row = subprocess.run([*other, "--row", preset], capture_output=True, text=True,
+                                 check=True)
+            print(f"{preset + ' B':<12} {row.stdout.rstrip()}", flush=True)
     if args.modbus_hours <= 0:
         return
     settings = config.load(config.CONFIG_DIR / "sim.toml")

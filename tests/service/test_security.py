@@ -316,6 +316,9 @@ ALLOWED = {
         "benchmark reads the rigid simulator with `git show <fixed commit>:<fixed path>`",
     ("benchmarks/opcua.py", "subprocess.Popen"):
         "benchmark starts `tracker simulate --protocol opcua` with a fixed argv",
+    ("benchmarks/dryrun.py", "subprocess.run"):
+        "benchmark reruns itself under the interpreter its operator names (--python), with "
+        "its own preset and day arguments; no shell",
 }
 
 
