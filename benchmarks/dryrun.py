@@ -63,7 +63,7 @@ def _figures(r: dryrun.DryRunReport) -> tuple:
 
 def _interpreter() -> str:
     """This interpreter: version, executable and how libpython is linked (Linux: from the
-    process's memory map; a shared libpython costs a call through the PLT each time)."""
+    process's memory map; a shared one runs the tick slower, docs/performance.md)."""
     try:
         with open("/proc/self/maps") as maps:
             shared = "shared" if "libpython" in maps.read() else "static"
