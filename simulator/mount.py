@@ -109,6 +109,9 @@ FAULT_TEXTS: dict[Condition, str] = {
 _HOLD = 0       # position loop on _target (hold or move)
 _VELOCITY = 1   # velocity demand _v_demand
 _STOP = 2       # ramp the reference to zero, then apply the holding brake
+# Members tested every step, as module constants (``Enum.X`` costs ~80 ns on Python 3.11:
+# docs/performance.md).
+_OK, _LIMIT_SWITCH, _NO_LIMIT = Condition.OK, Condition.LIMIT_SWITCH, Limit.NONE
 
 
 class SimAxis:
@@ -264,7 +267,7 @@ class SimAxis:
             return Limit.SOFT_HIGH
         if p <= self.soft_low_deg + SOFT_LIMIT_REPORT_DEG:
             return Limit.SOFT_LOW
-        return Limit.NONE
+        return _NO_LIMIT
 
     @property
     def braked(self) -> bool:
@@ -286,7 +289,7 @@ class SimAxis:
         """
         self._last_heartbeat_s = self.time_s     # ``heartbeat()``, inline: every tick
         v = float(v_deg_s)
-        if not (math.isfinite(v) and self.enabled and self.condition is Condition.OK):
+        if not (math.isfinite(v) and self.enabled and self.condition is _OK):
             return
         if v == 0.0:
             if self._mode != _STOP:
@@ -627,7 +630,7 @@ class SimAxis:
             self.min_true_deg = x
         elif x > self.max_true_deg:
             self.max_true_deg = x
-        if self.condition is not Condition.LIMIT_SWITCH:
+        if self.condition is not _LIMIT_SWITCH:
             # Trip on reaching a switch, or on being driven further into one (the drive's
             # reference, not the structure's ringing after a reset).
             if m >= self.switch_high_deg and m > m0:

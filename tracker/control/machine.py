@@ -48,6 +48,10 @@ S = State
 MOVING = [S.IDLE, S.SLEWING, S.WAITING, S.ACQUIRING, S.TRACKING, S.PARKING, S.PARKED, S.MANUAL,
           S.STOWING, S.STOWED]
 """States with healthy, enabled drives (where motion commands may be accepted)."""
+#: States in which the drives are commanded to stop.
+STOPPED = (S.FAULT, S.ESTOP, S.OFF)
+#: States following the Sun.
+FOLLOWING = (S.ACQUIRING, S.TRACKING)
 
 #: (trigger, sources, dest): the whole behaviour, as data.  Guards are named in GUARDS.
 TRANSITIONS: list[tuple[str, list[State] | State, State]] = [

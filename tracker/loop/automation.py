@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tracker.config import Settings
-from tracker.control.machine import State, next_state
+from tracker.control.machine import FOLLOWING, STOPPED, State, next_state
 from tracker.loop.tasks import HOLD, Task, TaskKind
 from tracker.mount.envelope import Envelope
 from tracker.planning.planner import Plan, Window, slew_time_s
@@ -21,6 +21,9 @@ PARK_IF_IDLE_FOR_S = 1800.0
 #: The pre-position slew starts this factor x the slew time + PREPOSITION_LEAD_S early.
 SLEW_TIME_FACTOR = 1.2
 PREPOSITION_LEAD_S = 60.0
+# Members ``decide`` tests every tick, as module constants (``State.X`` costs ~80 ns on
+# Python 3.11: docs/performance.md).
+_ACQUIRING, _JOG = State.ACQUIRING, TaskKind.JOG
 
 
 class Situation(NamedTuple):
@@ -131,7 +134,7 @@ def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None
     wind_stowed: bool | None = None
     auto: bool | None = None
     note = ""
-    if s.state in (State.FAULT, State.ESTOP, State.OFF):
+    if s.state in STOPPED:
         return Decision(task=HOLD, window=s.window)
     # Wind: stow unless parked (parked means nothing moves; the brakes hold it).
     if s.wind_stow and s.state is not State.PARKED:
@@ -154,7 +157,7 @@ def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None
         b.fire("stow", "stowed for wind until calm")
         return Decision(tuple(b.steps), b.task, None, wind_stowed, auto, note)
     auto_on = s.auto_tracking if auto is None else auto
-    if b.task.kind is TaskKind.JOG and s.mono_s >= b.task.until_monotonic_s:
+    if b.task.kind is _JOG and s.mono_s >= b.task.until_monotonic_s:
         b.task = HOLD
     if s.arrived and b.state in (State.SLEWING, State.PARKING, State.STOWING):
         b.fire({State.SLEWING: "arrive", State.PARKING: "parked",
@@ -162,7 +165,7 @@ def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None
                {State.SLEWING: "at pre-position", State.PARKING: "at park position",
                 State.STOWING: "at stow position"}[b.state])
     opened = False
-    if b.state in (State.ACQUIRING, State.TRACKING):
+    if b.state in FOLLOWING:
         w = b.window
         if w is not None and s.t_s > w.end_s and s.plan is not None:
             # The window ends at a plan's horizon: the next plan continues it.
@@ -176,7 +179,7 @@ def decide(s: Situation, settings: Settings, slew_times: SlewTimes | None = None
             b.window = None
             b.task = HOLD
         else:
-            if b.state is State.ACQUIRING and s.acquired:
+            if b.state is _ACQUIRING and s.acquired:
                 b.fire("acquired", "on the Sun within tolerance")
             return Decision(tuple(b.steps), b.task, b.window, wind_stowed, auto, note)
     if not auto_on or stowed or s.fault_pending:

@@ -33,6 +33,9 @@ _new = tuple.__new__
 LOAD_WARNING_PERIOD_S = 60.0
 #: Sampling of the rest of a window when choosing the cable-wrap turn to re-acquire on (s).
 REACQUIRE_STEP_S = 300.0
+# Members tested every tick, as module constants (``Enum.X`` costs ~80 ns on Python 3.11:
+# docs/performance.md).
+_SUN, _SENSOR_LOST = TaskKind.SUN, WindDecision.SENSOR_LOST
 
 
 class Demand(NamedTuple):
@@ -56,7 +59,7 @@ def resolve(task: Task, sun: tuple[float, float, float, float], frames: Frames, 
     window: then the envelope's turn nearest ``entry_az_deg`` is taken).
     """
     kind = task.kind
-    if kind is TaskKind.SUN:
+    if kind is _SUN:
         az, el, az_rate, el_rate = sun
         b = task.boresight or boresight
         if sun_ref_az_deg is None:
@@ -166,7 +169,7 @@ class LoadOffset:
         the wind ``wind`` (its 3-s mean and direction; lost, frozen or old: none)."""
         if wind is None:   # no anemometer configured: the unbalance alone, no warning
             v, d, age = 0.0, 0.0, 0.0
-        elif wind.decision is WindDecision.SENSOR_LOST:   # lost or frozen: no wind term
+        elif wind.decision is _SENSOR_LOST:   # lost or frozen: no wind term
             v, d, age = math.nan, math.nan, math.inf
         else:
             v, d, age = wind.gust_m_s, wind.direction_deg, wind.age_s + (t_s - wind.time_s)

@@ -37,7 +37,7 @@ from tracker.clock import Clock, monotonic_fn
 from tracker.config import Settings
 from tracker.control import law
 from tracker.control.law import AxisLimits
-from tracker.control.machine import State, StateMachine
+from tracker.control.machine import FOLLOWING, STOPPED, State, StateMachine
 from tracker.errors import StateError, TrackerError
 from tracker.loop import automation
 from tracker.loop.commands import Command, Context, Effect, Reset, check_motion_rules, effect
@@ -82,6 +82,11 @@ INTERLOCK_PERIOD_S = 1.0
 
 #: States in which nothing moves: a wind stow is withheld (and reported once).
 _HELD = (State.PARKED, State.FAULT, State.ESTOP, State.OFF)
+# The members the tick tests, as module constants: Python 3.11 looks ``State.X`` up through
+# ``EnumType.__getattr__``'s hook, ~80 ns, some 40 times a tick in all; a global costs
+# ~9 ns (docs/performance.md).
+_TRACKING, _ACQUIRING, _PARKED = State.TRACKING, State.ACQUIRING, State.PARKED
+_SUN, _AXES, _SKY, _JOG = TaskKind.SUN, TaskKind.AXES, TaskKind.SKY, TaskKind.JOG
 
 
 class AxisBus:
@@ -275,7 +280,7 @@ class Engine:
     @property
     def settled(self) -> bool:
         """Tracking, and on the Sun for at least the settle time (errors count from here)."""
-        return (self.machine.state is State.TRACKING
+        return (self.machine.state is _TRACKING
                 and self._acq.settled(self._monotonic()))
 
     @property
@@ -374,8 +379,8 @@ class Engine:
         magnet = here if d_az == 0.0 and d_el == 0.0 else (here[0] + d_az, here[1] + d_el)
         m = self.measurement = measure(self.task, self.sun, self.frames, self.boresight, magnet,
                                        self._true_direction() if self._true_direction
-                                       and state is State.TRACKING else None)
-        self.on_sun = (state is State.TRACKING
+                                       and state is _TRACKING else None)
+        self.on_sun = (state is _TRACKING
                        and m.error_arcsec <= self._on_sun_tolerance_arcsec)
         # 3. supervise (the periodic ones only when their period has elapsed)
         drives = self._drive_sup.check(mono, states)
@@ -389,14 +394,14 @@ class Engine:
         clock_ok = trust.ok if mono < trust.due_mono_s else self._check_clock(t, mono)
         acquired = False
         follow_fault = ""
-        if state is State.ACQUIRING:
+        if state is _ACQUIRING:
             on_turn = self._on_demanded_turn(here)
             v = self._acq.check_acquiring(mono, m.error_arcsec, on_turn)
             acquired, follow_fault = v.acquired, v.fault
-        elif state is State.TRACKING:
+        elif state is _TRACKING:
             follow_fault = self._acq.check_tracking(mono, m.error_arcsec).fault
-        if (self.interlock is not None and self.task.kind is TaskKind.SUN
-                and state in (State.ACQUIRING, State.TRACKING)
+        if (self.interlock is not None and self.task.kind is _SUN
+                and state in FOLLOWING
                 and mono >= self._interlock_due_mono):
             self._interlock_due_mono = mono + INTERLOCK_PERIOD_S
             iv = self.interlock_verdict = self.interlock.check(t, *m.target_sky)
@@ -405,7 +410,7 @@ class Engine:
         # 4. safety verdicts act at once
         if not drives.ok:
             self._drive_fault(t, drives)
-        elif follow_fault and state in (State.ACQUIRING, State.TRACKING):
+        elif follow_fault and state in FOLLOWING:
             self._enter_fault(t, "fault", follow_fault, [{
                 "source": "controller", "condition": Condition.FOLLOWING_ERROR.value,
                 "text": f"pointing error {m.error_arcsec:.0f} arcsec", "time_utc": iso_utc(t)}])
@@ -517,10 +522,10 @@ class Engine:
         """At the current AXES/SKY task's target, both axes (nearly) still."""
         task = self.task
         kind = task.kind
-        if kind is not TaskKind.AXES and kind is not TaskKind.SKY:
+        if kind is not _AXES and kind is not _SKY:
             return False
         try:
-            d = (self._axes_demand(task) if kind is TaskKind.AXES
+            d = (self._axes_demand(task) if kind is _AXES
                  else resolve(task, self.sun, self.frames, boresight=self.boresight,
                               sun_ref_az_deg=None, entry_az_deg=None, here_az_deg=here[0]))
         except TrackerError:
@@ -546,11 +551,11 @@ class Engine:
     async def _drive(self, t: float, here: tuple[float, float]) -> None:
         """Demands -> control law -> drives; stopped in fault, disabled when parked."""
         state = self.machine.state
-        if state in (State.FAULT, State.ESTOP, State.OFF):
+        if state in STOPPED:
             await self.bus.each("stop")
             self._prev = Previous({"azimuth": 0.0, "elevation": 0.0})
             return
-        if state is State.PARKED:
+        if state is _PARKED:
             # Parked: drives disabled, brakes on (a parked magnet does not hold on its motors).
             if self._drives_enabled:
                 await self.bus.each("disable")
@@ -563,7 +568,7 @@ class Engine:
             self._drives_enabled = True
         w, task = self.window, self.task
         deflection = (0.0, 0.0)
-        if task.kind is TaskKind.AXES:
+        if task.kind is _AXES:
             demand = self._axes_demand(task)
         else:
             entry_az = (acquisition_az(self.envelope, self.frames, self._sky.track, w, t,
@@ -573,13 +578,13 @@ class Engine:
                              sun_ref_az_deg=self._prev.sun_mount_az_deg,
                              entry_az_deg=entry_az, here_az_deg=here[0])
             if (self._load_offset is not None and demand is not None
-                    and task.kind is TaskKind.SUN and state in (State.TRACKING, State.ACQUIRING)):
+                    and task.kind is _SUN and state in FOLLOWING):
                 demand = self._load_offset.apply(demand, here, self.wind_verdict, t)
                 deflection = self._load_offset.last_deg
         last, dt, lim = self._prev.velocities, self.period_s, self._limits
         if demand is None:
             wanted = {"azimuth": 0.0, "elevation": 0.0}
-            if self.task.kind is TaskKind.JOG:
+            if self.task.kind is _JOG:
                 wanted[self.task.jog_axis] = self.task.jog_rate_deg_s
             v = {n: law.velocity_step(lim[n], wanted[n], self._states[n].position_deg, last[n], dt)
                  for n in AXES}
@@ -590,7 +595,7 @@ class Engine:
                                           last["azimuth"], gain, dt).velocity_deg_s,
                  "elevation": law.axis_step(lim["elevation"], demand.elevation, here[1],
                                             last["elevation"], gain, dt).velocity_deg_s}
-            sun_ref = demand.mount_az_deg if self.task.kind is TaskKind.SUN else None
+            sun_ref = demand.mount_az_deg if self.task.kind is _SUN else None
         await self.bus.command(v)
         self._prev = Previous(v, sun_ref, deflection)
 

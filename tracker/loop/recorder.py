@@ -27,6 +27,9 @@ from tracker.mount.bores import BoreSet, encode, tangent_offset_arcsec
 from tracker.mount.frames import Frames
 
 NAN = float("nan")
+# Members tested every tick, as module constants (``Enum.X`` costs ~80 ns on Python 3.11:
+# docs/performance.md).
+_SUN, _TRACKING = TaskKind.SUN, State.TRACKING
 
 
 class Measurement(NamedTuple):
@@ -46,7 +49,7 @@ class Measurement(NamedTuple):
 def target_sky(task: Task, sun: tuple[float, float, float, float], frames: Frames,
                boresight: str) -> tuple[float, float]:
     """The sky direction ``task`` aims the boresight at (NaN for HOLD/JOG)."""
-    if task.kind is TaskKind.SUN:
+    if task.kind is _SUN:
         return sun[0], sun[1]
     if task.kind is TaskKind.AXES:
         return frames.mount_to_sky(task.boresight or boresight, task.az_deg, task.el_deg)
@@ -142,7 +145,7 @@ class Recorder:
         self._dt += dt
         if on_sun:
             self._on_sun_s += dt
-        if self.bores is not None and state is State.TRACKING:
+        if self.bores is not None and state is _TRACKING:
             self._add_bores(dt, m)
         err = m.error_arcsec
         if err == err and err > self._err_max:

@@ -25,6 +25,9 @@ AXES = ("azimuth", "elevation")
 COMMS_GRACE_S = 0.5
 #: A UTC step this much larger than the monotonic step is a clock jump (s).
 CLOCK_JUMP_S = 5.0
+# Members tested every tick, as module constants (``Enum.X`` costs ~80 ns on Python 3.11:
+# docs/performance.md).
+_OK = Condition.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +118,8 @@ class DriveSupervisor:
         self._comms_since: dict[str, float] = {}
 
     def check(self, mono_s: float, states: dict[str, AxisState]) -> DriveVerdict:
-        if (not self._comms_since and states["azimuth"].condition is Condition.OK
-                and states["elevation"].condition is Condition.OK):
+        if (not self._comms_since and states["azimuth"].condition is _OK
+                and states["elevation"].condition is _OK):
             return _DRIVES_OK
         problems = []
         estop = False

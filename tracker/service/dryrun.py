@@ -299,11 +299,13 @@ async def run(settings: Settings, start_s: float, duration_s: float, *, driver: 
 
         parked_step = max(idle_step_s, min(parked_step_s, 0.75 * engine.recorder.max_gap_s))
 
+        parked, stowed = State.PARKED, State.STOWED     # once, not every tick (docs/performance.md)
+
         def step_s(t: float) -> float:
             state = engine.machine.state
-            if state is not State.PARKED and state is not State.STOWED:
+            if state is not parked and state is not stowed:
                 return period       # moving or due (``_quiet``'s first test, every tick)
-            quiet_step = parked_step if state is State.PARKED else idle_step_s
+            quiet_step = parked_step if state is parked else idle_step_s
             soon = clock.monotonic_s() - mono0 + quiet_step
             if (quiet_step > period and _quiet(engine) and not resets
                     and (not faults or faults[0][0] > soon)):
