@@ -434,8 +434,9 @@ class BoreAccumulator:
                 tot = tots.get(name)
                 if tot is None:
                     tot = tots[name] = [0.0, 0.0, 0.0, 0.0, 0.0, -1.0]
-                on_s = min(max(on_s if on_s == on_s else 0.0, 0.0), dti)
-                eff_s = min(max(eff_s if eff_s == eff_s else 0.0, 0.0), on_s)
+                # each within 0..its bound, NaN as 0 (written out: no min/max calls)
+                on_s = 0.0 if not on_s > 0.0 else (dti if on_s > dti else on_s)
+                eff_s = 0.0 if not eff_s > 0.0 else (on_s if eff_s > on_s else eff_s)
                 tot[0] += on_s * f
                 tot[1] += eff_s * f
                 tot[2] += w

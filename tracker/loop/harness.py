@@ -63,8 +63,10 @@ class SimulatedTime:
                     raise
                 on_error(exc)
             self.ticks += 1
-            dt = min(step_s(t) if step_s is not None else period,
-                     end_mono - clock.monotonic_s())
+            dt = step_s(t) if step_s is not None else period
+            rest = end_mono - clock.monotonic_s()
+            if rest < dt:
+                dt = rest
             self.step_physics(dt)
             clock.advance(dt)
             if observe is not None:
