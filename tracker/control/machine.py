@@ -102,6 +102,10 @@ class StateMachine:
     ``on_change(source, dest, trigger, cause)`` is called after every transition.
     """
 
+    #: The current state: set by ``transitions`` only (read it, never assign it).  A plain
+    #: attribute, not a property: the tick reads it about six times.
+    state: State
+
     def __init__(self, *, guards: dict[str, Callable[[], bool]] | None = None,
                  on_change: Callable[[State, State, str, str], None] | None = None,
                  initial: State = State.OFF) -> None:
@@ -115,7 +119,7 @@ class StateMachine:
             table.append(row)
         self._machine = Machine(model=self, states=State, transitions=table, initial=initial,
                                 auto_transitions=False, send_event=True,
-                                ignore_invalid_triggers=False, model_attribute="_state")
+                                ignore_invalid_triggers=False, model_attribute="state")
 
     def _guard(self, name: str) -> Callable[[Any], bool]:
         def check(_event: Any) -> bool:
@@ -123,10 +127,6 @@ class StateMachine:
             return True if fn is None else bool(fn())
         check.__name__ = name
         return check
-
-    @property
-    def state(self) -> State:
-        return self._state  # type: ignore[attr-defined,no-any-return]
 
     def may(self, trigger: str) -> bool:
         """True if ``trigger`` is allowed from the current state (guards not evaluated)."""
