@@ -86,6 +86,9 @@ _HELD = (State.PARKED, State.FAULT, State.ESTOP, State.OFF)
 # ``EnumType.__getattr__``'s hook, ~80 ns, some 40 times a tick in all; a global costs
 # ~9 ns (docs/performance.md).
 _TRACKING, _ACQUIRING, _PARKED = State.TRACKING, State.ACQUIRING, State.PARKED
+#: ``tuple.__new__``: the tick's ``Situation`` with every field, at half the cost of its
+#: generated ``__new__`` (see law._new).
+_new = tuple.__new__
 _SUN, _AXES, _SKY, _JOG = TaskKind.SUN, TaskKind.AXES, TaskKind.SKY, TaskKind.JOG
 
 
@@ -416,10 +419,10 @@ class Engine:
                 "text": f"pointing error {m.error_arcsec:.0f} arcsec", "time_utc": iso_utc(t)}])
         # 5. decide
         self.arrived = self._arrived(here, states)
-        decision = automation.decide(automation.Situation(
+        decision = automation.decide(_new(automation.Situation, (
             t, mono, self.machine.state, self.auto_tracking, self.task, self.window,
             sky.plan, here, self.arrived, acquired, wind_stow, wind_calm,
-            self._wind_stowed, self._fault_pending, clock_ok), self.settings, self._slew_times)
+            self._wind_stowed, self._fault_pending, clock_ok)), self.settings, self._slew_times)
         # 6. fire
         self._apply(t, decision)
         # 7-9. demand, control law, drives

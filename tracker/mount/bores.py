@@ -87,13 +87,15 @@ class BoreSet:
         hypot = math.hypot
         nan = math.nan
         out = []
+        w = 0.0     # the ticks' total weight, the same for every bore
+        for dt_s, _, _ in ticks:
+            w += dt_s
         for ox, oy, tol, x0, x1, y0, slope0, i in self._fast:
-            s = on = eff = w = 0.0
+            s = on = eff = 0.0
             mx = nan
             for dt_s, dx, dy in ticks:
                 a = hypot(dx + ox, dy + oy)
                 s += a * dt_s
-                w += dt_s
                 if not a <= mx:     # also the first (mx NaN)
                     mx = a
                 if a <= tol:
