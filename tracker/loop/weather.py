@@ -35,6 +35,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.mount.wind import WindReading, WindSensor
 
@@ -53,6 +54,8 @@ class WindDecision(enum.Enum):
 # Members tested at every verdict, as module constants (``Enum.X`` costs ~80 ns on Python
 # 3.11: docs/performance.md).
 _OK, _SENSOR_LOST, _CALM = WindDecision.OK, WindDecision.SENSOR_LOST, WindDecision.CALM
+#: ``tuple.__new__``: a named tuple with every field, at half the cost of its ``__new__``.
+_new = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +306,8 @@ class WindMonitor:
             reason = (f"mean wind {mean:.1f} m/s ({lim.mean_window_s:g} s) above "
                       f"{lim.wind_stow_m_s:g} m/s")
         elif (last is not None and self._ok_since_s is not None
-              and t_s - max(self._last_above_resume_s, self._ok_since_s) >= lim.calm_s):
+              and t_s - (self._last_above_resume_s if self._last_above_resume_s
+                         > self._ok_since_s else self._ok_since_s) >= lim.calm_s):
             decision, stow = WindDecision.CALM, False
             if self._calm_reason[0] is not lim:   # formatted once per limits, not per verdict
                 self._calm_reason = (lim, f"wind below {lim.wind_resume_m_s:g} m/s for "
@@ -312,12 +316,11 @@ class WindMonitor:
         else:
             decision, stow = _OK, False
             reason = ""
-        return WindVerdict(
-            time_s=t_s, decision=decision, stow=stow, reason=reason,
-            speed_m_s=self._speed_m_s if last is not None else math.nan,
-            direction_deg=self._direction_deg if last is not None else math.nan,
-            mean_m_s=mean, gust_m_s=gust, peak_gust_m_s=peak, age_s=age, frozen=frozen,
-            readings=self.readings, invalid_readings=self.invalid_readings)
+        return WindVerdict(     # positional: a dataclass's __init__ takes keywords slower
+            t_s, decision, stow, reason,
+            self._speed_m_s if last is not None else math.nan,
+            self._direction_deg if last is not None else math.nan,
+            mean, gust, peak, age, frozen, self.readings, self.invalid_readings)
 
 
 def evaluate(limits: WindLimits, readings: Iterable[WindReading], t_s: float,
@@ -332,8 +335,7 @@ def evaluate(limits: WindLimits, readings: Iterable[WindReading], t_s: float,
     return mon.verdict(t_s)
 
 
-@dataclass(frozen=True, slots=True)
-class WindJudgement:
+class WindJudgement(NamedTuple):
     """One supervision step for the engine (``WindSupervisor.judge``): the verdict;
     ``stow``, the reason to start a wind stow now ("" for none: within the limits, stowed
     already, or ``auto_stow`` off); ``calm``, calm for ``calm_s`` (a wind stow may end);
@@ -402,7 +404,8 @@ class WindSupervisor:
                                       "while parked or in fault)"))
         elif not v.stow:
             self._withheld_reported = False
-        return WindJudgement(v, stow, v.decision is _CALM, tuple(events))
+        return _new(WindJudgement, (v, stow, v.decision is _CALM,
+                                    tuple(events) if events else ()))
 
     def restart(self, start_s: float) -> None:
         """Supervise afresh from ``start_s`` (UTC s): after a clock jump the monitor's
