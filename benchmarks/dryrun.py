@@ -17,7 +17,7 @@ Wall-clock ratios depend on the machine and its load: compare runs made side by 
 machine that is the figure to compare; the target is judged on the wall ratio.
 
 They depend on the interpreter's build too, which the first line names: the same code runs
-about 1.3x faster on a statically linked CPython (libpython in the executable, as
+up to 1.3x faster on a statically linked CPython (libpython in the executable, as
 Debian's ``/usr/bin/python3``) than on one built with ``--enable-shared`` and no
 ``--enable-optimizations`` (as pyenv's here).  ``--python OTHER_PYTHON`` runs each preset
 under a second interpreter (a venv with this project installed) right after this one, so
