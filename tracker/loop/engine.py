@@ -86,10 +86,10 @@ _HELD = (State.PARKED, State.FAULT, State.ESTOP, State.OFF)
 # ``EnumType.__getattr__``'s hook, ~80 ns, some 40 times a tick in all; a global costs
 # ~9 ns (docs/performance.md).
 _TRACKING, _ACQUIRING, _PARKED = State.TRACKING, State.ACQUIRING, State.PARKED
+_SUN, _AXES, _SKY, _JOG = TaskKind.SUN, TaskKind.AXES, TaskKind.SKY, TaskKind.JOG
 #: ``tuple.__new__``: the tick's ``Situation`` with every field, at half the cost of its
 #: generated ``__new__`` (see law._new).
 _new = tuple.__new__
-_SUN, _AXES, _SKY, _JOG = TaskKind.SUN, TaskKind.AXES, TaskKind.SKY, TaskKind.JOG
 
 
 class AxisBus:

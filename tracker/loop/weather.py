@@ -306,8 +306,8 @@ class WindMonitor:
             reason = (f"mean wind {mean:.1f} m/s ({lim.mean_window_s:g} s) above "
                       f"{lim.wind_stow_m_s:g} m/s")
         elif (last is not None and self._ok_since_s is not None
-              and t_s - (self._last_above_resume_s if self._last_above_resume_s
-                         > self._ok_since_s else self._ok_since_s) >= lim.calm_s):
+              and t_s - (self._ok_since_s if self._ok_since_s > self._last_above_resume_s
+                         else self._last_above_resume_s) >= lim.calm_s):   # max(), unrolled
             decision, stow = WindDecision.CALM, False
             if self._calm_reason[0] is not lim:   # formatted once per limits, not per verdict
                 self._calm_reason = (lim, f"wind below {lim.wind_resume_m_s:g} m/s for "
