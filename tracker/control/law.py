@@ -130,7 +130,7 @@ def _range_cap(distance_deg: float, accel_deg_s2: float, dt_s: float) -> float:
     than the distance in one period; 0 at or past the end (or NaN)."""
     if not distance_deg > 0.0:
         return 0.0
-    stop = math.sqrt(2.0 * BRAKING_MARGIN * accel_deg_s2 * distance_deg)
+    stop = _stopping_speed(distance_deg, accel_deg_s2)
     step = distance_deg / dt_s
     return step if step < stop else stop
 

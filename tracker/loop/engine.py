@@ -81,7 +81,7 @@ INTERLOCK_PERIOD_S = 1.0
 
 
 #: States in which nothing moves: a wind stow is withheld (and reported once).
-_HELD = (State.PARKED, State.FAULT, State.ESTOP, State.OFF)
+_HELD = (State.PARKED, *STOPPED)
 # The members the tick tests, as module constants: Python 3.11 looks ``State.X`` up through
 # ``EnumType.__getattr__``'s hook, ~80 ns, some 40 times a tick in all; a global costs
 # ~9 ns (docs/performance.md).
