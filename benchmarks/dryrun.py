@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracker import config  # noqa: E402
+from tracker import compiled, config  # noqa: E402
 from tracker.astro.timeinput import to_unix_s  # noqa: E402
 from tracker.planning.planner import plan  # noqa: E402
 from tracker.service import dryrun  # noqa: E402
@@ -71,8 +71,12 @@ def _interpreter() -> str:
         shared = "unknown"
     flags = [f for f in ("--enable-optimizations", "--with-lto")
              if f in str(sysconfig.get_config_var("CONFIG_ARGS"))]
+    from simulator import axis, mount  # noqa: F401  (the compiled modules a dry run imports)
+    from tracker.loop import engine  # noqa: F401
+    n = len(compiled.loaded())
     return (f"Python {platform.python_version()} {sys.executable}: libpython {shared}"
-            + (f", {' '.join(flags)}" if flags else ""))
+            + (f", {' '.join(flags)}" if flags else "")
+            + (f"; {n} modules compiled (mypyc)" if n else "; no module compiled (pure Python)"))
 
 
 def _row(preset: str, settings: config.Settings, start_s: float, span_s: float) -> str:

@@ -58,6 +58,7 @@ import numpy as np
 from simulator.physics import (
     AxisDynamics,
     HourlyWind,
+    Rows,
     TrackUnevenness,
     Transitions,
     Turbulence,
@@ -177,7 +178,7 @@ class SimAxis:
         self._kp, self._ki = self.dynamics.gains
         self._k = self.dynamics.stiffness_per_s2
         self._cl_h = 0.0     # step length of the cached closed-loop matrices ``_cl``
-        self._cl: tuple = ()
+        self._cl: tuple[Rows, Rows] = ((), ())
         #: Tilt of the mount on its track seen on this axis, degrees; set by ``SimMount``.
         self.tilt_deg = 0.0
         self.drift_amplitude_arcsec = float(phys.encoder_drift_arcsec)

@@ -144,6 +144,10 @@ class AxisDynamics:
         return a, b
 
 
+#: A matrix as a tuple of row tuples of floats.
+Rows = tuple[tuple[float, ...], ...]
+
+
 class Transitions:
     """Cache of the exact discrete matrices of one axis, per mode and step length.
 
@@ -152,9 +156,9 @@ class Transitions:
 
     def __init__(self, dyn: AxisDynamics) -> None:
         self.dyn = dyn
-        self._cache: dict[tuple[str, float], tuple[tuple, tuple]] = {}
+        self._cache: dict[tuple[str, float], tuple[Rows, Rows]] = {}
 
-    def get(self, mode: str, h_s: float) -> tuple[tuple, tuple]:
+    def get(self, mode: str, h_s: float) -> tuple[Rows, Rows]:
         key = (mode, h_s)
         hit = self._cache.get(key)
         if hit is None:
@@ -302,7 +306,7 @@ class HourlyWind:
     def _weibull(self, z: float) -> float:
         """The Weibull quantile at the standard normal's CDF of ``z``."""
         tail = 0.5 * math.erfc(z / math.sqrt(2.0))          # 1 - Phi(z), exact in the tail
-        return self.scale_m_s * (-math.log(max(tail, 1e-300))) ** (1.0 / self.k)
+        return float(self.scale_m_s * (-math.log(max(tail, 1e-300))) ** (1.0 / self.k))
 
     def hour_m_s(self, n: int) -> float:
         """The mean wind at the start of hour ``n`` (n >= 0), m/s."""

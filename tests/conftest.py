@@ -21,6 +21,14 @@ def preset(request) -> config.Settings:
 _exit_status: list[int] = [0]
 
 
+def pytest_configure(config) -> None:
+    """Refuse to test compiled modules older than their source (tracker.compiled)."""
+    from tracker import compiled
+    if stale := compiled.stale():
+        pytest.exit(f"compiled modules older than their source: {', '.join(stale)}: "
+                    f"{compiled.REBUILD}", returncode=4)
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     _exit_status[0] = int(exitstatus)
 

@@ -7,6 +7,7 @@ import asyncio
 import math
 import random
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -125,7 +126,7 @@ def test_no_reading_for_max_age_is_sensor_lost_and_stows(t_after_s, decision, st
 
 
 def test_sensor_loss_may_be_configured_not_to_stow():
-    lim = WindLimits(**{**_asdict(LIMITS), "stow_on_sensor_loss": False})
+    lim = replace(LIMITS, stow_on_sensor_loss=False)
     rs = series([12.0] * 100)
     v = evaluate(lim, rs, last_t(rs) + 11.0)
     assert v.decision is WindDecision.SENSOR_LOST and not v.stow
@@ -156,7 +157,7 @@ def test_no_reading_at_all_is_lost_max_age_after_start():
     (200.0, WindDecision.CALM),
 ])
 def test_identical_values_for_frozen_s_are_a_lost_sensor(frozen_s, decision):
-    lim = WindLimits(**{**_asdict(LIMITS), "frozen_s": frozen_s})
+    lim = replace(LIMITS, frozen_s=frozen_s)
     rs = series([5.0] * 130, direction=270.0)   # 129 s of the very same value
     v = evaluate(lim, rs, last_t(rs))
     assert v.decision is decision
@@ -197,10 +198,6 @@ def test_limits_reject_bad_values():
         WindLimits(wind_stow_m_s=10.0, gust_stow_m_s=10.0, wind_resume_m_s=12.0)
     with pytest.raises(ValueError, match="max_age_s"):
         WindLimits(max_age_s=math.nan)
-
-
-def _asdict(lim: WindLimits) -> dict:
-    return {k: getattr(lim, k) for k in lim.__slots__}
 
 
 async def test_supervisor_stows_on_a_gust_and_resumes_after_calm(mount):

@@ -77,13 +77,19 @@ async def test_it_acts_only_while_acquiring_or_tracking(sim) -> None:
     w = first_window(sim)
     rig = Rig(sim, w.start_s - 900.0)
     seen: set[str] = set()
-    apply = rig.engine._load_offset.apply
+    offset = rig.engine._load_offset
 
-    def spy(*a, **k):
-        seen.add(rig.engine.state)
-        return apply(*a, **k)
+    class Spy:
+        """The engine's load offset, noting the state of each call (a compiled class's
+        method cannot be replaced on its instance)."""
 
-    rig.engine._load_offset.apply = spy
+        last_deg = property(lambda self: offset.last_deg)
+
+        def apply(self, *a):
+            seen.add(rig.engine.state)
+            return offset.apply(*a)
+
+    rig.engine._load_offset = Spy()
     states: set[str] = set()
     await rig.engine.start()
     harness_until = lambda e: states.add(e.state) or False   # noqa: E731

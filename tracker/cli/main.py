@@ -86,5 +86,11 @@ def main(verbose: int) -> None:
     Shell completion (bash, zsh, fish): see docs/daemon.md, e.g. for bash
     eval "$(_TRACKER_COMPLETE=bash_source tracker)" in ~/.bashrc.
     """
+    from tracker import compiled
+    if stale := compiled.stale():
+        # An edited checkout would run the old code of these modules (the safety checks
+        # among them): refuse rather than run it.
+        raise click.ClickException(f"compiled modules older than their source: "
+                                   f"{', '.join(stale)}: {compiled.REBUILD}")
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
