@@ -10,6 +10,7 @@ them, run ``pip install -e .`` again (the test suite and the CLI refuse stale on
 """
 
 import os
+from pathlib import Path
 
 from setuptools import setup
 
@@ -29,6 +30,10 @@ COMPILED = [
 ]
 
 if os.environ.get("HELIO_TRACKER_PURE"):
+    # An earlier editable install's compiled modules would still be imported: remove them.
+    for path in [*COMPILED, "helio_tracker_native__mypyc.py"]:
+        for ext in Path(path).parent.glob(Path(path).stem + ".*.so"):
+            ext.unlink()
     setup()
 else:
     from mypyc.build import mypycify

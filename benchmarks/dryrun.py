@@ -19,7 +19,8 @@ machine that is the figure to compare; the target is judged on the wall ratio.
 They depend on the interpreter's build too, which the first line names: the same code runs
 up to 1.3x faster on a statically linked CPython (libpython in the executable, as
 Debian's ``/usr/bin/python3``) than on one built with ``--enable-shared`` and no
-``--enable-optimizations`` (as pyenv's here).  ``--python OTHER_PYTHON`` runs each preset
+``--enable-optimizations`` (as pyenv's here); and on whether the tick's modules run compiled
+(``setup.py``: 1.4-1.8x), which the first line says as well.  ``--python OTHER_PYTHON`` runs each preset
 under a second interpreter (a venv with this project installed) right after this one, so
 the two are compared in the same minutes (docs/performance.md).
 """
